@@ -1,0 +1,161 @@
+//! Narrated output: every line says who speaks, every syscall is a numbered step.
+//!
+//! ```text
+//! [host]    1. unshare(CLONE_NEWUTS)
+//! [host]       /proc/self/ns/uts -> uts:[4026532291]
+//! [child]   2. sethostname("nslab-demo")
+//! ```
+//!
+//! Colour is used only when stdout is a terminal and `NO_COLOR` is unset (<https://no-color.org>),
+//! so snapshots and pipes always get plain text.
+
+use std::fmt::Display;
+use std::io::{IsTerminal, Write};
+
+/// Width of the `[who]` column, so that steps line up.
+const WHO_WIDTH: usize = 10;
+
+/// Prints numbered steps and their results, one speaker per line.
+#[derive(Debug)]
+pub struct Narrator {
+    color: bool,
+    step: u32,
+}
+
+impl Default for Narrator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Narrator {
+    /// A narrator for stdout: colour only on a terminal without `NO_COLOR`.
+    pub fn new() -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Self {
+            color: std::io::stdout().is_terminal() && !no_color,
+            step: 0,
+        }
+    }
+
+    /// A narrator that never uses colour (for tests).
+    pub fn plain() -> Self {
+        Self {
+            color: false,
+            step: 0,
+        }
+    }
+
+    fn who(&self, who: &str) -> String {
+        let tag = format!("[{who}]");
+        let padded = format!("{tag:<WHO_WIDTH$}");
+        if !self.color {
+            return padded;
+        }
+        // One colour per speaker, so a reader follows who is talking.
+        let code = match who {
+            "host" | "parent" => "36",      // cyan
+            "child" | "grandchild" => "33", // yellow
+            "container" | "joined" => "32", // green
+            "nslab" => "35",                // magenta
+            _ => "34",                      // blue
+        };
+        format!(
+            "\x1b[{code}m{tag}\x1b[0m{}",
+            " ".repeat(WHO_WIDTH - tag.len().min(WHO_WIDTH))
+        )
+    }
+
+    /// Format a numbered step (a syscall or an action) without printing it.
+    pub fn format_step(&mut self, who: &str, text: impl Display) -> String {
+        self.step += 1;
+        let number = format!("{:>2}.", self.step);
+        let number = if self.color {
+            format!("\x1b[1m{number}\x1b[0m")
+        } else {
+            number
+        };
+        format!("{}{number} {text}", self.who(who))
+    }
+
+    /// Print a numbered step (a syscall or an action).
+    pub fn step(&mut self, who: &str, text: impl Display) {
+        let line = self.format_step(who, text);
+        println!("{line}");
+    }
+
+    /// Print what the kernel answered, indented under the steps.
+    pub fn say(&self, who: &str, text: impl Display) {
+        println!("{}    {text}", self.who(who));
+    }
+
+    /// Print a line that belongs to no speaker (tables, pictures, blank lines).
+    pub fn raw(&self, text: impl Display) {
+        println!("{text}");
+    }
+
+    /// Print a heading for a part of a demo.
+    pub fn heading(&self, text: impl Display) {
+        if self.color {
+            println!("\x1b[1m== {text} ==\x1b[0m");
+        } else {
+            println!("== {text} ==");
+        }
+    }
+
+    /// Flush stdout: needed before `fork`/`clone`, or the child inherits (and prints again) what
+    /// is still buffered.
+    pub fn flush(&self) {
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// Render rows as a table with aligned columns (the first row is the header).
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(widths[c] - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_numbered_and_aligned() {
+        let mut n = Narrator::plain();
+        assert_eq!(n.format_step("host", "uname()"), "[host]     1. uname()");
+        assert_eq!(n.format_step("child", "x"), "[child]    2. x");
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(&[
+            vec!["TYPE".into(), "PID 1".into()],
+            vec!["uts".into(), "42".into()],
+        ]);
+        assert_eq!(t, "TYPE  PID 1\nuts   42\n");
+    }
+}

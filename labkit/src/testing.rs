@@ -1,0 +1,284 @@
+//! Test support for the demo crates' integration tests (feature `testing`).
+//!
+//! - [`skip`]: tests that need root or a kernel feature skip *loudly* (a line on stderr), and
+//!   fail instead when `NSLAB_NO_SKIP=1` (set by `.ci/run`), so CI always runs them for real.
+//! - [`run`] / [`run_as_nobody`]: run a demo binary and capture its exit code and output.
+//! - [`filters`]: insta filters that redact what must vary (PIDs, inodes, the host's name) and
+//!   nothing else; [`settings`] puts snapshots where the book includes them from.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Set to `1` to turn every skip into a failure (`.ci/run` does).
+pub const NO_SKIP_VAR: &str = "NSLAB_NO_SKIP";
+
+/// Skip the calling test loudly (returns `true`: the test should `return`), or panic when
+/// `NSLAB_NO_SKIP=1`.
+pub fn skip(test: &str, reason: &str) -> bool {
+    if std::env::var(NO_SKIP_VAR).is_ok_and(|v| v == "1") {
+        panic!("{test}: cannot run: {reason} ({NO_SKIP_VAR}=1 turns skips into failures)");
+    }
+    eprintln!("SKIPPED {test}: {reason}");
+    true
+}
+
+/// `true` (after a loud skip) when not running as root.
+pub fn needs_root(test: &str) -> bool {
+    !nix::unistd::geteuid().is_root()
+        && skip(test, "needs root (run the tests as root to include it)")
+}
+
+/// `true` (after a loud skip) when an unprivileged user cannot create a user namespace.
+pub fn needs_unprivileged_userns(test: &str) -> bool {
+    match crate::doctor::try_unprivileged_userns() {
+        Ok(Ok(())) => false,
+        Ok(Err(e)) => skip(
+            test,
+            &format!("unprivileged user namespaces are not allowed here ({e})"),
+        ),
+        Err(e) => skip(
+            test,
+            &format!("could not test for unprivileged user namespaces ({e:#})"),
+        ),
+    }
+}
+
+/// What a demo run printed, and its exit code.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The text a snapshot keeps: exit code, stdout, stderr.
+    pub fn transcript(&self) -> String {
+        let mut s = format!(
+            "exit code: {}\n----- stdout -----\n{}",
+            self.code, self.stdout
+        );
+        if !self.stderr.is_empty() {
+            s.push_str("----- stderr -----\n");
+            s.push_str(&self.stderr);
+        }
+        s
+    }
+
+    /// Panic with the whole transcript unless the run exited with `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            code,
+            "unexpected exit code\n{}",
+            self.transcript()
+        );
+        self
+    }
+}
+
+fn output_to_run(out: std::process::Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            128 + out.status.signal().unwrap_or(0)
+        }),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A command for a demo binary with a plain, colourless environment.
+pub fn command(bin: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Run a demo binary with `args`; stdin is empty.
+pub fn run(bin: &Path, args: &[&str]) -> Run {
+    output_to_run(command(bin, args).output().expect("spawn the demo binary"))
+}
+
+/// A directory under the system temp dir, named with the nslab prefix, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Create `nslab-<what>-<pid>-<n>` under `/tmp` (mode 0755, so another UID can enter it).
+    pub fn new(what: &str) -> TempDir {
+        let path = std::env::temp_dir().join(crate::unique_name(what));
+        fs::create_dir(&path).expect("create temp dir");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Run a demo binary as the unprivileged user `nobody` (UID/GID 65534, no supplementary groups)
+/// through `setpriv(1)`. The binary is copied into a world-readable temp dir first: the checkout
+/// may sit under a home directory that `nobody` cannot enter. Needs root (to change UID).
+pub fn run_as_nobody(bin: &Path, args: &[&str]) -> Run {
+    let dir = TempDir::new("bin");
+    let copy = dir.path().join(bin.file_name().expect("binary name"));
+    fs::copy(bin, &copy).expect("copy the demo binary");
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod the copy");
+    let nobody = crate::doctor::NOBODY.to_string();
+    let mut setpriv_args = vec![
+        "--reuid",
+        &nobody,
+        "--regid",
+        &nobody,
+        "--clear-groups",
+        "--",
+    ];
+    let copy_str = copy.to_str().expect("utf-8 temp path");
+    setpriv_args.push(copy_str);
+    setpriv_args.extend_from_slice(args);
+    let mut cmd = command(Path::new("setpriv"), &setpriv_args);
+    cmd.current_dir(dir.path());
+    output_to_run(cmd.output().expect("spawn setpriv (util-linux)"))
+}
+
+/// The host's hostname, to redact it from snapshots.
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .expect("gethostname")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Filters for insta: each redacts one kind of value that changes from run to run, leaving the
+/// rest of the line as the program printed it.
+pub fn filters() -> Vec<(String, String)> {
+    vec![
+        // The host's own name (quoted, as the demos print names).
+        (
+            regex::escape(&format!("\"{}\"", host_name())),
+            "\"[HOSTNAME]\"".into(),
+        ),
+        // Namespace inodes (nsfs numbers start at 0xF0000000 = 4026531840; older ones just below).
+        (r"\[40265\d{5}\]".into(), "[INODE]".into()),
+        (r"\b40265\d{5}\b".into(), "[INODE]".into()),
+        // Host PIDs ("pid 4242"); a one-digit PID is a namespace's own and is kept.
+        (r"\b(pid|PID) [1-9]\d+\b".into(), "$1 [PID]".into()),
+        (r"/proc/[1-9]\d+/".into(), "/proc/[PID]/".into()),
+        (r"waitpid\([1-9]\d+\)".into(), "waitpid([PID])".into()),
+        // Paths of temp dirs and pins (their names carry a PID and a counter).
+        (
+            r"/tmp/nslab-[a-z]+-\d+-\d+".into(),
+            "/tmp/[NSLAB-TMP]".into(),
+        ),
+        (r"fd \d+".into(), "fd [FD]".into()),
+        // The caller's UID in the rootless line (0 as root with --rootless, another as a user).
+        (r"where uid \d+ is 0".into(), "where uid [UID] is 0".into()),
+    ]
+}
+
+/// insta settings for a demo's `tests/cli.rs`: snapshots in `tests/snapshots/NAME.snap` with a
+/// three-line header (`---`, `source: ...`, `---`), so the book can include them from line 4.
+pub fn settings(extra: &[(&str, &str)]) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.set_snapshot_path("snapshots");
+    for (re, with) in filters() {
+        settings.add_filter(&re, with);
+    }
+    for (re, with) in extra {
+        settings.add_filter(re, *with);
+    }
+    settings
+}
+
+/// Snapshot a run's transcript under `name`, with the standard filters (and extra ones).
+#[macro_export]
+macro_rules! assert_run_snapshot {
+    ($name:expr, $run:expr) => {
+        $crate::assert_run_snapshot!($name, $run, &[])
+    };
+    ($name:expr, $run:expr, $extra:expr) => {{
+        let transcript = $run.transcript();
+        $crate::testing::settings($extra).bind(|| {
+            ::insta::assert_snapshot!($name, transcript);
+        });
+    }};
+}
+
+/// A demo (or any program) running in the background with piped stdin and stdout, killed and
+/// reaped on drop. Used as the "other process" whose namespaces a test looks at or joins.
+#[derive(Debug)]
+pub struct Background {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    /// Every line read so far.
+    pub lines: Vec<String>,
+}
+
+impl Background {
+    /// Start `program args` and read its stdout until a line contains `marker` (so the test
+    /// knows the process got that far: synchronisation by output, never by sleeping).
+    pub fn start(program: &Path, args: &[&str], marker: &str) -> Background {
+        let mut cmd = command(program, args);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn background process");
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut bg = Background {
+            child,
+            stdout,
+            lines: Vec::new(),
+        };
+        bg.read_until(marker);
+        bg
+    }
+
+    /// Read stdout lines until one contains `marker`; panics at end of output.
+    pub fn read_until(&mut self, marker: &str) -> String {
+        use std::io::BufRead;
+        loop {
+            let mut line = String::new();
+            let n = self
+                .stdout
+                .read_line(&mut line)
+                .expect("read background stdout");
+            assert!(
+                n > 0,
+                "background process ended before printing {marker:?}; it printed:\n{}",
+                self.lines.join("")
+            );
+            self.lines.push(line.clone());
+            if line.contains(marker) {
+                return line;
+            }
+        }
+    }
+
+    /// The process's PID.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid fits i32")
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
