@@ -1,0 +1,177 @@
+//! The child-process machinery, checked in a single-threaded program (`harness = false`):
+//! fork and clone must not run inside libtest's threads.
+
+use anyhow::Context;
+use labkit::Narrator;
+use labkit::child::{Msg, clone_child, fork_child};
+use labkit::errors::errno_of;
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::sys::signal::kill;
+
+type Check = fn() -> anyhow::Result<()>;
+
+fn fork_child_relays_steps_in_order_and_returns_data() -> anyhow::Result<()> {
+    let mut child = fork_child(|c| {
+        c.step("one");
+        c.say("answer");
+        c.data(42);
+        c.step("two");
+        Ok(3)
+    })?;
+    let mut seen = Vec::new();
+    while let Some(msg) = child.next_msg()? {
+        seen.push(msg);
+    }
+    assert_eq!(
+        seen,
+        vec![
+            Msg::Step("one".into()),
+            Msg::Say("answer".into()),
+            Msg::Data("42".into()),
+            Msg::Step("two".into())
+        ]
+    );
+    assert_eq!(labkit::child::exit_code(child.wait()?), 3);
+    Ok(())
+}
+
+fn clone_child_gets_the_namespaces_it_asks_for() -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("  (without root: CLONE_NEWUTS needs CAP_SYS_ADMIN; checking plain clone only)");
+    }
+    let flags = if nix::unistd::geteuid().is_root() {
+        CloneFlags::CLONE_NEWUTS
+    } else {
+        CloneFlags::empty()
+    };
+    let parent = labkit::ns::inode(None, "uts")?;
+    let child = clone_child(flags, |c| {
+        c.data(labkit::ns::inode(None, "uts")?);
+        Ok(0)
+    })?;
+    let done = child.finish(&mut Narrator::plain(), "child")?;
+    let inode: u64 = done.data[0].parse()?;
+    assert_eq!(inode != parent, flags.contains(CloneFlags::CLONE_NEWUTS));
+    Ok(())
+}
+
+fn a_childs_error_reaches_the_parent_with_its_errno() -> anyhow::Result<()> {
+    let child = fork_child(|_| Err(Errno::EPERM).context("sethostname(\"x\")"))?;
+    let err = child.finish(&mut Narrator::plain(), "child").unwrap_err();
+    assert_eq!(errno_of(&err), Some(Errno::EPERM));
+    assert_eq!(
+        format!("{err:#}"),
+        "sethostname(\"x\"): EPERM: Operation not permitted"
+    );
+    Ok(())
+}
+
+fn a_waiting_child_goes_on_only_when_released() -> anyhow::Result<()> {
+    let mut child = fork_child(|c| {
+        c.ready_and_wait()?;
+        c.say("released");
+        Ok(0)
+    })?;
+    assert_eq!(child.next_msg()?, Some(Msg::Ready));
+    // Unreleased, the child goes to sleep in read(2) on the pipe (state S in /proc/PID/stat)
+    // and stays there: it neither exits nor reports. Watch for that state (it may still be
+    // running on its way to read(2) when Ready arrives), with a generous bound.
+    let stat_path = format!("/proc/{}/stat", child.pid());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(&stat_path)?;
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        if state == "S" {
+            break;
+        }
+        assert!(
+            state == "R" && std::time::Instant::now() < deadline,
+            "child state {state}, expected it asleep"
+        );
+        std::thread::yield_now();
+    }
+    child.release()?;
+    assert_eq!(child.next_msg()?, Some(Msg::Say("released".into())));
+    assert_eq!(labkit::child::exit_code(child.wait()?), 0);
+    Ok(())
+}
+
+fn a_dropped_child_is_killed_and_reaped() -> anyhow::Result<()> {
+    let mut child = fork_child(|c| {
+        c.ready_and_wait()?;
+        Ok(0)
+    })?;
+    assert_eq!(child.next_msg()?, Some(Msg::Ready));
+    let pid = child.pid();
+    drop(child);
+    assert_eq!(
+        kill(pid, None),
+        Err(Errno::ESRCH),
+        "no process (not even a zombie) is left"
+    );
+    Ok(())
+}
+
+fn a_panicking_child_is_reported() -> anyhow::Result<()> {
+    let child = fork_child(|_| -> anyhow::Result<i32> { panic!("boom") })?;
+    let err = child.finish(&mut Narrator::plain(), "child").unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
+    Ok(())
+}
+
+fn main() {
+    let checks: &[(&str, Check)] = &[
+        (
+            "fork_child_relays_steps_in_order_and_returns_data",
+            fork_child_relays_steps_in_order_and_returns_data,
+        ),
+        (
+            "clone_child_gets_the_namespaces_it_asks_for",
+            clone_child_gets_the_namespaces_it_asks_for,
+        ),
+        (
+            "a_childs_error_reaches_the_parent_with_its_errno",
+            a_childs_error_reaches_the_parent_with_its_errno,
+        ),
+        (
+            "a_waiting_child_goes_on_only_when_released",
+            a_waiting_child_goes_on_only_when_released,
+        ),
+        (
+            "a_dropped_child_is_killed_and_reaped",
+            a_dropped_child_is_killed_and_reaped,
+        ),
+        (
+            "a_panicking_child_is_reported",
+            a_panicking_child_is_reported,
+        ),
+    ];
+    // The panicking child's message goes to stderr; keep it short.
+    std::panic::set_hook(Box::new(|info| eprintln!("  (child panicked: {info})")));
+    let mut failed = 0;
+    for (name, check) in checks {
+        match std::panic::catch_unwind(check) {
+            Ok(Ok(())) => println!("test {name} ... ok"),
+            Ok(Err(e)) => {
+                failed += 1;
+                println!("test {name} ... FAILED: {e:#}");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED (panicked)");
+            }
+        }
+    }
+    println!("\nchild: {} passed, {failed} failed", checks.len() - failed);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,43 @@
+//! `nslab-doctor` runs on any machine and reports what the kernel says.
+
+use std::path::Path;
+
+use labkit::testing::run;
+
+#[test]
+fn doctor_reports_kernel_namespaces_cgroups_and_chapters() {
+    let r = run(Path::new(env!("CARGO_BIN_EXE_nslab-doctor")), &[]);
+    r.expect_code(0);
+    let release = nix::sys::utsname::uname()
+        .unwrap()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        r.stdout.contains(&release),
+        "names the running kernel:\n{}",
+        r.stdout
+    );
+    for kind in labkit::ns::kinds_present().unwrap() {
+        assert!(r.stdout.contains(kind.name()), "lists {kind}");
+    }
+    let layout = labkit::cgroupfs::detect().unwrap();
+    assert!(
+        r.stdout.contains(&layout.kind.to_string()),
+        "says which cgroup layout:\n{}",
+        r.stdout
+    );
+    for chapter in ["namespace API", "UTS", "PID", "cgroups", "copy-on-write"] {
+        assert!(
+            r.stdout.lines().any(|l| l.starts_with(chapter)),
+            "has a row for {chapter}"
+        );
+    }
+}
+
+#[test]
+fn doctor_help_says_what_it_does() {
+    let r = run(Path::new(env!("CARGO_BIN_EXE_nslab-doctor")), &["--help"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("Usage: nslab-doctor"));
+}
