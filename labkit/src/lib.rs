@@ -11,6 +11,7 @@
 //! - [`narrate`]: the `[who] N. step` output format, colour only on a terminal.
 //! - [`cgroupfs`]: which cgroup layout the host has (v1, v2 or hybrid).
 //! - [`doctor`]: what this machine can show, chapter by chapter.
+//! - [`signals`]: hold off Ctrl-C while the host is in a half-made state.
 //! - [`sys`]: the few syscalls `nix` does not wrap (`setdomainname`).
 //! - `testing` (feature `testing`): skip guards, snapshot filters, running as another user.
 //!
@@ -23,6 +24,7 @@ pub mod errors;
 pub mod narrate;
 pub mod ns;
 pub mod rootless;
+pub mod signals;
 pub mod sys;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -45,12 +45,12 @@ pub fn enter(force: bool, out: &Narrator) -> Result<Privilege> {
     }
     unshare(CloneFlags::CLONE_NEWUSER).context("unshare(CLONE_NEWUSER)")?;
     write_maps(uid, gid)?;
-    let why = if uid == 0 { "--rootless" } else { "not root" };
+    // The same line whether forced (--rootless as root) or not root: the UID tells which.
     out.say(
         "nslab",
         format!(
-            "{why}: continuing in a new user namespace (unshare(CLONE_NEWUSER)) where uid {uid} is 0; \
-             the host's own resources stay out of reach"
+            "rootless: continuing in a new user namespace (unshare(CLONE_NEWUSER)) where uid \
+             {uid} is 0; the host's own resources stay out of reach"
         ),
     );
     Ok(Privilege::Rootless {

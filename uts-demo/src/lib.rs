@@ -143,15 +143,17 @@ pub fn ns_table(out: &mut Narrator, pids: &[i32]) -> Result<()> {
         .collect::<Vec<_>>()
         .join(", ");
     out.step("host", format!("readlink() every link in {list}"));
-    let who: Vec<String> = pids
+    // Columns are headed A, B, ... and a legend says which PID each is: the PIDs change from run
+    // to run, and the table's alignment must not change with them.
+    let label = |i: usize| char::from(b'A' + (i % 26) as u8).to_string();
+    let legend: Vec<String> = pids
         .iter()
-        .map(|&p| format!("pid {p} is {}", comm(p)))
+        .enumerate()
+        .map(|(i, &p)| format!("{} = pid {p} ({})", label(i), comm(p)))
         .collect();
-    out.say("host", who.join(", "));
-
-    // Headers stay shorter than the link targets, so column widths never depend on the PIDs.
+    out.say("host", legend.join(", "));
     let mut header = vec!["LINK".to_string()];
-    header.extend(pids.iter().map(|&p| format!("PID {p}")));
+    header.extend((0..pids.len()).map(label));
     if pids.len() > 1 {
         header.push(String::new());
     }
@@ -626,6 +628,10 @@ pub fn persist(
             return Err(bad_input(format!("{} is not a directory", dir.display())));
         }
     }
+    // With --pin, Ctrl-C waits until the pin is whole (or removed again): never a bare file.
+    let _hold = pin
+        .map(|_| labkit::signals::hold_interrupts())
+        .transpose()?;
     let child = start_named_child(out, name)?;
     let source = ns::ns_dir(Some(child.pid().as_raw())).join("uts");
     let Some(pin) = pin else {
@@ -688,7 +694,10 @@ pub fn persist(
         "host",
         format!("mount --bind {} {}", source.display(), pin.display()),
     );
-    end_child(out, child)?;
+    end_child(out, child).inspect_err(|_| {
+        let _ = umount2(pin, MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(pin);
+    })?;
     let held = NsFile::open(pin)?;
     out.step(
         "host",

@@ -192,7 +192,7 @@ fn clone_as_an_unprivileged_user_isolates_in_its_own_user_namespace() {
     r.expect_code(0);
     assert!(
         r.stdout
-            .contains("not root: continuing in a new user namespace"),
+            .contains("rootless: continuing in a new user namespace"),
         "{}",
         r.stdout
     );
