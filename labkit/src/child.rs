@@ -41,8 +41,11 @@ pub enum Msg {
     Say(String),
     /// A value for the parent's code, not printed.
     Data(String),
-    /// The child waits for the parent (see [`Reporter::ready_and_wait`]).
+    /// The child waits for the parent (see [`Reporter::ready_and_wait`]), or says it got
+    /// somewhere (see [`Reporter::ready`]).
     Ready,
+    /// From now on the messages on this pipe speak for `who` (see [`Reporter::speaker`]).
+    Who(String),
     /// The child's work failed: the error's text and the kernel's errno at its root.
     Failed { errno: Option<i32>, text: String },
 }
@@ -54,6 +57,7 @@ impl Msg {
             Msg::Say(t) => ("I".to_string(), t.as_str()),
             Msg::Data(t) => ("D".to_string(), t.as_str()),
             Msg::Ready => ("R".to_string(), ""),
+            Msg::Who(t) => ("W".to_string(), t.as_str()),
             Msg::Failed { errno, text } => (format!("E{}", errno.unwrap_or(0)), text.as_str()),
         };
         let text = text.replace('\\', "\\\\").replace('\n', "\\n");
@@ -81,6 +85,7 @@ impl Msg {
             "I" => Msg::Say(out),
             "D" => Msg::Data(out),
             "R" => Msg::Ready,
+            "W" => Msg::Who(out),
             e if e.starts_with('E') => {
                 let errno: i32 = e[1..].parse().context("malformed errno from child")?;
                 Msg::Failed {
@@ -121,6 +126,18 @@ impl Reporter {
         self.send(&Msg::Data(text.to_string()));
     }
 
+    /// Name the speaker of the messages that follow (`"pid 1"`, `"level 2"`): processes further
+    /// down share this pipe, and the parent prints each message with the name last set.
+    pub fn speaker(&mut self, who: impl Display) {
+        self.send(&Msg::Who(who.to_string()));
+    }
+
+    /// Tell the parent this process got somewhere, without waiting for anything back: the
+    /// parent's [`Child::relay_until_ready`] returns.
+    pub fn ready(&mut self) {
+        self.send(&Msg::Ready);
+    }
+
     /// Tell the parent this child is ready, then block until the parent calls [`Child::release`].
     pub fn ready_and_wait(&mut self) -> Result<()> {
         self.send(&Msg::Ready);
@@ -140,6 +157,8 @@ pub struct Child {
     from_child: BufReader<File>,
     to_child: Option<File>,
     status: Option<WaitStatus>,
+    /// The speaker last named by a [`Msg::Who`] on this pipe.
+    speaker: Option<String>,
 }
 
 /// What a finished child reported and how it ended.
@@ -196,7 +215,10 @@ impl Child {
     ) -> Result<Vec<String>> {
         let mut data = Vec::new();
         loop {
+            let who = self.speaker.clone().unwrap_or_else(|| who.to_string());
+            let who = who.as_str();
             match self.next_msg()? {
+                Some(Msg::Who(w)) => self.speaker = Some(w),
                 Some(Msg::Step(t)) => out.step(who, t),
                 Some(Msg::Say(t)) => out.say(who, t),
                 Some(Msg::Data(t)) => data.push(t),
@@ -204,10 +226,7 @@ impl Child {
                 Some(Msg::Ready) => bail!("the {who} waits for a release that never comes"),
                 Some(Msg::Failed { errno, text }) => {
                     let _ = self.wait();
-                    return Err(match errno {
-                        Some(e) => anyhow::Error::new(Errno::from_raw(e)).context(text),
-                        None => anyhow::anyhow!(text),
-                    });
+                    return Err(child_error(errno, text));
                 }
                 None if until_ready => {
                     let status = self.wait()?;
@@ -221,6 +240,29 @@ impl Child {
     /// Print what the child reports until it calls [`Reporter::ready_and_wait`].
     pub fn relay_until_ready(&mut self, out: &mut Narrator, who: &str) -> Result<Vec<String>> {
         self.relay_inner(out, who, true)
+    }
+
+    /// Pass everything this child reports on to `up` (the reporter of the process that made it),
+    /// until the child closes its pipe: nested children (a grandchild in a nested namespace)
+    /// speak to the top-level parent through each level. Returns the data it sent, which is
+    /// also forwarded. A failure of the child is returned as an error (with its errno).
+    pub fn forward(&mut self, up: &mut Reporter) -> Result<Vec<String>> {
+        let mut data = Vec::new();
+        while let Some(msg) = self.next_msg()? {
+            match msg {
+                Msg::Failed { errno, text } => {
+                    let _ = self.wait();
+                    return Err(child_error(errno, text));
+                }
+                Msg::Data(d) => {
+                    up.send(&Msg::Data(d.clone()));
+                    data.push(d);
+                }
+                Msg::Ready => bail!("a forwarded child cannot wait for release"),
+                other => up.send(&other),
+            }
+        }
+        Ok(data)
     }
 
     /// Let a child that is waiting in [`Reporter::ready_and_wait`] go on.
@@ -246,12 +288,45 @@ impl Child {
         Ok(status)
     }
 
+    /// `waitpid(2)` with flags (`WUNTRACED` to see it stop, `WCONTINUED` to see it go on):
+    /// returns the status change; an exit or death is remembered as the child's end.
+    pub fn wait_with(&mut self, flags: nix::sys::wait::WaitPidFlag) -> Result<WaitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        let status = loop {
+            match waitpid(self.pid, Some(flags)) {
+                Err(Errno::EINTR) => continue,
+                other => break other.with_context(|| format!("waitpid({})", self.pid))?,
+            }
+        };
+        if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+            self.status = Some(status);
+        }
+        Ok(status)
+    }
+
+    /// Let the child go its own way: neither killed nor reaped by this handle. Who reaps it
+    /// then is the lesson (an orphan goes to the nearest subreaper or its namespace's PID 1).
+    pub fn detach(mut self) -> Pid {
+        self.status = Some(WaitStatus::StillAlive);
+        self.pid
+    }
+
     /// Print everything the child reports until it ends, then reap it. A child whose work failed
     /// makes this an error carrying the child's errno.
     pub fn finish(mut self, out: &mut Narrator, who: &str) -> Result<Finished> {
         let data = self.relay_inner(out, who, false)?;
         let status = self.wait()?;
         Ok(Finished { data, status })
+    }
+}
+
+/// Rebuild a child's error in the parent: the errno at the root, the child's text around it.
+fn child_error(errno: Option<i32>, text: String) -> anyhow::Error {
+    match errno {
+        Some(e) => anyhow::Error::new(Errno::from_raw(e)).context(text),
+        None => anyhow::anyhow!(text),
     }
 }
 
@@ -350,6 +425,7 @@ fn parent_side(pid: Pid, ends: ChildEnds) -> Child {
         from_child: BufReader::new(File::from(parents_read)),
         to_child: Some(File::from(parents_write)),
         status: None,
+        speaker: None,
     }
 }
 
@@ -366,6 +442,7 @@ where
         !flags.contains(CloneFlags::CLONE_VM),
         "clone_child never shares memory (CLONE_VM)"
     );
+    // ANCHOR: clone_call
     let mut stack = vec![0u8; STACK_SIZE];
     let mut work = Some((pipes()?, f));
     flush_std();
@@ -382,6 +459,7 @@ where
     let pid =
         unsafe { nix::sched::clone(callback, &mut stack, flags, Some(Signal::SIGCHLD as i32)) };
     let pid = pid.with_context(|| format!("clone({})", flag_names(flags)))?;
+    // ANCHOR_END: clone_call
     let (ends, _) = work.take().expect("the parent's copy is untouched");
     Ok(parent_side(pid, ends))
 }

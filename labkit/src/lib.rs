@@ -6,6 +6,7 @@
 //! - [`child`]: run code in a child made by `clone(2)` (with `CLONE_NEW*` flags) or `fork(2)`,
 //!   with pipes so the child reports to the parent and waits for it: output never races.
 //! - [`ns`]: the namespace links of `/proc/PID/ns`, their types and inodes, and namespace files.
+//! - [`procfs`]: `/proc/PID/status` (`NSpid:`), `stat` states, the process list.
 //! - [`rootless`]: when not root, continue inside a new user namespace that maps the caller to 0.
 //! - [`errors`]: errno to teaching hint, and the exit codes every demo shares.
 //! - [`narrate`]: the `[who] N. step` output format, colour only on a terminal.
@@ -23,6 +24,7 @@ pub mod doctor;
 pub mod errors;
 pub mod narrate;
 pub mod ns;
+pub mod procfs;
 pub mod rootless;
 pub mod signals;
 pub mod sys;

@@ -81,25 +81,25 @@ impl Narrator {
     /// Print a numbered step (a syscall or an action).
     pub fn step(&mut self, who: &str, text: impl Display) {
         let line = self.format_step(who, text);
-        println!("{line}");
+        emit(&line);
     }
 
     /// Print what the kernel answered, indented under the steps.
     pub fn say(&self, who: &str, text: impl Display) {
-        println!("{}    {text}", self.who(who));
+        emit(&format!("{}    {text}", self.who(who)));
     }
 
     /// Print a line that belongs to no speaker (tables, pictures, blank lines).
     pub fn raw(&self, text: impl Display) {
-        println!("{text}");
+        emit(&text.to_string());
     }
 
     /// Print a heading for a part of a demo.
     pub fn heading(&self, text: impl Display) {
         if self.color {
-            println!("\x1b[1m== {text} ==\x1b[0m");
+            emit(&format!("\x1b[1m== {text} ==\x1b[0m"));
         } else {
-            println!("== {text} ==");
+            emit(&format!("== {text} =="));
         }
     }
 
@@ -107,6 +107,19 @@ impl Narrator {
     /// is still buffered.
     pub fn flush(&self) {
         let _ = std::io::stdout().flush();
+    }
+}
+
+/// Write one line to stdout. When the reader has gone (`uts-demo clone | head -3`), stop quietly
+/// as a classic Unix tool would, instead of panicking on EPIPE: exit status 141 (128 + SIGPIPE),
+/// what the shell reports for a tool killed by SIGPIPE.
+fn emit(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = writeln!(stdout, "{line}") {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        panic!("writing to stdout: {err}");
     }
 }
 

@@ -214,6 +214,7 @@ impl NsFile {
     /// Open a namespace file read-only, checking that it is one (it lives on nsfs), and ask the
     /// kernel its type.
     pub fn open(path: &Path) -> Result<NsFile> {
+        // ANCHOR: nsfs_check
         let file = File::open(path).with_context(|| format!("open({})", path.display()))?;
         let fs = nix::sys::statfs::fstatfs(file.as_fd())
             .with_context(|| format!("fstatfs({})", path.display()))?;
@@ -235,6 +236,7 @@ impl NsFile {
             .metadata()
             .with_context(|| format!("fstat({})", path.display()))?
             .ino();
+        // ANCHOR_END: nsfs_check
         Ok(NsFile {
             path: path.to_owned(),
             file,

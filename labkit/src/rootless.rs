@@ -43,8 +43,10 @@ pub fn enter(force: bool, out: &Narrator) -> Result<Privilege> {
     if uid == 0 && !force {
         return Ok(Privilege::Root);
     }
+    // ANCHOR: enter
     unshare(CloneFlags::CLONE_NEWUSER).context("unshare(CLONE_NEWUSER)")?;
     write_maps(uid, gid)?;
+    // ANCHOR_END: enter
     // The same line whether forced (--rootless as root) or not root: the UID tells which.
     out.say(
         "nslab",
@@ -67,6 +69,7 @@ pub fn write_maps(uid: u32, gid: u32) -> Result<()> {
 /// Write the maps of another process (`pid`, or `"self"`): the parent of a child cloned with
 /// `CLONE_NEWUSER` does this while the child waits.
 pub fn write_maps_of(pid: &str, uid: u32, gid: u32) -> Result<()> {
+    // ANCHOR: write_maps
     let base = format!("/proc/{pid}");
     // Without root, gid_map can only be written once setgroups(2) is denied (USER-4).
     std::fs::write(format!("{base}/setgroups"), "deny")
@@ -75,5 +78,6 @@ pub fn write_maps_of(pid: &str, uid: u32, gid: u32) -> Result<()> {
         .with_context(|| format!("write({base}/uid_map, \"0 {uid} 1\")"))?;
     std::fs::write(format!("{base}/gid_map"), format!("0 {gid} 1\n"))
         .with_context(|| format!("write({base}/gid_map, \"0 {gid} 1\")"))?;
+    // ANCHOR_END: write_maps
     Ok(())
 }

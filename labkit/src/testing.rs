@@ -122,8 +122,12 @@ fn output_to_run(out: std::process::Output) -> Run {
 /// A command for a demo binary with a plain, colourless environment.
 pub fn command(bin: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin);
+    // Output must not depend on the caller's terminal width (clap reads COLUMNS) or language
+    // (strerror(3) messages follow LC_MESSAGES).
     cmd.args(args)
         .env("NO_COLOR", "1")
+        .env("LC_ALL", "C")
+        .env_remove("COLUMNS")
         .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::null());
     cmd
@@ -192,7 +196,8 @@ pub fn host_name() -> String {
 }
 
 /// Filters for insta: each redacts one kind of value that changes from run to run, leaving the
-/// rest of the line as the program printed it.
+/// rest of the line as the program printed it. (Inodes and PIDs are numbered first, by
+/// [`number_values`], so that equal values stay visibly equal.)
 pub fn filters() -> Vec<(String, String)> {
     vec![
         // The host's own name (quoted, as the demos print names).
@@ -200,13 +205,6 @@ pub fn filters() -> Vec<(String, String)> {
             regex::escape(&format!("\"{}\"", host_name())),
             "\"[HOSTNAME]\"".into(),
         ),
-        // Namespace inodes (nsfs numbers start at 0xF0000000 = 4026531840; older ones just below).
-        (r"\[40265\d{5}\]".into(), "[INODE]".into()),
-        (r"\b40265\d{5}\b".into(), "[INODE]".into()),
-        // Host PIDs ("pid 4242"); a one-digit PID is a namespace's own and is kept.
-        (r"\b(pid|PID) [1-9]\d+\b".into(), "$1 [PID]".into()),
-        (r"/proc/[1-9]\d+/".into(), "/proc/[PID]/".into()),
-        (r"waitpid\([1-9]\d+\)".into(), "waitpid([PID])".into()),
         // Paths of temp dirs and pins (their names carry a PID and a counter).
         (
             r"/tmp/nslab-[a-z]+-\d+-\d+".into(),
@@ -216,6 +214,37 @@ pub fn filters() -> Vec<(String, String)> {
         // The caller's UID in the rootless line (0 as root with --rootless, another as a user).
         (r"where uid \d+ is 0".into(), "where uid [UID] is 0".into()),
     ]
+}
+
+/// Replace namespace inodes and host PIDs by numbered placeholders, numbered in order of first
+/// appearance: `uts:[4026532177]` becomes `uts:[INODE-1]`, and the same inode later in the text is
+/// `[INODE-1]` again, so a reader still sees which namespaces are the same. PIDs are matched
+/// where the demos print them (`pid 4242`, `/proc/4242/`, `waitpid(4242)`, `kill(4242`); a
+/// one-digit PID is a namespace's own and is kept.
+pub fn number_values(text: &str) -> String {
+    let inodes = regex::Regex::new(r"\[?\b(40265\d{5})\b\]?").expect("inode pattern");
+    let pids = regex::Regex::new(r"(\b(?:pid|PID|PPid|ppid) |/proc/|waitpid\(|kill\()([1-9]\d+)\b")
+        .expect("pid pattern");
+    let number = |re: &regex::Regex,
+                  text: &str,
+                  group: usize,
+                  render: &dyn Fn(&regex::Captures, usize) -> String| {
+        let mut seen: Vec<String> = Vec::new();
+        re.replace_all(text, |caps: &regex::Captures| {
+            let value = caps[group].to_string();
+            let n = match seen.iter().position(|v| *v == value) {
+                Some(i) => i + 1,
+                None => {
+                    seen.push(value);
+                    seen.len()
+                }
+            };
+            render(caps, n)
+        })
+        .into_owned()
+    };
+    let text = number(&inodes, text, 1, &|_, n| format!("[INODE-{n}]"));
+    number(&pids, &text, 2, &|caps, n| format!("{}[PID-{n}]", &caps[1]))
 }
 
 /// insta settings for a demo's `tests/cli.rs`: snapshots in `tests/snapshots/NAME.snap` with a
@@ -241,7 +270,7 @@ macro_rules! assert_run_snapshot {
         $crate::assert_run_snapshot!($name, $run, &[])
     };
     ($name:expr, $run:expr, $extra:expr) => {{
-        let transcript = $run.transcript();
+        let transcript = $crate::testing::number_values(&$run.transcript());
         $crate::testing::settings($extra).bind(|| {
             ::insta::assert_snapshot!($name, transcript);
         });
@@ -308,5 +337,19 @@ impl Drop for Background {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_values_get_equal_numbers() {
+        let text = "uts:[4026531838] -> uts:[4026532177]\nback in 4026531838\npid 4242, /proc/4242/ns, waitpid(77), pid 1";
+        assert_eq!(
+            number_values(text),
+            "uts:[INODE-1] -> uts:[INODE-2]\nback in [INODE-1]\npid [PID-1], /proc/[PID-1]/ns, waitpid([PID-2]), pid 1"
+        );
     }
 }

@@ -13,6 +13,7 @@ use labkit::child::{clone_child, fork_child};
 use labkit::errors::MissingFeature;
 use labkit::narrate::table;
 use labkit::ns::{self, NsFile, NsKind, NsLink};
+use labkit::procfs::Proc;
 use labkit::rootless::Privilege;
 use labkit::{Narrator, bad_input};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -96,7 +97,16 @@ pub fn show(out: &mut Narrator, pid: Option<i32>) -> Result<()> {
         format!("another UTS namespace than this process's (uts:[{own}])"),
     );
     let target = NsFile::open(&ns::ns_dir(Some(pid)).join("uts"))?;
+    // A UTS namespace made in another user namespace (a rootless demo's) can be joined only with
+    // CAP_SYS_ADMIN in that user namespace: join it first, as nsenter does.
+    let their_user = NsFile::open(&ns::ns_dir(Some(pid)).join("user"))?;
+    let user = (their_user.inode != ns::inode(None, "user")?).then_some(their_user);
     let child = fork_child(move |child| {
+        if let Some(user) = user {
+            setns(&user.file, CloneFlags::CLONE_NEWUSER)
+                .with_context(|| format!("setns(/proc/{pid}/ns/user, CLONE_NEWUSER)"))?;
+            child.step(format!("setns(/proc/{pid}/ns/user, CLONE_NEWUSER)"));
+        }
         child.step(format!("setns(/proc/{pid}/ns/uts, CLONE_NEWUTS)"));
         setns(&target.file, CloneFlags::CLONE_NEWUTS)
             .with_context(|| format!("setns(/proc/{pid}/ns/uts, CLONE_NEWUTS)"))?;
@@ -113,13 +123,6 @@ pub fn show(out: &mut Narrator, pid: Option<i32>) -> Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 // ns
-
-/// The short command name of a process (`/proc/PID/comm`).
-fn comm(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|c| c.trim().to_string())
-        .unwrap_or_else(|_| "?".into())
-}
 
 /// `ns [PID...]`: every namespace link of one or more processes, side by side, marking the
 /// namespaces they share and those that differ (like `lsns` restricted to these PIDs).
@@ -149,7 +152,13 @@ pub fn ns_table(out: &mut Narrator, pids: &[i32]) -> Result<()> {
     let legend: Vec<String> = pids
         .iter()
         .enumerate()
-        .map(|(i, &p)| format!("{} = pid {p} ({})", label(i), comm(p)))
+        .map(|(i, &p)| {
+            format!(
+                "{} = pid {p} ({})",
+                label(i),
+                Proc::host().comm(p).unwrap_or_else(|_| "?".into())
+            )
+        })
         .collect();
     out.say("host", legend.join(", "));
     let mut header = vec!["LINK".to_string()];
@@ -216,7 +225,7 @@ pub struct ChildView {
 
 /// Run one child with `flags`, have it set the hostname (and domain name), and report what the
 /// parent sees afterwards.
-// ANCHOR: clone_child
+// ANCHOR: clone_and_rename
 fn clone_and_rename(
     out: &mut Narrator,
     flags: CloneFlags,
@@ -253,7 +262,7 @@ fn clone_and_rename(
     let parent_sees = hostname()?;
     Ok(ChildView { inode, parent_sees })
 }
-// ANCHOR_END: clone_child
+// ANCHOR_END: clone_and_rename
 
 /// `clone --hostname NAME`: two children made by `clone(2)`, one without and one with
 /// `CLONE_NEWUTS`, each setting the hostname; the parent reads its own hostname afterwards.
@@ -266,7 +275,10 @@ pub fn clone_demo(out: &mut Narrator, name: &str, domain: Option<&str>) -> Resul
         validate_name("domain name", d)?;
     }
     let host_inode = uts_inode()?;
+    // ANCHOR: scratch
+    // The parent's own scratch UTS namespace: the "without" child renames it, not the host.
     unshare(CloneFlags::CLONE_NEWUTS).context("unshare(CLONE_NEWUTS)")?;
+    // ANCHOR_END: scratch
     let (original, original_domain) = names()?;
     let parent_inode = uts_inode()?;
     out.step(

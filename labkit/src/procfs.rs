@@ -1,0 +1,165 @@
+//! Readers for the per-process files of `/proc` that several demos need: `status` (its `NSpid:`
+//! line above all), `stat` (the state letter), `comm`, the list of processes.
+//!
+//! Every reader takes the procfs root as a parameter ([`Proc`]), so a test can point it at a
+//! fixture directory, and a demo at a procfs mounted somewhere else.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// A procfs mount (normally `/proc`, the one of the reader's PID namespace at mount time).
+#[derive(Debug, Clone)]
+pub struct Proc {
+    root: PathBuf,
+}
+
+impl Default for Proc {
+    fn default() -> Self {
+        Self::host()
+    }
+}
+
+impl Proc {
+    /// `/proc`.
+    pub fn host() -> Proc {
+        Proc {
+            root: PathBuf::from("/proc"),
+        }
+    }
+
+    /// A procfs (or a fixture of one) at `root`.
+    pub fn at(root: impl Into<PathBuf>) -> Proc {
+        Proc { root: root.into() }
+    }
+
+    /// `ROOT/PID/name`.
+    pub fn file(&self, pid: i32, name: &str) -> PathBuf {
+        self.root.join(pid.to_string()).join(name)
+    }
+
+    fn read(&self, pid: i32, name: &str) -> Result<String> {
+        let path = self.file(pid, name);
+        std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))
+    }
+
+    /// One field of `/proc/PID/status` (`"NSpid"`, `"PPid"`, `"State"`, ...), trimmed.
+    pub fn status_field(&self, pid: i32, field: &str) -> Result<String> {
+        let status = self.read(pid, "status")?;
+        status_field_in(&status, field)
+            .with_context(|| format!("{}: no {field}: line", self.file(pid, "status").display()))
+    }
+
+    /// `NSpid:`: the process's PID in each PID namespace from the one of this procfs down to
+    /// its own (outermost first, its own last).
+    pub fn nspid(&self, pid: i32) -> Result<Vec<i32>> {
+        let line = self.status_field(pid, "NSpid")?;
+        line.split_whitespace()
+            .map(|n| {
+                n.parse()
+                    .with_context(|| format!("NSpid of {pid}: {line:?}"))
+            })
+            .collect()
+    }
+
+    /// The parent's PID (`PPid:`), as this procfs numbers it (0: the parent is not visible).
+    pub fn ppid(&self, pid: i32) -> Result<i32> {
+        let v = self.status_field(pid, "PPid")?;
+        v.parse().with_context(|| format!("PPid of {pid}: {v:?}"))
+    }
+
+    /// The state letter from `/proc/PID/stat` (R running, S sleeping, T stopped, Z zombie, ...).
+    pub fn state(&self, pid: i32) -> Result<char> {
+        let stat = self.read(pid, "stat")?;
+        state_in_stat(&stat)
+            .with_context(|| format!("{}: malformed", self.file(pid, "stat").display()))
+    }
+
+    /// The command name (`/proc/PID/comm`).
+    pub fn comm(&self, pid: i32) -> Result<String> {
+        self.read(pid, "comm").map(|c| c.trim_end().to_string())
+    }
+
+    /// Whether `ROOT/PID` exists (the process exists, a zombie included).
+    pub fn exists(&self, pid: i32) -> bool {
+        self.root.join(pid.to_string()).exists()
+    }
+
+    /// Every process this procfs lists, sorted by PID.
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let mut pids: Vec<i32> = std::fs::read_dir(&self.root)
+            .with_context(|| format!("{}", self.root.display()))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
+    /// The root of this procfs.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// One `Name:\tvalue` line of a status text.
+pub fn status_field_in(status: &str, field: &str) -> Option<String> {
+    status.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        (name == field).then(|| value.trim().to_string())
+    })
+}
+
+/// The state letter of a `stat` line: the first field after the `(comm)`, which may itself
+/// contain spaces and parentheses (hence the last `)`).
+pub fn state_in_stat(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_fields_are_found() {
+        let status = "Name:\tsh\nState:\tS (sleeping)\nPPid:\t1\nNSpid:\t4242\t7\t1\n";
+        assert_eq!(
+            status_field_in(status, "NSpid").as_deref(),
+            Some("4242\t7\t1")
+        );
+        assert_eq!(status_field_in(status, "PPid").as_deref(), Some("1"));
+        assert_eq!(status_field_in(status, "Nope"), None);
+    }
+
+    #[test]
+    fn the_state_follows_the_last_parenthesis() {
+        assert_eq!(state_in_stat("42 (a) b) (c) Z 1 2 3"), Some('Z'));
+        assert_eq!(state_in_stat("42 (sh) S 1"), Some('S'));
+    }
+
+    #[test]
+    fn fixtures_are_read_like_proc() {
+        let dir = std::env::temp_dir().join(crate::unique_name("proc-fixture"));
+        std::fs::create_dir_all(dir.join("42")).unwrap();
+        std::fs::create_dir_all(dir.join("self")).unwrap();
+        std::fs::write(dir.join("42/status"), "NSpid:\t42\t1\nPPid:\t0\n").unwrap();
+        std::fs::write(dir.join("42/stat"), "42 (init) S 0").unwrap();
+        let proc = Proc::at(&dir);
+        let result = (proc.nspid(42), proc.ppid(42), proc.state(42), proc.pids());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(result.0.unwrap(), vec![42, 1]);
+        assert_eq!(result.1.unwrap(), 0);
+        assert_eq!(result.2.unwrap(), 'S');
+        assert_eq!(result.3.unwrap(), vec![42]);
+    }
+
+    #[test]
+    fn this_process_is_its_own_last_nspid() {
+        let me = std::process::id() as i32;
+        assert_eq!(Proc::host().nspid(me).unwrap().last(), Some(&me));
+    }
+}

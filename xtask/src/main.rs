@@ -1,0 +1,79 @@
+//! Developer tasks, run as `cargo xtask <task>` (the cargo-xtask pattern: plain Rust instead of
+//! a Makefile).
+//!
+//! - `ci`: what `.ci/run` runs after installing packages: fmt check, clippy, the tests, the book.
+//! - `book`: build the book with mdBook and check it (sources and built HTML).
+//! - `book-check`: check the book's sources only (no mdBook needed; `cargo test` runs this too).
+#![forbid(unsafe_code)]
+
+mod book;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
+}
+
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("xtask: running {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("spawn {program}"))?;
+    if !status.success() {
+        bail!("{program} {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn book() -> Result<()> {
+    book::check_sources(&root())?;
+    run("mdbook", &["build", "book"])?;
+    book::check_html(&root().join("book/book"))?;
+    eprintln!("xtask: the book is built in book/book and checked");
+    Ok(())
+}
+
+fn ci() -> Result<()> {
+    run("cargo", &["fmt", "--all", "--check"])?;
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    run("cargo", &["test", "--workspace"])?;
+    book()
+}
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let result = match task.as_str() {
+        "ci" => ci(),
+        "book" => book(),
+        "book-check" => book::check_sources(&root()),
+        _ => {
+            eprintln!("usage: cargo xtask <ci | book | book-check>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask {task}: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
