@@ -103,12 +103,21 @@ impl Msg {
 pub struct Reporter {
     to_parent: File,
     from_parent: File,
+    /// The name set by [`Reporter::speaker`], sent along with every message.
+    name: Option<String>,
 }
 
 impl Reporter {
     fn send(&mut self, msg: &Msg) {
+        // A named reporter sends its name and the message in one write(2): writes of up to
+        // PIPE_BUF bytes are atomic, so processes sharing this pipe never split each other's.
+        let mut bytes = match (&self.name, msg) {
+            (Some(name), Msg::Step(_) | Msg::Say(_)) => Msg::Who(name.clone()).encode(),
+            _ => String::new(),
+        };
+        bytes.push_str(&msg.encode());
         // The parent may be gone (then PR_SET_PDEATHSIG ends this child anyway): ignore EPIPE.
-        let _ = self.to_parent.write_all(msg.encode().as_bytes());
+        let _ = self.to_parent.write_all(bytes.as_bytes());
     }
 
     /// Report a numbered step; the parent prints it.
@@ -126,10 +135,11 @@ impl Reporter {
         self.send(&Msg::Data(text.to_string()));
     }
 
-    /// Name the speaker of the messages that follow (`"pid 1"`, `"level 2"`): processes further
-    /// down share this pipe, and the parent prints each message with the name last set.
+    /// Name the speaker of this reporter's messages (`"pid 1"`, `"level 2"`). Processes further
+    /// down may share the pipe (a forked process inherits it); each names itself, and the
+    /// parent prints every message with the name sent along with it.
     pub fn speaker(&mut self, who: impl Display) {
-        self.send(&Msg::Who(who.to_string()));
+        self.name = Some(who.to_string());
     }
 
     /// Tell the parent this process got somewhere, without waiting for anything back: the
@@ -248,6 +258,7 @@ impl Child {
     /// also forwarded. A failure of the child is returned as an error (with its errno).
     pub fn forward(&mut self, up: &mut Reporter) -> Result<Vec<String>> {
         let mut data = Vec::new();
+        let mut who: Option<String> = None;
         while let Some(msg) = self.next_msg()? {
             match msg {
                 Msg::Failed { errno, text } => {
@@ -258,11 +269,38 @@ impl Child {
                     up.send(&Msg::Data(d.clone()));
                     data.push(d);
                 }
-                Msg::Ready => bail!("a forwarded child cannot wait for release"),
-                other => up.send(&other),
+                Msg::Who(w) => who = Some(w),
+                other => {
+                    // Forward a message with the speaker it came with, in one write.
+                    let name = who.clone().or_else(|| up.name.clone());
+                    let saved = std::mem::replace(&mut up.name, name);
+                    up.send(&other);
+                    up.name = saved;
+                }
             }
         }
         Ok(data)
+    }
+
+    /// Read (and drop) what the child says until it is ready: for a parent with no one to print
+    /// to (itself a child), that only needs to know the child got that far. Returns its data.
+    pub fn wait_ready(&mut self) -> Result<Vec<String>> {
+        let mut data = Vec::new();
+        loop {
+            match self.next_msg()? {
+                Some(Msg::Ready) => return Ok(data),
+                Some(Msg::Data(d)) => data.push(d),
+                Some(Msg::Failed { errno, text }) => {
+                    let _ = self.wait();
+                    return Err(child_error(errno, text));
+                }
+                Some(_) => {}
+                None => {
+                    let status = self.wait()?;
+                    bail!("the child ended before it was ready ({status:?})");
+                }
+            }
+        }
     }
 
     /// Let a child that is waiting in [`Reporter::ready_and_wait`] go on.
@@ -357,6 +395,7 @@ where
     let mut reporter = Reporter {
         to_parent: File::from(to_parent),
         from_parent: File::from(from_parent),
+        name: None,
     };
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut reporter)));
     let code = match outcome {

@@ -13,7 +13,7 @@ use std::fmt::Display;
 use std::io::{IsTerminal, Write};
 
 /// Width of the `[who]` column, so that steps line up.
-const WHO_WIDTH: usize = 10;
+const WHO_WIDTH: usize = 14;
 
 /// Prints numbered steps and their results, one speaker per line.
 #[derive(Debug)]
@@ -159,8 +159,11 @@ mod tests {
     #[test]
     fn steps_are_numbered_and_aligned() {
         let mut n = Narrator::plain();
-        assert_eq!(n.format_step("host", "uname()"), "[host]     1. uname()");
-        assert_eq!(n.format_step("child", "x"), "[child]    2. x");
+        assert_eq!(
+            n.format_step("host", "uname()"),
+            "[host]         1. uname()"
+        );
+        assert_eq!(n.format_step("child", "x"), "[child]        2. x");
     }
 
     #[test]

@@ -197,6 +197,9 @@ const NSFS_MAGIC: i64 = 0x6e73_6673;
 // NS_GET_NSTYPE from <linux/nsfs.h>: _IO(0xb7, 0x3), Linux 4.11.
 nix::ioctl_none!(ns_get_nstype, 0xb7, 0x3);
 
+// NS_GET_PARENT from <linux/nsfs.h>: _IO(0xb7, 0x2), Linux 4.9; returns a new fd.
+nix::ioctl_none!(ns_get_parent, 0xb7, 0x2);
+
 /// An open namespace file: `/proc/PID/ns/X` or a bind mount of one (a "pin").
 #[derive(Debug)]
 pub struct NsFile {
@@ -241,6 +244,26 @@ impl NsFile {
             path: path.to_owned(),
             file,
             kind,
+            inode,
+        })
+    }
+}
+
+impl NsFile {
+    /// The parent of a PID (or user) namespace, `ioctl(NS_GET_PARENT)`: EPERM when the parent
+    /// is outside the caller's own namespace tree, EINVAL for types without parents.
+    pub fn parent(&self) -> Result<NsFile> {
+        // SAFETY: NS_GET_PARENT takes no argument and returns a new file descriptor (or -1),
+        // which we take ownership of right away (ioctl_ns(2)).
+        let fd = unsafe { ns_get_parent(self.file.as_raw_fd()) }
+            .with_context(|| format!("ioctl({}, NS_GET_PARENT)", self.path.display()))?;
+        // SAFETY: the kernel just returned `fd` as a new descriptor that nothing else owns.
+        let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let inode = file.metadata().context("fstat(parent namespace)")?.ino();
+        Ok(NsFile {
+            path: PathBuf::from(format!("parent of {}", self.path.display())),
+            file,
+            kind: self.kind,
             inode,
         })
     }

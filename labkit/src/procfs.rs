@@ -75,6 +75,26 @@ impl Proc {
             .with_context(|| format!("{}: malformed", self.file(pid, "stat").display()))
     }
 
+    /// Wait until the process is in `state` (for example `'S'`: asleep in a blocking call), for
+    /// at most `limit`; returns the last state seen. Synchronisation on a state change the
+    /// kernel reports, for the moments a pipe cannot mark (between "I am ready" and the
+    /// blocking call that follows it).
+    pub fn wait_for_state(
+        &self,
+        pid: i32,
+        state: char,
+        limit: std::time::Duration,
+    ) -> Result<char> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let now = self.state(pid)?;
+            if now == state || std::time::Instant::now() > deadline {
+                return Ok(now);
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// The command name (`/proc/PID/comm`).
     pub fn comm(&self, pid: i32) -> Result<String> {
         self.read(pid, "comm").map(|c| c.trim_end().to_string())

@@ -1,4 +1,5 @@
-//! System calls that `nix` does not wrap, made safe here so demo crates need no `unsafe`.
+//! System calls that `nix` does not wrap (or wraps without what the lesson needs), made safe
+//! here so demo crates need no `unsafe`.
 
 use nix::errno::Errno;
 
@@ -8,4 +9,41 @@ pub fn setdomainname(name: &str) -> nix::Result<()> {
     // copies at most `len` bytes and keeps no reference (setdomainname(2)).
     let res = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
     Errno::result(res).map(drop)
+}
+
+/// A signal taken from the pending set by [`wait_signal`], with what the kernel says of its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// The signal.
+    pub signal: nix::sys::signal::Signal,
+    /// `si_pid`: the sender's PID *as the receiver's PID namespace numbers it*: 0 when the
+    /// sender is in an ancestor namespace, which the receiver cannot see.
+    pub sender: i32,
+    /// `si_code`: `SI_USER` (0) for kill(2), `CLD_*` codes for SIGCHLD, ...
+    pub code: i32,
+}
+
+/// `sigwaitinfo(2)`: wait for one of `set` (which the caller has blocked) and take it.
+pub fn wait_signal(set: &nix::sys::signal::SigSet) -> nix::Result<Received> {
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    let raw = loop {
+        // SAFETY: `set` is a valid sigset_t for the whole call and `info` points to writable
+        // memory of the right size, which the kernel fills before returning (sigwaitinfo(2)).
+        let res = unsafe { libc::sigwaitinfo(set.as_ref(), info.as_mut_ptr()) };
+        match Errno::result(res) {
+            Err(Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    // SAFETY: sigwaitinfo returned a signal, so the kernel initialised `info` (and it was
+    // zeroed before, so every field is initialised either way).
+    let info = unsafe { info.assume_init() };
+    // SAFETY: si_pid is valid for signals sent by kill(2) and for SIGCHLD; for others the field
+    // holds whatever the zeroed union had, which is still an initialised integer.
+    let sender = unsafe { info.si_pid() };
+    Ok(Received {
+        signal: nix::sys::signal::Signal::try_from(raw)?,
+        sender,
+        code: info.si_code,
+    })
 }

@@ -216,6 +216,41 @@ pub fn filters() -> Vec<(String, String)> {
     ]
 }
 
+/// Where the demos print a host PID: `pid 4242`, `/proc/4242/`, `waitpid(4242)`, ...
+fn pid_pattern() -> regex::Regex {
+    regex::Regex::new(
+        r"(\b(?:pid|PID|PPid|ppid) |/proc/|waitpid\(|kill\(|PTRACE_ATTACH, |NSpid: )([1-9]\d+)\b",
+    )
+    .expect("pid pattern")
+}
+
+/// The host PIDs a demo printed (multi-digit ones, in the places [`number_values`] redacts).
+pub fn printed_pids(text: &str) -> Vec<i32> {
+    let mut pids: Vec<i32> = pid_pattern()
+        .captures_iter(text)
+        .filter_map(|c| c[2].parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// Panic if a process the demo printed still exists with the demo's command name: every process
+/// a demo starts must end with it.
+#[track_caller]
+pub fn assert_no_process_left(run: &Run, comm: &str) {
+    let proc = crate::procfs::Proc::host();
+    let left: Vec<i32> = printed_pids(&run.stdout)
+        .into_iter()
+        .filter(|p| proc.comm(*p).is_ok_and(|c| c == comm))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "processes left behind: {left:?}\n{}",
+        run.transcript()
+    );
+}
+
 /// Replace namespace inodes and host PIDs by numbered placeholders, numbered in order of first
 /// appearance: `uts:[4026532177]` becomes `uts:[INODE-1]`, and the same inode later in the text is
 /// `[INODE-1]` again, so a reader still sees which namespaces are the same. PIDs are matched
@@ -223,8 +258,7 @@ pub fn filters() -> Vec<(String, String)> {
 /// one-digit PID is a namespace's own and is kept.
 pub fn number_values(text: &str) -> String {
     let inodes = regex::Regex::new(r"\[?\b(40265\d{5})\b\]?").expect("inode pattern");
-    let pids = regex::Regex::new(r"(\b(?:pid|PID|PPid|ppid) |/proc/|waitpid\(|kill\()([1-9]\d+)\b")
-        .expect("pid pattern");
+    let pids = pid_pattern();
     let number = |re: &regex::Regex,
                   text: &str,
                   group: usize,

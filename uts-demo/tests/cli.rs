@@ -281,7 +281,14 @@ fn setns_into_a_pid_namespace_moves_only_the_children() {
     // util-linux unshare: a shell that is PID 1 of a new PID namespace, then becomes `cat`.
     let outer = Background::start(
         Path::new("unshare"),
-        &["--pid", "--fork", "sh", "-c", "echo ready; exec cat"],
+        &[
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "sh",
+            "-c",
+            "echo ready; exec cat",
+        ],
         "ready",
     );
     let children =
