@@ -257,10 +257,28 @@ impl Child {
     /// speak to the top-level parent through each level. Returns the data it sent, which is
     /// also forwarded. A failure of the child is returned as an error (with its errno).
     pub fn forward(&mut self, up: &mut Reporter) -> Result<Vec<String>> {
+        self.forward_inner(up, false)
+    }
+
+    /// Like [`Child::forward`], but stop when the child is ready (see
+    /// [`Reporter::ready_and_wait`]), which is not passed on.
+    pub fn forward_until_ready(&mut self, up: &mut Reporter) -> Result<Vec<String>> {
+        self.forward_inner(up, true)
+    }
+
+    fn forward_inner(&mut self, up: &mut Reporter, until_ready: bool) -> Result<Vec<String>> {
         let mut data = Vec::new();
         let mut who: Option<String> = None;
-        while let Some(msg) = self.next_msg()? {
+        loop {
+            let Some(msg) = self.next_msg()? else {
+                if until_ready {
+                    let status = self.wait()?;
+                    bail!("the child ended before it was ready ({status:?})");
+                }
+                break;
+            };
             match msg {
+                Msg::Ready if until_ready => return Ok(data),
                 Msg::Failed { errno, text } => {
                     let _ = self.wait();
                     return Err(child_error(errno, text));

@@ -278,6 +278,11 @@ pub fn number_values(text: &str) -> String {
         .into_owned()
     };
     let text = number(&inodes, text, 1, &|_, n| format!("[INODE-{n}]"));
+    // Mount peer groups (mountinfo's shared:N and master:N share one numbering).
+    let groups = regex::Regex::new(r"\b(shared|master):(\d+)\b").expect("peer group pattern");
+    let text = number(&groups, &text, 2, &|caps, n| {
+        format!("{}:[GROUP-{n}]", &caps[1])
+    });
     number(&pids, &text, 2, &|caps, n| format!("{}[PID-{n}]", &caps[1]))
 }
 
@@ -380,10 +385,10 @@ mod tests {
 
     #[test]
     fn equal_values_get_equal_numbers() {
-        let text = "uts:[4026531838] -> uts:[4026532177]\nback in 4026531838\npid 4242, /proc/4242/ns, waitpid(77), pid 1";
+        let text = "uts:[4026531838] -> uts:[4026532177]\nback in 4026531838\npid 4242, /proc/4242/ns, waitpid(77), pid 1\nshared:7 master:3 shared:3";
         assert_eq!(
             number_values(text),
-            "uts:[INODE-1] -> uts:[INODE-2]\nback in [INODE-1]\npid [PID-1], /proc/[PID-1]/ns, waitpid([PID-2]), pid 1"
+            "uts:[INODE-1] -> uts:[INODE-2]\nback in [INODE-1]\npid [PID-1], /proc/[PID-1]/ns, waitpid([PID-2]), pid 1\nshared:[GROUP-1] master:[GROUP-2] shared:[GROUP-2]"
         );
     }
 }
