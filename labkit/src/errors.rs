@@ -121,6 +121,16 @@ pub fn hint_for(errno: Errno, what: &str) -> Option<&'static str> {
              your own processes, or any as root",
         ),
         (
+            Errno::ERANGE,
+            "timens_offsets",
+            "an offset may not move a clock below zero (or past its limit): try a smaller negative offset",
+        ),
+        (
+            Errno::EACCES,
+            "timens_offsets",
+            "offsets can be written only while no process has entered the new time namespace yet",
+        ),
+        (
             Errno::EPERM,
             "",
             "the kernel checked a capability and you do not have it (run as root, or inside a user \

@@ -13,7 +13,8 @@
 //! - [`cgroupfs`]: which cgroup layout the host has (v1, v2 or hybrid).
 //! - [`doctor`]: what this machine can show, chapter by chapter.
 //! - [`signals`]: hold off Ctrl-C while the host is in a half-made state.
-//! - [`sys`]: the few syscalls `nix` does not wrap (`setdomainname`).
+//! - [`sys`], [`sysv`]: the few syscalls `nix` does not wrap (`setdomainname`, `sigwaitinfo`,
+//!   `finit_module`, System V IPC).
 //! - `testing` (feature `testing`): skip guards, snapshot filters, running as another user.
 //!
 //! This crate is the only place in the workspace with `unsafe` code (`clone`, `fork`, one ioctl).
@@ -28,6 +29,7 @@ pub mod procfs;
 pub mod rootless;
 pub mod signals;
 pub mod sys;
+pub mod sysv;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -199,6 +199,8 @@ nix::ioctl_none!(ns_get_nstype, 0xb7, 0x3);
 
 // NS_GET_PARENT from <linux/nsfs.h>: _IO(0xb7, 0x2), Linux 4.9; returns a new fd.
 nix::ioctl_none!(ns_get_parent, 0xb7, 0x2);
+// NS_GET_USERNS from <linux/nsfs.h>: _IO(0xb7, 0x1), Linux 4.9; returns a new fd.
+nix::ioctl_none!(ns_get_userns, 0xb7, 0x1);
 
 /// An open namespace file: `/proc/PID/ns/X` or a bind mount of one (a "pin").
 #[derive(Debug)]
@@ -257,13 +259,30 @@ impl NsFile {
         // which we take ownership of right away (ioctl_ns(2)).
         let fd = unsafe { ns_get_parent(self.file.as_raw_fd()) }
             .with_context(|| format!("ioctl({}, NS_GET_PARENT)", self.path.display()))?;
+        self.related(fd, self.kind, "parent")
+    }
+
+    /// The user namespace that owns this namespace, `ioctl(NS_GET_USERNS)`: the one whose
+    /// capabilities count for operations on it. EPERM when that is outside the caller's tree.
+    pub fn owner(&self) -> Result<NsFile> {
+        // SAFETY: NS_GET_USERNS takes no argument and returns a new file descriptor (or -1),
+        // which we take ownership of right away (ioctl_ns(2)).
+        let fd = unsafe { ns_get_userns(self.file.as_raw_fd()) }
+            .with_context(|| format!("ioctl({}, NS_GET_USERNS)", self.path.display()))?;
+        self.related(fd, NsKind::User, "owner")
+    }
+
+    fn related(&self, fd: i32, kind: NsKind, what: &str) -> Result<NsFile> {
         // SAFETY: the kernel just returned `fd` as a new descriptor that nothing else owns.
         let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        let inode = file.metadata().context("fstat(parent namespace)")?.ino();
+        let inode = file
+            .metadata()
+            .with_context(|| format!("fstat({what} namespace)"))?
+            .ino();
         Ok(NsFile {
-            path: PathBuf::from(format!("parent of {}", self.path.display())),
+            path: PathBuf::from(format!("{what} of {}", self.path.display())),
             file,
-            kind: self.kind,
+            kind,
             inode,
         })
     }

@@ -47,3 +47,13 @@ pub fn wait_signal(set: &nix::sys::signal::SigSet) -> nix::Result<Received> {
         code: info.si_code,
     })
 }
+
+/// `finit_module(fd, "", 0)`: ask the kernel to load a module from `fd`. The capability check
+/// (CAP_SYS_MODULE in the initial user namespace) comes before the file is read.
+pub fn finit_module(fd: std::os::fd::BorrowedFd<'_>) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid fd for the whole call and a NUL-terminated empty parameter string; the
+    // kernel reads them and keeps nothing (finit_module(2)).
+    let res = unsafe { libc::syscall(libc::SYS_finit_module, fd.as_raw_fd(), c"".as_ptr(), 0) };
+    Errno::result(res).map(drop)
+}

@@ -55,8 +55,8 @@ enum Cmd {
     /// Zombies pile up under a PID 1 that does not reap; a minimal init (pid_demo::init) reaps
     /// them and forwards SIGTERM to the application.
     Zombies,
-    /// A time namespace: unshare(CLONE_NEWTIME) moves only later children, whose monotonic and
-    /// boot-time clocks run OFFSET seconds ahead.
+    /// A time namespace: unshare(CLONE_NEWTIME) moves only later children (and the caller
+    /// itself once it execs), whose monotonic and boot-time clocks run OFFSET seconds ahead.
     Time {
         /// Seconds added to CLOCK_MONOTONIC and CLOCK_BOOTTIME in the new namespace.
         #[arg(long, default_value_t = 86400, allow_negative_numbers = true)]
