@@ -148,6 +148,24 @@ impl Reporter {
         self.send(&Msg::Ready);
     }
 
+    /// Wait for the next command line the parent sends with [`Child::send`]; `None` once the
+    /// parent has closed its end.
+    pub fn recv(&mut self) -> Result<Option<String>> {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match self.from_parent.read(&mut byte) {
+                Ok(0) if line.is_empty() => return Ok(None),
+                Ok(0) => break,
+                Ok(_) if byte[0] == b'\n' => break,
+                Ok(_) => line.push(byte[0]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("read(pipe from parent)"),
+            }
+        }
+        Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+    }
+
     /// Tell the parent this child is ready, then block until the parent calls [`Child::release`].
     pub fn ready_and_wait(&mut self) -> Result<()> {
         self.send(&Msg::Ready);
@@ -319,6 +337,16 @@ impl Child {
                 }
             }
         }
+    }
+
+    /// Send the child a command line (read with [`Reporter::recv`]).
+    pub fn send(&mut self, command: &str) -> Result<()> {
+        let pipe = self
+            .to_child
+            .as_mut()
+            .context("the pipe to the child is closed")?;
+        pipe.write_all(format!("{command}\n").as_bytes())
+            .context("write(pipe to child)")
     }
 
     /// Let a child that is waiting in [`Reporter::ready_and_wait`] go on.

@@ -121,6 +121,12 @@ pub fn hint_for(errno: Errno, what: &str) -> Option<&'static str> {
              your own processes, or any as root",
         ),
         (
+            Errno::EPERM,
+            "RTM_",
+            "configuring network devices needs CAP_NET_ADMIN in the user namespace that owns the \
+             network namespace: real root for the host's, anyone for a namespace of their own",
+        ),
+        (
             Errno::ERANGE,
             "timens_offsets",
             "an offset may not move a clock below zero (or past its limit): try a smaller negative offset",

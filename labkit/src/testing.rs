@@ -219,7 +219,7 @@ pub fn filters() -> Vec<(String, String)> {
 /// Where the demos print a host PID: `pid 4242`, `/proc/4242/`, `waitpid(4242)`, ...
 fn pid_pattern() -> regex::Regex {
     regex::Regex::new(
-        r"(\b(?:pid|PID|PPid|ppid) |/proc/|waitpid\(|kill\(|PTRACE_ATTACH, |NSpid: )([1-9]\d+)\b",
+        r"(\b(?:pid|PID|PPid|ppid) |/proc/|waitpid\(|kill\(|PTRACE_ATTACH, |NSpid: |netns )([1-9]\d+)\b",
     )
     .expect("pid pattern")
 }
