@@ -127,6 +127,12 @@ pub fn hint_for(errno: Errno, what: &str) -> Option<&'static str> {
              network namespace: real root for the host's, anyone for a namespace of their own",
         ),
         (
+            Errno::EACCES,
+            "/sys/fs/cgroup",
+            "making and changing cgroups needs root, or a cgroup delegated to you \
+             (for example: systemd-run --user --scope -p Delegate=yes cgroup-demo ...)",
+        ),
+        (
             Errno::ERANGE,
             "timens_offsets",
             "an offset may not move a clock below zero (or past its limit): try a smaller negative offset",

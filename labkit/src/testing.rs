@@ -258,7 +258,6 @@ pub fn assert_no_process_left(run: &Run, comm: &str) {
 /// one-digit PID is a namespace's own and is kept.
 pub fn number_values(text: &str) -> String {
     let inodes = regex::Regex::new(r"\[?\b(40265\d{5})\b\]?").expect("inode pattern");
-    let pids = pid_pattern();
     let number = |re: &regex::Regex,
                   text: &str,
                   group: usize,
@@ -283,7 +282,55 @@ pub fn number_values(text: &str) -> String {
     let text = number(&groups, &text, 2, &|caps, n| {
         format!("{}:[GROUP-{n}]", &caps[1])
     });
-    number(&pids, &text, 2, &|caps, n| format!("{}[PID-{n}]", &caps[1]))
+    number_pids(&text)
+}
+
+/// Number the host PIDs (and thread IDs) wherever the demos print them: after `pid `,
+/// `/proc/`, `waitpid(`, ... ([`pid_pattern`]), in `echo PID > file`, and in lists after
+/// `cgroup.procs`, `tasks`, `threads:`. One numbering for all, by first appearance.
+fn number_pids(text: &str) -> String {
+    let echo = regex::Regex::new(r"\becho ([1-9]\d+) >").expect("echo pattern");
+    let list =
+        regex::Regex::new(r"(?:cgroup\.procs:? |tasks |threads: )((?:[1-9]\d+(?:, | |$|;|\n))+)")
+            .expect("list pattern");
+    let number = regex::Regex::new(r"[1-9]\d+").expect("number");
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for caps in pid_pattern()
+        .captures_iter(text)
+        .chain(echo.captures_iter(text))
+    {
+        let m = caps.get(caps.len() - 1).expect("group");
+        spans.push((m.start(), m.end()));
+    }
+    for caps in list.captures_iter(text) {
+        let m = caps.get(1).expect("group");
+        for n in number.find_iter(m.as_str()) {
+            spans.push((m.start() + n.start(), m.start() + n.end()));
+        }
+    }
+    spans.sort_unstable();
+    spans.dedup();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in spans {
+        if start < at {
+            continue;
+        }
+        let value = &text[start..end];
+        let n = match seen.iter().position(|v| *v == value) {
+            Some(i) => i + 1,
+            None => {
+                seen.push(value);
+                seen.len()
+            }
+        };
+        out.push_str(&text[at..start]);
+        out.push_str(&format!("[PID-{n}]"));
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// insta settings for a demo's `tests/cli.rs`: snapshots in `tests/snapshots/NAME.snap` with a
@@ -389,6 +436,12 @@ mod tests {
         assert_eq!(
             number_values(text),
             "uts:[INODE-1] -> uts:[INODE-2]\nback in [INODE-1]\npid [PID-1], /proc/[PID-1]/ns, waitpid([PID-2]), pid 1\nshared:[GROUP-1] master:[GROUP-2] shared:[GROUP-2]"
+        );
+        assert_eq!(
+            number_values(
+                "echo 4242 > a/cgroup.procs\nb/cgroup.procs: 4242 4243; tasks 4244\nthreads: 4242, 4245"
+            ),
+            "echo [PID-1] > a/cgroup.procs\nb/cgroup.procs: [PID-1] [PID-2]; tasks [PID-3]\nthreads: [PID-1], [PID-4]"
         );
     }
 }

@@ -1,0 +1,337 @@
+//! The cgroup API is a filesystem: `mkdir` makes a group, writing a PID to `cgroup.procs` moves
+//! a process, reading files gives statistics (CG-1). This module is a thin layer over
+//! `std::fs` that names those operations and says which file each touched; no cgroup crate.
+//!
+//! Where groups are made: under the cgroup this process is already in, in each hierarchy (read
+//! from `/proc/self/cgroup`), unless the caller names another parent; always with a unique
+//! `nslab-...` name; always removed again (see [`Group`]'s `Drop`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use labkit::cgroupfs::{self, LayoutKind, parse_proc_cgroup};
+use labkit::errors::MissingFeature;
+
+/// cgroup v1 or v2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+        })
+    }
+}
+
+/// A mounted hierarchy and the cgroup this process is in there.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    pub version: Version,
+    /// Where it is mounted (`/sys/fs/cgroup/memory`, `/sys/fs/cgroup`).
+    pub mount: PathBuf,
+    /// Its controllers (v2: those available in this process's cgroup).
+    pub controllers: Vec<String>,
+    /// This process's cgroup in it, as a directory (`/sys/fs/cgroup/memory/user.slice/...`).
+    pub own: PathBuf,
+}
+
+/// Every hierarchy this process can see, with its own cgroup in each.
+pub fn hierarchies() -> Result<Vec<Hierarchy>> {
+    let layout = cgroupfs::detect()?;
+    let own =
+        parse_proc_cgroup(&fs::read_to_string("/proc/self/cgroup").context("/proc/self/cgroup")?);
+    let mut found = Vec::new();
+    for h in layout.hierarchies {
+        let membership = if h.version == 2 {
+            own.iter().find(|m| m.id == 0 && m.controllers.is_empty())
+        } else {
+            own.iter().find(|m| {
+                let mut a: Vec<&str> = m.controllers.split(',').collect();
+                let mut b: Vec<&str> = h.controllers.iter().map(String::as_str).collect();
+                a.sort_unstable();
+                b.sort_unstable();
+                m.id != 0 && a == b
+            })
+        };
+        let Some(m) = membership else { continue };
+        let own_dir = h.mount_point.join(m.path.trim_start_matches('/'));
+        let controllers = if h.version == 2 {
+            fs::read_to_string(own_dir.join("cgroup.controllers"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        } else {
+            h.controllers.clone()
+        };
+        found.push(Hierarchy {
+            version: if h.version == 2 {
+                Version::V2
+            } else {
+                Version::V1
+            },
+            mount: h.mount_point,
+            controllers,
+            own: own_dir,
+        });
+    }
+    Ok(found)
+}
+
+/// The layout this host has (v1, v2 or hybrid).
+pub fn layout() -> Result<LayoutKind> {
+    Ok(cgroupfs::detect()?.kind)
+}
+
+/// The hierarchy that offers `controller`: its v1 hierarchy if it has one, else the v2 one if
+/// the controller is available to this process's cgroup there. `force` picks a version.
+pub fn for_controller(controller: &str, force: Option<Version>) -> Result<Hierarchy> {
+    let all = hierarchies()?;
+    let pick = |v: Version| {
+        all.iter()
+            .find(|h| h.version == v && h.controllers.iter().any(|c| c == controller))
+            .cloned()
+    };
+    let found = match force {
+        Some(v) => pick(v),
+        None => pick(Version::V1).or_else(|| pick(Version::V2)),
+    };
+    found.ok_or_else(|| {
+        anyhow::Error::new(MissingFeature(format!(
+            "no {} hierarchy offers the {controller} controller to this process's cgroup (nslab-doctor shows the layout)",
+            force.map_or("cgroup".to_string(), |v| format!("cgroup {v}"))
+        )))
+    })
+}
+
+/// The v2 hierarchy (for what needs no controller: creating groups, freeze, kill, events).
+pub fn unified() -> Result<Hierarchy> {
+    hierarchies()?
+        .into_iter()
+        .find(|h| h.version == Version::V2)
+        .ok_or_else(|| {
+            anyhow::Error::new(MissingFeature("no cgroup2 filesystem is mounted".into()))
+        })
+}
+
+/// A cgroup this program made. Dropping it removes it: every process still in it (all started
+/// by this program) is killed first, then the directory is removed.
+#[derive(Debug)]
+pub struct Group {
+    pub path: PathBuf,
+    pub version: Version,
+    removed: bool,
+}
+
+impl Group {
+    /// `mkdir(parent/name)`: make a cgroup. The kernel fills it with its interface files.
+    pub fn create(parent: &Path, name: &str, version: Version) -> Result<Group> {
+        let path = parent.join(name);
+        fs::create_dir(&path).with_context(|| format!("mkdir({})", path.display()))?;
+        Ok(Group {
+            path,
+            version,
+            removed: false,
+        })
+    }
+
+    /// A child group.
+    pub fn child(&self, name: &str) -> Result<Group> {
+        Group::create(&self.path, name, self.version)
+    }
+
+    /// The path of one of its files.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Whether the group has this file (depends on version, controllers, kernel).
+    pub fn has(&self, name: &str) -> bool {
+        self.file(name).exists()
+    }
+
+    /// Write a value to one of its files.
+    pub fn write(&self, name: &str, value: &str) -> Result<()> {
+        let path = self.file(name);
+        fs::write(&path, value).with_context(|| format!("write({}, {value:?})", path.display()))
+    }
+
+    /// Read one of its files, trimmed.
+    pub fn read(&self, name: &str) -> Result<String> {
+        let path = self.file(name);
+        Ok(fs::read_to_string(&path)
+            .with_context(|| format!("read({})", path.display()))?
+            .trim()
+            .to_string())
+    }
+
+    /// A number from one of its files.
+    pub fn read_u64(&self, name: &str) -> Result<u64> {
+        let text = self.read(name)?;
+        text.parse()
+            .with_context(|| format!("{}: not a number: {text:?}", self.file(name).display()))
+    }
+
+    /// One `key value` line of a flat-keyed file (`cpu.stat`, `memory.events`, `cgroup.events`).
+    pub fn key(&self, name: &str, key: &str) -> Result<u64> {
+        let text = self.read(name)?;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(key)
+                    .and_then(|r| r.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .with_context(|| format!("{}: no {key}", self.file(name).display()))
+    }
+
+    /// The processes in it (`cgroup.procs`).
+    pub fn procs(&self) -> Result<Vec<i32>> {
+        Ok(self
+            .read("cgroup.procs")?
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect())
+    }
+
+    /// The threads in it: v1 `tasks`, v2 `cgroup.threads`.
+    pub fn threads(&self) -> Result<Vec<i32>> {
+        let file = if self.version == Version::V1 {
+            "tasks"
+        } else {
+            "cgroup.threads"
+        };
+        Ok(self
+            .read(file)?
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect())
+    }
+
+    /// Move a process (all its threads) here: write its PID to `cgroup.procs`.
+    pub fn attach(&self, pid: i32) -> Result<()> {
+        self.write("cgroup.procs", &pid.to_string())
+    }
+
+    /// The directory's name.
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Kill what is left in it (processes this program started) and remove it.
+    pub fn remove(&mut self) -> Result<()> {
+        if self.removed {
+            return Ok(());
+        }
+        // Children first: a cgroup with sub-groups cannot be removed.
+        if let Ok(entries) = fs::read_dir(&self.path) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let mut sub = Group {
+                        path: e.path(),
+                        version: self.version,
+                        removed: false,
+                    };
+                    sub.remove()?;
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = self.procs().unwrap_or_default();
+            if left.is_empty() {
+                break;
+            }
+            if self.version == Version::V2 && self.has("cgroup.kill") {
+                let _ = self.write("cgroup.kill", "1");
+            } else {
+                for pid in left {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("{} still has processes after 10 s", self.path.display());
+            }
+            std::thread::yield_now();
+        }
+        // A frozen v1 group keeps its (killed) tasks until thawed.
+        if self.has("freezer.state") {
+            let _ = self.write("freezer.state", "THAWED");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match fs::remove_dir(&self.path) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                // EBUSY while the last killed tasks finish exiting.
+                Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::yield_now()
+                }
+                Err(e) => return Err(e).with_context(|| format!("rmdir({})", self.path.display())),
+            }
+        }
+        self.removed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Err(e) = self.remove() {
+            eprintln!(
+                "cgroup-demo: could not remove {}: {e:#}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// A unique group name: `nslab-<what>-<pid>-<n>`.
+pub fn unique(what: &str) -> String {
+    labkit::unique_name(what)
+}
+
+/// Make a group for `controller` under this process's cgroup of the hierarchy that offers it,
+/// with the controller enabled for its children on v2 (processes then go into a child: v2's
+/// no-internal-processes rule).
+pub fn group_for(controller: &str, force: Option<Version>) -> Result<(Hierarchy, Group)> {
+    let h = for_controller(controller, force)?;
+    let group = Group::create(&h.own, &unique(controller), h.version)?;
+    if h.version == Version::V1 && controller == "cpuset" {
+        // A new v1 cpuset group starts with no CPUs and no memory nodes, and a child may take only
+        // a subset of its parent's: give it the parent's sets first.
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let parent = fs::read_to_string(h.own.join(file))
+                .with_context(|| format!("read({})", h.own.join(file).display()))?;
+            group.write(file, parent.trim())?;
+        }
+    }
+    if h.version == Version::V2 {
+        group.write("cgroup.subtree_control", &format!("+{controller}")).map_err(|e| {
+            e.context(format!(
+                "enabling {controller} for the children of {} (v2 passes a controller down only through \
+                 cgroup.subtree_control, and only from a cgroup without processes of its own)",
+                group.path.display()
+            ))
+        })?;
+    }
+    Ok((h, group))
+}
+
+/// Whether `pid` is in the group at `path` (per its `cgroup.procs`).
+pub fn contains(path: &Path, pid: i32) -> bool {
+    fs::read_to_string(path.join("cgroup.procs"))
+        .is_ok_and(|t| t.lines().any(|l| l.trim() == pid.to_string()))
+}
