@@ -81,7 +81,7 @@ fn machine_filters() -> Vec<(String, String)> {
             "[x.xx]$1".into(),
         ),
         (
-            r"^(heavy|light)( +\d+ +)\d+\.\d+$".into(),
+            r"(?m)^(heavy|light)( +\d+ +)\d+\.\d+$".into(),
             "$1$2[x.xx]".into(),
         ),
         (
