@@ -182,7 +182,7 @@ pub fn mqueue_demo(out: &mut Narrator) -> Result<()> {
         )
         .context("mount(\"mqueue\", \"/tmp/mqueue\", \"mqueue\")")?;
         // ANCHOR_END: mount_mqueue
-        lab.step("mount(NULL, \"/\", MS_REC | MS_PRIVATE); mount tmpfs on /tmp");
+        lab.step("mount(NULL, \"/\", NULL, MS_REC | MS_PRIVATE, NULL); mount(\"tmpfs\", \"/tmp\", \"tmpfs\", 0, NULL)");
         lab.step(
             "mount(\"mqueue\", \"/tmp/mqueue\", \"mqueue\"): the queues of this IPC namespace",
         );

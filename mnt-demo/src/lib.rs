@@ -451,11 +451,7 @@ pub fn root_propagation(out: &mut Narrator) -> Result<()> {
     out.step("host", format!("read /proc/self/mountinfo: / is {kind}"));
     out.say(
         "host",
-        if kind.contains("shared") {
-            "shared, as systemd sets it at boot (mount(2)'s default is private)"
-        } else {
-            "private, the kernel's default (systemd hosts make it shared)"
-        },
+        "(mount(2)'s default is private; systemd makes / shared at boot)",
     );
     in_lab(out, |lab| {
         // ANCHOR: like_systemd

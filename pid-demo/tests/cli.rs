@@ -352,8 +352,8 @@ fn time_namespace_offsets_the_clocks_of_later_children_only() {
 }
 
 #[test]
-fn every_demo_runs_as_real_root_too() {
-    if needs_root("every_demo_runs_as_real_root_too") {
+fn every_pid_demo_runs_as_real_root_too() {
+    if needs_root("every_pid_demo_runs_as_real_root_too") {
         return;
     }
     for sub in [
@@ -379,9 +379,9 @@ fn every_demo_runs_as_real_root_too() {
 }
 
 #[test]
-fn demos_run_as_an_unprivileged_user() {
-    if needs_root("demos_run_as_an_unprivileged_user")
-        || needs_unprivileged_userns("demos_run_as_an_unprivileged_user")
+fn pid_demos_run_as_an_unprivileged_user() {
+    if needs_root("pid_demos_run_as_an_unprivileged_user")
+        || needs_unprivileged_userns("pid_demos_run_as_an_unprivileged_user")
     {
         return;
     }

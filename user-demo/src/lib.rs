@@ -221,6 +221,7 @@ pub fn ids(out: &mut Narrator, maps: &[IdRange]) -> Result<()> {
     } else {
         (maps.to_vec(), maps.to_vec())
     };
+    let root_inside = uids.iter().any(|r| r.inside == 0);
     let mut child = clone_child(CloneFlags::CLONE_NEWUSER, |c| {
         c.speaker("child");
         // ANCHOR: before_maps
@@ -237,8 +238,8 @@ pub fn ids(out: &mut Narrator, maps: &[IdRange]) -> Result<()> {
             getuid(),
             getgid()
         ));
-        if !getuid().is_root() {
-            // The map does not cover this process's own IDs: take the mapped root's.
+        if getuid().as_raw() == NOBODY && root_inside {
+            // Our own ID is not in the map (it shows as the overflow ID): take the mapped root's.
             setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
                 .context("setresgid(0, 0, 0)")?;
             setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
@@ -355,9 +356,7 @@ pub fn capabilities(out: &mut Narrator) -> Result<()> {
             effective.len(),
             bounding.len()
         ));
-        for chunk in effective.chunks(6) {
-            c.say(chunk.join(" "));
-        }
+        c.say(format!("effective: {}", effective.join(" ")));
         // ANCHOR: tries
         let host = sethostname("nslab-not-allowed");
         c.step(format!(
@@ -548,8 +547,8 @@ pub fn ownership(out: &mut Narrator) -> Result<()> {
     let child_user = ns::inode(Some(pid), "user")?;
     let mut rows = vec![vec![
         "namespace".to_string(),
-        "ioctl(NS_GET_USERNS) -> owner".to_string(),
-        String::new(),
+        "owned by (ioctl NS_GET_USERNS)".to_string(),
+        "inodes".to_string(),
     ]];
     for (who, p) in [("child", Some(pid)), ("this process", None)] {
         for kind in [
@@ -570,10 +569,11 @@ pub fn ownership(out: &mut Narrator) -> Result<()> {
             } else {
                 "another user namespace"
             };
+            // The inodes last: their length changes when a snapshot numbers them.
             rows.push(vec![
-                format!("{who}'s {kind}:[{}]", file.inode),
-                format!("user:[{}]", owner.inode),
+                format!("{who}'s {kind}"),
                 whose.to_string(),
+                format!("{kind}:[{}] -> user:[{}]", file.inode, owner.inode),
             ]);
         }
     }

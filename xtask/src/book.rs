@@ -6,7 +6,6 @@
 //! real output (a snapshot); every row of the claims table names a test that exists and a
 //! chapter that exists. HTML: no `{{#` is left in any built page.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -115,9 +114,10 @@ fn summary_chapters(src: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Every `fn name(` in the workspace's integration tests.
-fn test_names(root: &Path) -> Result<BTreeSet<String>> {
-    let mut names = BTreeSet::new();
+/// Every `#[test] fn name(` in the workspace's integration tests, with how many crates have one
+/// by that name (a claim must name a test that exists exactly once).
+fn test_names(root: &Path) -> Result<std::collections::BTreeMap<String, usize>> {
+    let mut names = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(root)? {
         let tests = entry?.path().join("tests");
         let Ok(files) = std::fs::read_dir(&tests) else {
@@ -132,7 +132,7 @@ fn test_names(root: &Path) -> Result<BTreeSet<String>> {
                         .chars()
                         .take_while(|c| c.is_alphanumeric() || *c == '_')
                         .collect();
-                    names.insert(name);
+                    *names.entry(name).or_insert(0) += 1;
                 }
             }
         }
@@ -190,10 +190,10 @@ fn check_claims(
             problems.push(format!("claims.md: {id} has no command"));
         }
         for name in test.split(',').map(|t| t.trim().trim_matches('`')) {
-            if !tests.contains(name) {
-                problems.push(format!(
-                    "claims.md: {id}: no test named {name:?} in any */tests/*.rs"
-                ));
+            match tests.get(name) {
+                None => problems.push(format!("claims.md: {id}: no test named {name:?} in any */tests/*.rs")),
+                Some(n) if *n > 1 => problems.push(format!("claims.md: {id}: {n} tests are named {name:?}; give the one meant a unique name")),
+                Some(_) => {}
             }
         }
         let target = chapter
