@@ -1375,22 +1375,41 @@ fn rules_in_lab(lab: &mut Reporter, name: &str) -> Result<i32> {
         } else {
             lab.step("(no two free v1 controllers here to put on one new hierarchy; see nslab-doctor for the host's hierarchies)");
         }
-        // Two controllers that sit on different hierarchies already: EBUSY.
-        let busy: Vec<&(String, String)> = {
-            let mut seen = Vec::<&(String, String)>::new();
-            for entry in ids.iter().filter(|(_, id)| id != "0") {
-                if !seen.iter().any(|(_, id)| *id == entry.1) {
-                    seen.push(entry);
-                }
+        // Two controllers that are busy elsewhere (on two v1 hierarchies, or in use on v2):
+        // asking for them together on a new hierarchy fails with EBUSY.
+        let mut busy: Vec<(String, String)> = Vec::new();
+        for (controller, id) in ids.iter().filter(|(_, id)| id != "0") {
+            if !busy.iter().any(|(_, seen)| seen == id) {
+                busy.push((controller.clone(), format!("v1 hierarchy {id}")));
             }
-            seen.into_iter().take(2).collect()
-        };
-        if busy.len() == 2 {
+        }
+        let v2_in_use: Vec<String> = cg::unified()
+            .ok()
+            .and_then(|u| fs::read_to_string(u.own.join("cgroup.subtree_control")).ok())
+            .map(|t| t.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
+        for controller in v2_in_use
+            .iter()
+            .filter(|c| ids.iter().any(|(n, _)| n == *c))
+        {
+            busy.push((
+                controller.clone(),
+                "v2 (enabled in cgroup.subtree_control)".into(),
+            ));
+        }
+        if busy.len() >= 2 {
             let set = format!("{},{}", busy[0].0, busy[1].0);
             // ANCHOR: ebusy
             let refused = mount_v1("/tmp/mixed", &set);
             // ANCHOR_END: ebusy
-            lab.step(format!("mount -t cgroup -o {set} none /tmp/mixed -> {}  (CG-8: {} is on hierarchy {}, {} on {})", errno_name(refused), busy[0].0, busy[0].1, busy[1].0, busy[1].1));
+            lab.step(format!(
+                "mount -t cgroup -o {set} none /tmp/mixed -> {}  (CG-8: {} is on {}, {} on {})",
+                errno_name(refused),
+                busy[0].0,
+                busy[0].1,
+                busy[1].0,
+                busy[1].1
+            ));
         }
 
         // CG-14: unmount both mounts while /tmp/one/child exists.

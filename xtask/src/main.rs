@@ -4,9 +4,11 @@
 //! - `ci`: what `.ci/run` runs after installing packages: fmt check, clippy, the tests, the book.
 //! - `book`: build the book with mdBook and check it (sources and built HTML).
 //! - `book-check`: check the book's sources only (no mdBook needed; `cargo test` runs this too).
+//! - `vm-test [--accept]`: the cgroup tests on a pure cgroup v2 machine, in a QEMU VM.
 #![forbid(unsafe_code)]
 
 mod book;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -64,8 +66,9 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "book" => book(),
         "book-check" => book::check_sources(&root()),
+        "vm-test" => vm::vm_test(&root(), std::env::args().any(|a| a == "--accept")),
         _ => {
-            eprintln!("usage: cargo xtask <ci | book | book-check>");
+            eprintln!("usage: cargo xtask <ci | book | book-check | vm-test [--accept]>");
             return ExitCode::from(2);
         }
     };

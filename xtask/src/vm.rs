@@ -1,0 +1,492 @@
+//! `cargo xtask vm-test`: the privileged test suite on a pure cgroup v2 machine, in a throw-away
+//! virtual machine.
+//!
+//! Most readers' machines are cgroup v2 only; the development machine may be v1 or hybrid. The
+//! VM boots Debian's kernel (`linux-image-amd64`, fetched with `apt-get download`, or
+//! `NSLAB_VM_KERNEL=/path/to/vmlinuz`) under QEMU with an initramfs built here: a static busybox,
+//! the statically linked test binaries with the demo binaries at the paths compiled into them,
+//! and the snapshot files. Its `/init` mounts proc, sysfs, devtmpfs, a tmpfs on /tmp and **cgroup2
+//! only** at /sys/fs/cgroup, enables every controller for the root's children, runs the tests with
+//! skips turned into failures, prints one result line per test binary on the serial console, and
+//! powers off. Downloads are cached in `~/.cache/nslab-vm`.
+//!
+//! `--accept` writes the snapshots the VM made (new v2 ones) into the source tree.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The crates whose integration tests run in the VM.
+const CRATES: &[&str] = &["cgroup-demo"];
+/// How long the VM may take, boot to power-off.
+const TIMEOUT: Duration = Duration::from_secs(900);
+
+fn cache_dir() -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context("no HOME for the download cache")?;
+    let dir = base.join("nslab-vm");
+    std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn output(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("{what}: could not run it"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Download a Debian package into `dir` and unpack it into `dir/root`.
+fn fetch_deb(dir: &Path, package: &str) -> Result<PathBuf> {
+    let hint =
+        format!("needs Debian's {package} (apt-get download {package}; run apt-get update first)");
+    output(
+        Command::new("apt-get")
+            .arg("download")
+            .arg(package)
+            .current_dir(dir),
+        &format!("apt-get download {package}"),
+    )
+    .context(hint.clone())?;
+    let deb = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}_")))
+        })
+        .with_context(|| format!("{package}: no .deb after apt-get download"))?;
+    let root = dir.join("root");
+    output(
+        Command::new("dpkg").arg("-x").arg(&deb).arg(&root),
+        &format!("dpkg -x {}", deb.display()),
+    )?;
+    Ok(root)
+}
+
+/// The kernel: `NSLAB_VM_KERNEL`, or Debian's current `linux-image-*-amd64`, cached.
+fn kernel(cache: &Path) -> Result<PathBuf> {
+    if let Some(k) = std::env::var_os("NSLAB_VM_KERNEL") {
+        return Ok(PathBuf::from(k));
+    }
+    let cached = cache.join("vmlinuz");
+    if cached.exists() {
+        return Ok(cached);
+    }
+    // linux-image-amd64 is a metapackage: download the image it depends on.
+    let depends = output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]), "apt-cache depends linux-image-amd64")
+        .context("needs Debian's linux-image-amd64 package lists (apt-get update), or NSLAB_VM_KERNEL=/path/to/vmlinuz")?;
+    let image = depends
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-"))
+        .context("linux-image-amd64 depends on no linux-image-*")?
+        .trim()
+        .to_string();
+    let work = cache.join("kernel-download");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let root = fetch_deb(&work, &image)?;
+    let vmlinuz = std::fs::read_dir(root.join("boot"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .context("no boot/vmlinuz-* in the kernel package")?;
+    std::fs::copy(&vmlinuz, &cached)?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(cached)
+}
+
+/// A static busybox (Debian's busybox-static), cached.
+fn busybox(cache: &Path) -> Result<PathBuf> {
+    let cached = cache.join("busybox");
+    if cached.exists() {
+        return Ok(cached);
+    }
+    let work = cache.join("busybox-download");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let root = fetch_deb(&work, "busybox-static")?;
+    std::fs::copy(root.join("bin/busybox"), &cached)?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(cached)
+}
+
+/// What the VM needs from a build: test executables and the binaries they run.
+struct Built {
+    tests: Vec<(String, PathBuf)>,
+    binaries: Vec<PathBuf>,
+}
+
+/// Build the test binaries statically (glibc with crt-static), in their own target directory.
+fn build(root: &Path) -> Result<Built> {
+    let target_dir = root.join("target/vm");
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "test",
+        "--no-run",
+        "--message-format=json",
+        "--target",
+        "x86_64-unknown-linux-gnu",
+    ])
+    .env("RUSTFLAGS", "-C target-feature=+crt-static")
+    .env("CARGO_TARGET_DIR", &target_dir)
+    .current_dir(root)
+    .stderr(Stdio::inherit());
+    for c in CRATES {
+        cmd.args(["-p", c]);
+    }
+    eprintln!(
+        "xtask: building static test binaries for {}",
+        CRATES.join(", ")
+    );
+    let json = output(&mut cmd, "cargo test --no-run (static)")?;
+    let mut built = Built {
+        tests: Vec::new(),
+        binaries: Vec::new(),
+    };
+    for line in json
+        .lines()
+        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
+    {
+        let Some(exe) = field(line, "\"executable\":\"") else {
+            continue;
+        };
+        let kinds = field(line, "\"kind\":[\"").unwrap_or_default();
+        let name = field(line, "\"name\":\"").unwrap_or_default();
+        if line.contains("\"test\":true") && kinds == "test" {
+            built.tests.push((name, PathBuf::from(exe)));
+        } else if kinds == "bin" && !line.contains("\"test\":true") {
+            built.binaries.push(PathBuf::from(exe));
+        }
+    }
+    if built.tests.is_empty() {
+        bail!("cargo built no integration test binary");
+    }
+    Ok(built)
+}
+
+/// The string value after `key` in a JSON line (good enough for cargo's messages).
+fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(key)? + key.len();
+    let end = line[start..].find('"')? + start;
+    Some(line[start..end].to_string())
+}
+
+/// A cpio archive in the "newc" format the kernel unpacks as initramfs.
+#[derive(Default)]
+struct Cpio {
+    data: Vec<u8>,
+    ino: u32,
+    dirs: std::collections::BTreeSet<String>,
+}
+
+impl Cpio {
+    fn entry(&mut self, name: &str, mode: u32, body: &[u8]) {
+        self.ino += 1;
+        let name = name.trim_start_matches('/');
+        let mut header = String::from("070701");
+        for v in [
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            body.len() as u32,
+            0,
+            0,
+            0,
+            0,
+            name.len() as u32 + 1,
+            0,
+        ] {
+            let _ = write!(header, "{v:08x}");
+        }
+        self.data.extend_from_slice(header.as_bytes());
+        self.data.extend_from_slice(name.as_bytes());
+        self.data.push(0);
+        self.pad();
+        self.data.extend_from_slice(body);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while self.data.len() % 4 != 0 {
+            self.data.push(0);
+        }
+    }
+
+    /// A directory and its parents.
+    fn dir(&mut self, path: &str) {
+        let mut so_far = String::new();
+        for part in path.trim_matches('/').split('/').filter(|p| !p.is_empty()) {
+            so_far.push('/');
+            so_far.push_str(part);
+            if self.dirs.insert(so_far.clone()) {
+                let name = so_far.clone();
+                self.entry(&name, 0o040755, &[]);
+            }
+        }
+    }
+
+    fn file(&mut self, path: &str, mode: u32, body: &[u8]) {
+        if let Some(parent) = Path::new(path).parent() {
+            self.dir(&parent.to_string_lossy());
+        }
+        self.entry(path, 0o100000 | mode, body);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, &[]);
+        self.data
+    }
+}
+
+/// The VM's /init: cgroup2 only, every controller enabled, the tests, the results, power off.
+fn init_script(root: &Path, tests: &[(String, String)], accept: bool) -> String {
+    let mut s = String::from(
+        "#!/bin/busybox sh\n\
+         /bin/busybox mkdir -p /proc /sys /dev /tmp /bin /sbin /usr/bin /usr/sbin\n\
+         /bin/busybox --install -s /bin\n\
+         mount -t proc proc /proc\n\
+         mount -t sysfs sysfs /sys\n\
+         mount -t devtmpfs devtmpfs /dev\n\
+         mount -t tmpfs tmpfs /tmp\n\
+         mount -t cgroup2 cgroup2 /sys/fs/cgroup\n\
+         for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo +$c > /sys/fs/cgroup/cgroup.subtree_control; done\n\
+         echo \"NSLAB-VM-KERNEL $(uname -r)\"\n\
+         echo \"NSLAB-VM-CGROUP $(grep cgroup /proc/mounts | tr '\\n' ' ')\"\n\
+         echo \"NSLAB-VM-CONTROLLERS $(cat /sys/fs/cgroup/cgroup.subtree_control)\"\n\
+         export PATH=/bin NSLAB_NO_SKIP=1 NO_COLOR=1 RUST_BACKTRACE=0\n",
+    );
+    let _ = writeln!(s, "export INSTA_WORKSPACE_ROOT={}", root.display());
+    let _ = writeln!(
+        s,
+        "export INSTA_UPDATE={}",
+        if accept { "always" } else { "no" }
+    );
+    for (name, path) in tests {
+        let _ = writeln!(s, "echo NSLAB-VM-START {name}");
+        let _ = writeln!(
+            s,
+            "cd {} && {path} --test-threads=1 2>&1; echo \"NSLAB-VM-RESULT {name} $?\"",
+            root.display()
+        );
+    }
+    if accept {
+        let _ = writeln!(
+            s,
+            "for f in $(find {} -name '*.snap' -newer /init); do echo \"NSLAB-VM-SNAP-BEGIN $f\"; cat $f; echo NSLAB-VM-SNAP-END; done",
+            root.display()
+        );
+    }
+    s.push_str("echo NSLAB-VM-DONE\npoweroff -f\n");
+    s
+}
+
+fn initramfs(root: &Path, built: &Built, busybox: &Path, accept: bool, out: &Path) -> Result<()> {
+    let mut cpio = Cpio::default();
+    cpio.file("/bin/busybox", 0o755, &std::fs::read(busybox)?);
+    let mut tests = Vec::new();
+    for (i, (name, exe)) in built.tests.iter().enumerate() {
+        let inside = format!("/tests/{i}-{name}");
+        cpio.file(
+            &inside,
+            0o755,
+            &std::fs::read(exe).with_context(|| exe.display().to_string())?,
+        );
+        tests.push((format!("{}::{name}", crate_of(exe, root)), inside));
+    }
+    // The demo binaries, where the tests look for them (CARGO_BIN_EXE_* is an absolute path).
+    for bin in &built.binaries {
+        cpio.file(&bin.to_string_lossy(), 0o755, &std::fs::read(bin)?);
+    }
+    // The snapshot files, where insta looks for them.
+    for c in CRATES {
+        let dir = root.join(c).join("tests/snapshots");
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "snap") {
+                    cpio.file(&p.to_string_lossy(), 0o644, &std::fs::read(&p)?);
+                }
+            }
+        }
+        cpio.dir(&root.join(c).join("tests").to_string_lossy());
+    }
+    cpio.file("/init", 0o755, init_script(root, &tests, accept).as_bytes());
+    std::fs::write(out, cpio.finish()).with_context(|| format!("write {}", out.display()))?;
+    Ok(())
+}
+
+fn crate_of(exe: &Path, _root: &Path) -> String {
+    // target/vm/x86_64-unknown-linux-gnu/debug/deps/cli-<hash>: the crate is not in the name;
+    // there is one crate per test binary here, named by CRATES.
+    let _ = exe;
+    CRATES.join("+")
+}
+
+/// Boot the VM, stream its console, and return what it printed.
+fn boot(kernel: &Path, initrd: &Path) -> Result<String> {
+    let qemu = which("qemu-system-x86_64")
+        .context("qemu-system-x86_64 not found: install Debian's qemu-system-x86 package")?;
+    // KVM only when asked (NSLAB_VM_KVM=1): on some hosts /dev/kvm exists and stock kernels
+    // still do not boot under it. TCG (software emulation) works everywhere.
+    let accel = if std::env::var("NSLAB_VM_KVM").is_ok_and(|v| v == "1") {
+        "kvm"
+    } else {
+        "tcg"
+    };
+    let mut child = Command::new(qemu)
+        .args([
+            "-accel",
+            accel,
+            "-m",
+            "1024",
+            "-smp",
+            "2",
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
+        ])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", "console=ttyS0 panic=-1 quiet loglevel=3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("spawn qemu-system-x86_64")?;
+    let stdout = child.stdout.take().context("qemu stdout")?;
+    let started = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut console = String::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => {
+                let line = line.trim_end_matches('\r').to_string();
+                println!("vm| {line}");
+                let _ = std::io::stdout().flush();
+                console.push_str(&line);
+                console.push('\n');
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if started.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the VM did not finish within {} s: killed",
+                TIMEOUT.as_secs()
+            );
+        }
+    }
+    let _ = child.wait();
+    Ok(console)
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+}
+
+/// `cargo xtask vm-test [--accept]`.
+pub fn vm_test(root: &Path, accept: bool) -> Result<()> {
+    let cache = cache_dir()?;
+    let kernel = kernel(&cache)?;
+    let busybox = busybox(&cache)?;
+    let built = build(root)?;
+    let initrd = root.join("target/vm/initramfs.cpio");
+    initramfs(root, &built, &busybox, accept, &initrd)?;
+    eprintln!(
+        "xtask: booting {} with {} ({} test binaries)",
+        kernel.display(),
+        initrd.display(),
+        built.tests.len()
+    );
+    let console = boot(&kernel, &initrd)?;
+    let _ = std::fs::remove_file(&initrd);
+
+    if accept {
+        let mut current: Option<(PathBuf, String)> = None;
+        for line in console.lines() {
+            if let Some(path) = line.strip_prefix("NSLAB-VM-SNAP-BEGIN ") {
+                current = Some((PathBuf::from(path), String::new()));
+            } else if line == "NSLAB-VM-SNAP-END" {
+                if let Some((path, text)) = current.take() {
+                    let path = path.with_extension("snap");
+                    if path.starts_with(root) {
+                        std::fs::write(&path, text)
+                            .with_context(|| format!("write {}", path.display()))?;
+                        eprintln!("xtask: accepted {}", path.display());
+                    }
+                }
+            } else if let Some((_, text)) = current.as_mut() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    let results: Vec<(&str, i32)> = console
+        .lines()
+        .filter_map(|l| l.strip_prefix("NSLAB-VM-RESULT "))
+        .filter_map(|r| {
+            r.rsplit_once(' ')
+                .map(|(n, c)| (n, c.trim().parse().unwrap_or(-1)))
+        })
+        .collect();
+    if !console.contains("NSLAB-VM-DONE") {
+        bail!("the VM stopped before it finished the tests");
+    }
+    if results.len() != built.tests.len() {
+        bail!(
+            "{} of {} test binaries reported a result",
+            results.len(),
+            built.tests.len()
+        );
+    }
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|(_, c)| *c != 0)
+        .map(|(n, _)| *n)
+        .collect();
+    if !failed.is_empty() {
+        bail!("tests failed in the cgroup v2 VM: {}", failed.join(", "));
+    }
+    eprintln!(
+        "xtask: vm-test passed: {} test binaries on cgroup v2",
+        results.len()
+    );
+    Ok(())
+}
