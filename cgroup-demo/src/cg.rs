@@ -42,8 +42,49 @@ pub struct Hierarchy {
     pub own: PathBuf,
 }
 
-/// Every hierarchy this process can see, with its own cgroup in each.
+/// A parent the user named (`--parent DIR`): groups are made there instead of under this
+/// process's own cgroup, in the hierarchy that contains it.
+static PARENT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Make groups under `dir` (a cgroup directory of some mounted hierarchy).
+pub fn set_parent(dir: &Path) -> Result<()> {
+    let dir = dir
+        .canonicalize()
+        .map_err(|_| labkit::bad_input(format!("--parent {}: no such directory", dir.display())))?;
+    let is_cgroup = hierarchies_of_own()?
+        .iter()
+        .any(|h| dir.starts_with(&h.mount))
+        && dir.join("cgroup.procs").exists();
+    if !is_cgroup {
+        return Err(labkit::bad_input(format!(
+            "--parent {}: not a cgroup directory (no cgroup.procs, or no mounted hierarchy holds it)",
+            dir.display()
+        )));
+    }
+    let _ = PARENT.set(dir);
+    Ok(())
+}
+
+/// Every hierarchy this process can see, with its own cgroup in each (or the `--parent` given,
+/// in the hierarchy that holds it).
 pub fn hierarchies() -> Result<Vec<Hierarchy>> {
+    let mut all = hierarchies_of_own()?;
+    if let Some(parent) = PARENT.get() {
+        for h in all.iter_mut().filter(|h| parent.starts_with(&h.mount)) {
+            h.own = parent.clone();
+            if h.version == Version::V2 {
+                h.controllers = fs::read_to_string(parent.join("cgroup.controllers"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect();
+            }
+        }
+    }
+    Ok(all)
+}
+
+fn hierarchies_of_own() -> Result<Vec<Hierarchy>> {
     let layout = cgroupfs::detect()?;
     let own =
         parse_proc_cgroup(&fs::read_to_string("/proc/self/cgroup").context("/proc/self/cgroup")?);
@@ -322,7 +363,8 @@ pub fn group_for(controller: &str, force: Option<Version>) -> Result<(Hierarchy,
         group.write("cgroup.subtree_control", &format!("+{controller}")).map_err(|e| {
             e.context(format!(
                 "enabling {controller} for the children of {} (v2 passes a controller down only through \
-                 cgroup.subtree_control, and only from a cgroup without processes of its own)",
+                 cgroup.subtree_control, and only from a cgroup without processes of its own: run as root \
+                 from the root cgroup, or name a cgroup that delegates {controller} with --parent DIR)",
                 group.path.display()
             ))
         })?;

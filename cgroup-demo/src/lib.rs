@@ -218,9 +218,22 @@ pub fn basics(out: &mut Narrator, force: Option<Version>) -> Result<()> {
         .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
         .collect();
     files.sort();
+    // The core interface files, the same on every kernel version (the full list grows).
+    const CORE: &[&str] = &[
+        "cgroup.controllers",
+        "cgroup.events",
+        "cgroup.freeze",
+        "cgroup.kill",
+        "cgroup.procs",
+        "cgroup.subtree_control",
+        "cgroup.threads",
+        "cgroup.type",
+        "notify_on_release",
+        "tasks",
+    ];
     let core: Vec<&String> = files
         .iter()
-        .filter(|f| f.starts_with("cgroup.") || !f.contains('.'))
+        .filter(|f| CORE.contains(&f.as_str()))
         .collect();
     out.say(
         "demo",
@@ -641,10 +654,20 @@ pub fn memory(out: &mut Narrator, limit: u64, force: Option<Version>) -> Result<
             out.say(
                 "demo",
                 format!(
-                    "memory.failcnt: {} (allocations that hit the limit)",
+                    "memory.failcnt: {} (charges that hit memory.limit_in_bytes)",
                     leaf.read("memory.failcnt")?
                 ),
             );
+            if leaf.has("memory.memsw.failcnt") {
+                // With memory+swap limited too, the kernel tries that counter first: the failures land here.
+                out.say(
+                    "demo",
+                    format!(
+                        "memory.memsw.failcnt: {} (charges that hit memory.memsw.limit_in_bytes)",
+                        leaf.read("memory.memsw.failcnt")?
+                    ),
+                );
+            }
             out.say(
                 "demo",
                 format!(
@@ -1402,6 +1425,11 @@ fn rules_in_lab(lab: &mut Reporter, name: &str) -> Result<i32> {
             // ANCHOR: ebusy
             let refused = mount_v1("/tmp/mixed", &set);
             // ANCHOR_END: ebusy
+            if refused.is_ok() {
+                // Only possible where no group uses them (a bare v2 tree): give them back at once.
+                nix::mount::umount2("/tmp/mixed", nix::mount::MntFlags::empty())
+                    .context("umount /tmp/mixed")?;
+            }
             lab.step(format!(
                 "mount -t cgroup -o {set} none /tmp/mixed -> {}  (CG-8: {} is on {}, {} on {})",
                 errno_name(refused),
@@ -1515,7 +1543,12 @@ pub fn v2_rules(out: &mut Narrator) -> Result<()> {
         "demo",
         format!("echo {pid} > {}/cgroup.procs", rel(&h, &top)),
     );
-    match available.split_whitespace().next() {
+    // A domain controller: threaded-capable ones (cpu, cpuset, pids, perf_event) may be enabled
+    // in a threaded subtree next to processes, so they would not show the rule.
+    let domain = ["memory", "io", "hugetlb", "misc", "rdma"]
+        .into_iter()
+        .find(|c| available.split_whitespace().any(|a| a == *c));
+    match domain {
         Some(controller) => {
             // ANCHOR: no_internal
             let refused = top.write("cgroup.subtree_control", &format!("+{controller}"));
@@ -1527,7 +1560,7 @@ pub fn v2_rules(out: &mut Narrator) -> Result<()> {
             out.step("demo", format!("mkdir leaf; move pid {pid} there; echo +{controller} > cgroup.subtree_control -> {}", errno_text(&allowed)));
             out.say("demo", format!("leaf/cgroup.controllers -> {}", leaf.read("cgroup.controllers")?));
         }
-        None => out.say("demo", "no controller to pass down from here: the rule needs one (run as a process whose cgroup delegates controllers, e.g. in `cargo xtask vm`)"),
+        None => out.say("demo", "no controller to pass down from here: the rule needs one (run as a process whose cgroup delegates controllers, e.g. in `cargo xtask vm-test`)"),
     }
     end(child)?;
     Ok(())

@@ -23,6 +23,10 @@ struct Cli {
     /// Use the cgroup v2 hierarchy only.
     #[arg(long, global = true)]
     v2: bool,
+    /// Make groups under this cgroup directory instead of under this process's own cgroup (for
+    /// example a cgroup delegated to you).
+    #[arg(long, global = true, value_name = "DIR")]
+    parent: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -94,6 +98,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     // Groups are removed when their handles drop: hold Ctrl-C until then (the demos are short),
     // so an interrupted run still cleans up, then ends.
     let _hold = labkit::signals::hold_interrupts()?;
+    if let Some(dir) = &cli.parent {
+        cgroup_demo::cg::set_parent(dir)?;
+    }
     match cli.command {
         Cmd::Show { pid } => cgroup_demo::show(&mut out, pid)?,
         Cmd::Basics => cgroup_demo::basics(&mut out, force)?,

@@ -126,6 +126,19 @@ fn machine_filters() -> Vec<(String, String)> {
         (r"\b[1-9]\d*:([a-z][a-z_,]*):/".into(), "[N]:$1:/".into()),
         (r"its \d+ lines".into(), "its [N] lines".into()),
         (
+            r"memory.events: max \d+".into(),
+            "memory.events: max [N]".into(),
+        ),
+        (r"failcnt: \d+".into(), "failcnt: [N]".into()),
+        (
+            r"v2 hierarchy at /sys/fs/cgroup(/unified)?;".into(),
+            "v2 hierarchy at [CGROUP2-MOUNT];".into(),
+        ),
+        (
+            r"v2 at /sys/fs/cgroup(/unified)?;".into(),
+            "v2 at [CGROUP2-MOUNT];".into(),
+        ),
+        (
             r"CPU seconds: \d+% of one CPU".into(),
             "CPU seconds: [NN]% of one CPU".into(),
         ),
@@ -160,7 +173,10 @@ fn regex_escape(s: &str) -> String {
 fn version_for(controller: &str) -> &'static str {
     match cgroup_demo::cg::for_controller(controller, None).map(|h| h.version) {
         Ok(cgroup_demo::cg::Version::V2) => "v2",
-        _ => "v1",
+        Ok(cgroup_demo::cg::Version::V1) => "v1",
+        // No hierarchy has it (v2 has no freezer controller): the demo falls back to v2 files.
+        Err(_) if has_cgroup2() => "v2",
+        Err(_) => "v1",
     }
 }
 
@@ -517,7 +533,9 @@ fn v1_hierarchy_rules_hold_and_leave_nothing() {
     );
     assert!(
         r.stdout.contains(" -> EBUSY"),
-        "a different set of busy controllers is refused"
+        "a different set of busy controllers is refused:
+{}",
+        r.stdout
     );
     assert!(
         r.stdout.contains("/proc/self/cgroup still lists: ")
@@ -624,4 +642,76 @@ fn bad_sizes_and_limits_are_refused() {
     }
     let _one = serial();
     assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+/// Start the demo with piped output and read until a line contains `marker`.
+fn start_until(
+    args: &[&str],
+    marker: &str,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::io::BufRead;
+    let mut child = labkit::testing::command(bin(), args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        if line.contains(marker) {
+            break;
+        }
+        line.clear();
+    }
+    assert!(line.contains(marker), "the demo never printed {marker:?}");
+    (child, out)
+}
+
+#[test]
+fn ctrl_c_in_the_middle_still_removes_every_group() {
+    if needs_root("ctrl_c_in_the_middle_still_removes_every_group") {
+        return;
+    }
+    let _one = serial();
+    let (mut child, _out) = start_until(&["cpu", "--seconds", "2"], "fork() -> light");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(2),
+        "it ends by the SIGINT, after cleaning up: {status:?}"
+    );
+    assert_eq!(
+        leftovers(),
+        Vec::<String>::new(),
+        "Ctrl-C left cgroups behind"
+    );
+}
+
+#[test]
+fn a_closed_output_pipe_still_removes_every_group() {
+    if needs_root("a_closed_output_pipe_still_removes_every_group") {
+        return;
+    }
+    let _one = serial();
+    let (mut child, out) = start_until(&["pids"], "fork() -> bomb");
+    drop(out); // like `cgroup-demo pids | head -2`
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(141),
+        "128 + SIGPIPE, as a classic tool would: {status:?}"
+    );
+    assert_eq!(
+        leftovers(),
+        Vec::<String>::new(),
+        "a closed pipe left cgroups behind"
+    );
 }

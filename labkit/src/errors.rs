@@ -208,7 +208,13 @@ pub fn report(prog: &str, err: &anyhow::Error) -> ExitCode {
 
 /// The body of every demo's `main`: run, and turn an error into its report and exit code.
 pub fn run_main(prog: &str, run: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
-    match run() {
+    let result = run();
+    if crate::narrate::output_closed() {
+        // The reader went away mid-way: the demo finished and cleaned up; say what a tool
+        // killed by SIGPIPE says (128 + 13).
+        return ExitCode::from(141);
+    }
+    match result {
         Ok(code) => code,
         Err(err) => report(prog, &err),
     }

@@ -110,14 +110,28 @@ impl Narrator {
     }
 }
 
-/// Write one line to stdout. When the reader has gone (`uts-demo clone | head -3`), stop quietly
-/// as a classic Unix tool would, instead of panicking on EPIPE: exit status 141 (128 + SIGPIPE),
-/// what the shell reports for a tool killed by SIGPIPE.
+/// Set once stdout's reader has gone (a closed pipe): nothing more is printed.
+static OUTPUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the reader of stdout went away (`uts-demo clone | head -3`). [`crate::errors::run_main`]
+/// then ends the program with status 141 (128 + SIGPIPE), as the shell reports for a classic tool
+/// killed by SIGPIPE: but only after the demo has finished and removed what it made.
+pub fn output_closed() -> bool {
+    OUTPUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Write one line to stdout. When the reader has gone, stop printing and let the demo finish
+/// (and clean up) quietly, instead of panicking as `println!` does on EPIPE or exiting before
+/// the cleanup.
 fn emit(line: &str) {
+    if output_closed() {
+        return;
+    }
     let mut stdout = std::io::stdout().lock();
     if let Err(err) = writeln!(stdout, "{line}") {
         if err.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(141);
+            OUTPUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+            return;
         }
         panic!("writing to stdout: {err}");
     }

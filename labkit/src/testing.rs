@@ -34,30 +34,17 @@ pub fn needs_root(test: &str) -> bool {
 }
 
 /// `true` (after a loud skip) when an unprivileged user cannot create a user namespace. Asks
-/// util-linux `unshare --user true` (as `nobody` when root): a new process, never a fork of the
-/// multithreaded test harness.
+/// `unshare --user true` (util-linux or busybox), as `nobody` when root: a new process, never a
+/// fork of the multithreaded test harness.
 pub fn needs_unprivileged_userns(test: &str) -> bool {
-    let nobody = crate::doctor::NOBODY.to_string();
-    let mut cmd = if nix::unistd::geteuid().is_root() {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid",
-            &nobody,
-            "--regid",
-            &nobody,
-            "--clear-groups",
-            "--",
-            "unshare",
-            "--user",
-            "true",
-        ]);
-        c
-    } else {
-        let mut c = Command::new("unshare");
-        c.args(["--user", "true"]);
-        c
-    };
-    match cmd.stdin(Stdio::null()).output() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--user", "true"]).stdin(Stdio::null());
+    if nix::unistd::geteuid().is_root() {
+        // std drops the supplementary groups too when root changes uid (setgroups(0, NULL)).
+        cmd.uid(crate::doctor::NOBODY).gid(crate::doctor::NOBODY);
+    }
+    match cmd.output() {
         Ok(out) if out.status.success() => false,
         Ok(out) => skip(
             test,
@@ -162,29 +149,22 @@ impl Drop for TempDir {
     }
 }
 
-/// Run a demo binary as the unprivileged user `nobody` (UID/GID 65534, no supplementary groups)
-/// through `setpriv(1)`. The binary is copied into a world-readable temp dir first: the checkout
-/// may sit under a home directory that `nobody` cannot enter. Needs root (to change UID).
+/// Run a demo binary as the unprivileged user `nobody` (UID/GID 65534, no supplementary groups).
+/// The binary is copied into a world-readable temp dir first: the checkout may sit under a home
+/// directory that `nobody` cannot enter. Needs root (to change UID).
 pub fn run_as_nobody(bin: &Path, args: &[&str]) -> Run {
+    use std::os::unix::process::CommandExt;
     let dir = TempDir::new("bin");
     let copy = dir.path().join(bin.file_name().expect("binary name"));
     fs::copy(bin, &copy).expect("copy the demo binary");
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod the copy");
-    let nobody = crate::doctor::NOBODY.to_string();
-    let mut setpriv_args = vec![
-        "--reuid",
-        &nobody,
-        "--regid",
-        &nobody,
-        "--clear-groups",
-        "--",
-    ];
-    let copy_str = copy.to_str().expect("utf-8 temp path");
-    setpriv_args.push(copy_str);
-    setpriv_args.extend_from_slice(args);
-    let mut cmd = command(Path::new("setpriv"), &setpriv_args);
-    cmd.current_dir(dir.path());
-    output_to_run(cmd.output().expect("spawn setpriv (util-linux)"))
+    let mut cmd = command(&copy, args);
+    // setgid, then setuid, in the child before exec; as root, std also clears the supplementary
+    // groups (setgroups(0, NULL)).
+    cmd.current_dir(dir.path())
+        .uid(crate::doctor::NOBODY)
+        .gid(crate::doctor::NOBODY);
+    output_to_run(cmd.output().expect("spawn the demo binary as nobody"))
 }
 
 /// The host's hostname, to redact it from snapshots.
@@ -289,7 +269,10 @@ pub fn number_values(text: &str) -> String {
 /// `/proc/`, `waitpid(`, ... ([`pid_pattern`]), in `echo PID > file`, and in lists after
 /// `cgroup.procs`, `tasks`, `threads:`. One numbering for all, by first appearance.
 fn number_pids(text: &str) -> String {
-    let echo = regex::Regex::new(r"\becho ([1-9]\d+) >").expect("echo pattern");
+    // `echo PID > .../cgroup.procs` (tasks, cgroup.threads): not `echo 16 > pids.max`.
+    let echo =
+        regex::Regex::new(r"\becho ([1-9]\d+) > \S*(?:cgroup\.procs|tasks|cgroup\.threads)\b")
+            .expect("echo pattern");
     let list =
         regex::Regex::new(r"(?:cgroup\.procs:? |tasks |threads: )((?:[1-9]\d+(?:, | |$|;|\n))+)")
             .expect("list pattern");

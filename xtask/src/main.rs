@@ -5,6 +5,7 @@
 //! - `book`: build the book with mdBook and check it (sources and built HTML).
 //! - `book-check`: check the book's sources only (no mdBook needed; `cargo test` runs this too).
 //! - `vm-test [--accept]`: the cgroup tests on a pure cgroup v2 machine, in a QEMU VM.
+//! - `vm`: the same VM as a classroom sandbox: every demo on the PATH, a root shell.
 #![forbid(unsafe_code)]
 
 mod book;
@@ -67,8 +68,9 @@ fn main() -> ExitCode {
         "book" => book(),
         "book-check" => book::check_sources(&root()),
         "vm-test" => vm::vm_test(&root(), std::env::args().any(|a| a == "--accept")),
+        "vm" => vm::sandbox(&root()),
         _ => {
-            eprintln!("usage: cargo xtask <ci | book | book-check | vm-test [--accept]>");
+            eprintln!("usage: cargo xtask <ci | book | book-check | vm-test [--accept] | vm>");
             return ExitCode::from(2);
         }
     };

@@ -6,7 +6,8 @@
 //! `NSLAB_VM_KERNEL=/path/to/vmlinuz`) under QEMU with an initramfs built here: a static busybox,
 //! the statically linked test binaries with the demo binaries at the paths compiled into them,
 //! and the snapshot files. Its `/init` mounts proc, sysfs, devtmpfs, a tmpfs on /tmp and **cgroup2
-//! only** at /sys/fs/cgroup, enables every controller for the root's children, runs the tests with
+//! only** at /sys/fs/cgroup, enables every controller for the root's children, makes one child
+//! group that uses them (as `system.slice` does on a systemd host), runs the tests with
 //! skips turned into failures, prints one result line per test binary on the serial console, and
 //! powers off. Downloads are cached in `~/.cache/nslab-vm`.
 //!
@@ -23,7 +24,7 @@ use anyhow::{Context, Result, bail};
 /// The crates whose integration tests run in the VM.
 const CRATES: &[&str] = &["cgroup-demo"];
 /// How long the VM may take, boot to power-off.
-const TIMEOUT: Duration = Duration::from_secs(900);
+const TIMEOUT: Duration = Duration::from_secs(600);
 
 fn cache_dir() -> Result<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
@@ -167,9 +168,17 @@ fn build(root: &Path) -> Result<Built> {
         };
         let kinds = field(line, "\"kind\":[\"").unwrap_or_default();
         let name = field(line, "\"name\":\"").unwrap_or_default();
-        if line.contains("\"test\":true") && kinds == "test" {
+        // The profile's "test" flag says whether this is a test harness build (the target
+        // object has a "test" field too, with another meaning).
+        let profile = line
+            .split("\"profile\":{")
+            .nth(1)
+            .and_then(|p| p.split('}').next())
+            .unwrap_or_default();
+        let test_build = profile.contains("\"test\":true");
+        if test_build && kinds == "test" {
             built.tests.push((name, PathBuf::from(exe)));
-        } else if kinds == "bin" && !line.contains("\"test\":true") {
+        } else if kinds == "bin" && !test_build {
             built.binaries.push(PathBuf::from(exe));
         }
     }
@@ -268,6 +277,7 @@ fn init_script(root: &Path, tests: &[(String, String)], accept: bool) -> String 
          mount -t tmpfs tmpfs /tmp\n\
          mount -t cgroup2 cgroup2 /sys/fs/cgroup\n\
          for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo +$c > /sys/fs/cgroup/cgroup.subtree_control; done\n\
+         mkdir /sys/fs/cgroup/vm-system\n\
          echo \"NSLAB-VM-KERNEL $(uname -r)\"\n\
          echo \"NSLAB-VM-CGROUP $(grep cgroup /proc/mounts | tr '\\n' ' ')\"\n\
          echo \"NSLAB-VM-CONTROLLERS $(cat /sys/fs/cgroup/cgroup.subtree_control)\"\n\
@@ -281,9 +291,13 @@ fn init_script(root: &Path, tests: &[(String, String)], accept: bool) -> String 
     );
     for (name, path) in tests {
         let _ = writeln!(s, "echo NSLAB-VM-START {name}");
+        // NSLAB_VM_FILTER: run only the tests whose names contain it (for debugging).
+        let filter = std::env::var("NSLAB_VM_FILTER")
+            .map(|f| format!(" {f} --nocapture"))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "cd {} && {path} --test-threads=1 2>&1; echo \"NSLAB-VM-RESULT {name} $?\"",
+            "cd {} && {path} --test-threads=1{filter} 2>&1; echo \"NSLAB-VM-RESULT {name} $?\"",
             root.display()
         );
     }
@@ -435,7 +449,15 @@ pub fn vm_test(root: &Path, accept: bool) -> Result<()> {
         initrd.display(),
         built.tests.len()
     );
-    let console = boot(&kernel, &initrd)?;
+    // A guest that hangs under software emulation (seen once, never reproduced) is not a test
+    // failure: boot once more before giving up. Failed tests are never retried.
+    let console = match boot(&kernel, &initrd) {
+        Err(e) if e.to_string().contains("did not finish") => {
+            eprintln!("xtask: {e:#}; booting once more");
+            boot(&kernel, &initrd)?
+        }
+        other => other?,
+    };
     let _ = std::fs::remove_file(&initrd);
 
     if accept {
@@ -488,5 +510,115 @@ pub fn vm_test(root: &Path, accept: bool) -> Result<()> {
         "xtask: vm-test passed: {} test binaries on cgroup v2",
         results.len()
     );
+    Ok(())
+}
+
+/// Build every demo binary statically (for the sandbox).
+fn build_bins(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "build",
+        "--bins",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--message-format=json",
+        "--target",
+        "x86_64-unknown-linux-gnu",
+    ])
+    .env("RUSTFLAGS", "-C target-feature=+crt-static")
+    .env("CARGO_TARGET_DIR", root.join("target/vm"))
+    .current_dir(root)
+    .stderr(Stdio::inherit());
+    eprintln!("xtask: building every demo statically");
+    let json = output(&mut cmd, "cargo build --bins (static)")?;
+    Ok(json
+        .lines()
+        .filter(|l| {
+            l.contains("\"reason\":\"compiler-artifact\"") && l.contains("\"kind\":[\"bin\"]")
+        })
+        .filter_map(|l| field(l, "\"executable\":\""))
+        .map(PathBuf::from)
+        .collect())
+}
+
+/// `cargo xtask vm`: a throw-away cgroup v2 machine with every demo on the PATH and a root shell
+/// on this terminal. Nothing in it touches the host; `exit` powers it off.
+pub fn sandbox(root: &Path) -> Result<()> {
+    let cache = cache_dir()?;
+    let kernel = kernel(&cache)?;
+    let busybox = busybox(&cache)?;
+    let bins = build_bins(root)?;
+    let mut cpio = Cpio::default();
+    cpio.file("/bin/busybox", 0o755, &std::fs::read(&busybox)?);
+    for bin in &bins {
+        let name = bin
+            .file_name()
+            .context("binary name")?
+            .to_string_lossy()
+            .into_owned();
+        cpio.file(
+            &format!("/usr/local/bin/{name}"),
+            0o755,
+            &std::fs::read(bin)?,
+        );
+    }
+    cpio.file(
+        "/etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+    );
+    cpio.file("/etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
+    cpio.file("/etc/hostname", 0o644, b"nslab-vm\n");
+    cpio.dir("/root");
+    let init = "#!/bin/busybox sh\n\
+        /bin/busybox mkdir -p /proc /sys /dev /tmp /run /bin /sbin /usr/bin /usr/sbin\n\
+        /bin/busybox --install -s /bin\n\
+        mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev\n\
+        mount -t tmpfs tmpfs /tmp; mount -t tmpfs tmpfs /run\n\
+        mount -t cgroup2 cgroup2 /sys/fs/cgroup\n\
+        for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo +$c > /sys/fs/cgroup/cgroup.subtree_control; done\n\
+        mkdir /sys/fs/cgroup/vm-system\n\
+        hostname nslab-vm; ip link set lo up 2>/dev/null\n\
+        export PATH=/usr/local/bin:/bin HOME=/root PS1='nslab-vm# '\n\
+        cd /root\n\
+        echo; echo 'nslab sandbox: cgroup v2, every demo on the PATH (nslab-doctor first); exit powers off.'\n\
+        echo 'This kernel loads no modules here: net-demo veth and bridges are not available in the sandbox.'\n\
+        setsid cttyhack sh -l\n\
+        poweroff -f\n";
+    cpio.file("/init", 0o755, init.as_bytes());
+    let initrd = root.join("target/vm/sandbox.cpio");
+    std::fs::write(&initrd, cpio.finish())?;
+    let qemu = which("qemu-system-x86_64")
+        .context("qemu-system-x86_64 not found: install Debian's qemu-system-x86 package")?;
+    let accel = if std::env::var("NSLAB_VM_KVM").is_ok_and(|v| v == "1") {
+        "kvm"
+    } else {
+        "tcg"
+    };
+    let status = Command::new(qemu)
+        .args([
+            "-accel",
+            accel,
+            "-m",
+            "1024",
+            "-smp",
+            "2",
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
+        ])
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 panic=-1 quiet loglevel=3"])
+        .status()
+        .context("spawn qemu-system-x86_64")?;
+    let _ = std::fs::remove_file(&initrd);
+    if !status.success() {
+        bail!("qemu ended with {status}");
+    }
     Ok(())
 }
