@@ -13,6 +13,7 @@
 //! - [`cgroupfs`]: which cgroup layout the host has (v1, v2 or hybrid).
 //! - [`doctor`]: what this machine can show, chapter by chapter.
 //! - [`signals`]: hold off Ctrl-C while the host is in a half-made state.
+//! - [`tempdir`]: `nslab-...` temp directories removed on drop.
 //! - [`sys`], [`sysv`]: the few syscalls `nix` does not wrap (`setdomainname`, `sigwaitinfo`,
 //!   `finit_module`, System V IPC).
 //! - `testing` (feature `testing`): skip guards, snapshot filters, running as another user.
@@ -30,6 +31,7 @@ pub mod rootless;
 pub mod signals;
 pub mod sys;
 pub mod sysv;
+pub mod tempdir;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Set to `1` to turn every skip into a failure (`.ci/run` does).
@@ -125,29 +125,7 @@ pub fn run(bin: &Path, args: &[&str]) -> Run {
     output_to_run(command(bin, args).output().expect("spawn the demo binary"))
 }
 
-/// A directory under the system temp dir, named with the nslab prefix, removed on drop.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Create `nslab-<what>-<pid>-<n>` under `/tmp` (mode 0755, so another UID can enter it).
-    pub fn new(what: &str) -> TempDir {
-        let path = std::env::temp_dir().join(crate::unique_name(what));
-        fs::create_dir(&path).expect("create temp dir");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+pub use crate::tempdir::TempDir;
 
 /// Run a demo binary as the unprivileged user `nobody` (UID/GID 65534, no supplementary groups).
 /// The binary is copied into a world-readable temp dir first: the checkout may sit under a home

@@ -5,7 +5,8 @@
 //! VM boots Debian's kernel (`linux-image-amd64`, fetched with `apt-get download`, or
 //! `NSLAB_VM_KERNEL=/path/to/vmlinuz`) under QEMU with an initramfs built here: a static busybox,
 //! the statically linked test binaries with the demo binaries at the paths compiled into them,
-//! and the snapshot files. Its `/init` mounts proc, sysfs, devtmpfs, a tmpfs on /tmp and **cgroup2
+//! and the snapshot files (the checkout may live under /tmp: /tmp stays the initramfs's own, no
+//! tmpfs over it). Its `/init` mounts proc, sysfs, devtmpfs and **cgroup2
 //! only** at /sys/fs/cgroup, enables every controller for the root's children, makes one child
 //! group that uses them (as `system.slice` does on a systemd host), runs the tests with
 //! skips turned into failures, prints one result line per test binary on the serial console, and
@@ -274,7 +275,6 @@ fn init_script(root: &Path, tests: &[(String, String)], accept: bool) -> String 
          mount -t proc proc /proc\n\
          mount -t sysfs sysfs /sys\n\
          mount -t devtmpfs devtmpfs /dev\n\
-         mount -t tmpfs tmpfs /tmp\n\
          mount -t cgroup2 cgroup2 /sys/fs/cgroup\n\
          for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo +$c > /sys/fs/cgroup/cgroup.subtree_control; done\n\
          mkdir /sys/fs/cgroup/vm-system\n\

@@ -1,0 +1,274 @@
+//! Runs the real `cow-demo` binary, snapshots its output (timings redacted) and asserts the
+//! mechanism: files copied up whole, lower files untouched, whiteouts and opaque directories
+//! present, overlays far smaller than copies, shared pages turning private after writes; and
+//! that nothing stays mounted or on disk.
+
+use std::path::Path;
+
+use labkit::assert_run_snapshot;
+use labkit::testing::{Run, needs_root, needs_unprivileged_userns, run, run_as_nobody};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_cow-demo"))
+}
+
+/// Temp directories and mounts the demo might have left.
+fn leftovers() -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("nslab-cow"))
+        .collect();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains("nslab-cow"))
+            .map(String::from),
+    );
+    found
+}
+
+/// One test at a time: the leftover check looks at the whole temp directory.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn demo(test: &str, args: &[&str]) -> Option<Run> {
+    let _one = serial();
+    let mut all = vec!["--rootless"];
+    all.extend_from_slice(args);
+    let r = run(bin(), &all);
+    if r.code == 77 && needs_unprivileged_userns(test) {
+        return None;
+    }
+    r.expect_code(0);
+    assert_eq!(leftovers(), Vec::<String>::new(), "left mounted or on disk");
+    Some(r)
+}
+
+/// Timings, and values that move with them.
+const TIMES: &[(&str, &str)] = &[
+    (r"\d+\.\d{3} (ms|s)\b", "[T] $1"),
+    (r"\b\d+x\b", "[R]x"),
+    (r"\|#+ ", "|[BAR] "),
+    (r"Rss \d+ MiB", "Rss [N] MiB"),
+];
+
+#[test]
+fn help_lists_every_subcommand() {
+    let r = run(bin(), &["--help"]);
+    r.expect_code(0);
+    for sub in ["layers", "copyup", "whiteout", "many", "memory"] {
+        assert!(r.stdout.contains(sub));
+    }
+    assert_run_snapshot!("help", r);
+}
+
+#[test]
+fn overlay_merges_read_only_layers_under_a_writable_one() {
+    let Some(r) = demo(
+        "overlay_merges_read_only_layers_under_a_writable_one",
+        &["layers"],
+    ) else {
+        return;
+    };
+    let row = |f: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.contains(&format!("] {f} ")) || l.contains(&format!("    {f} ")))
+            .unwrap_or_else(|| panic!("{f}"))
+            .to_string()
+    };
+    assert!(
+        row("bin/tool").ends_with("tool version 2"),
+        "the upper of the two lower layers wins"
+    );
+    assert!(
+        row("app/data").contains(".     .    x"),
+        "a new file goes to upper only: {}",
+        row("app/data")
+    );
+    assert!(row("etc/os-release").contains("x     .    ."));
+    assert_run_snapshot!("layers", r, TIMES);
+}
+
+#[test]
+fn a_write_copies_the_whole_file_up_and_leaves_the_lower_alone() {
+    let Some(r) = demo(
+        "a_write_copies_the_whole_file_up_and_leaves_the_lower_alone",
+        &["copyup", "--sizes", "4K,64K,1M,4M"],
+    ) else {
+        return;
+    };
+    assert!(
+        r.stdout
+            .contains("upper/ holds 4 whole copies (5312512 bytes)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("lower 0x01 (unchanged), container 1 0x21, container 2 0x01")
+    );
+    assert_run_snapshot!("copyup", r, TIMES);
+}
+
+#[test]
+fn copy_up_writes_an_svg_plot() {
+    let dir = labkit::testing::TempDir::new("svg");
+    let svg = dir.path().join("plot.svg");
+    let Some(_) = demo(
+        "copy_up_writes_an_svg_plot",
+        &["copyup", "--sizes", "4K,1M", "--svg", svg.to_str().unwrap()],
+    ) else {
+        return;
+    };
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg ") && text.trim_end().ends_with("</svg>"));
+    assert_eq!(text.matches("<polyline").count(), 2);
+}
+
+#[test]
+fn deleting_leaves_whiteouts_and_recreating_makes_opaque_dirs() {
+    let Some(r) = demo(
+        "deleting_leaves_whiteouts_and_recreating_makes_opaque_dirs",
+        &["whiteout"],
+    ) else {
+        return;
+    };
+    assert!(r.stdout.contains("upper/old.txt: character device 0:0 (a whiteout); lower/old.txt: file; merged/old.txt: (none)"));
+    assert!(r.stdout.contains("overlay.opaque = \"y\""), "{}", r.stdout);
+    assert!(r.stdout.contains("(empty: the lower logs/a.log is hidden)"));
+    assert!(
+        r.stdout
+            .contains("rename(merged/cache, merged/cache2) -> EXDEV")
+    );
+    assert!(
+        r.stdout.contains("redirect_dir=on -> EINVAL") || r.stdout.contains("overlay.redirect = "),
+        "{}",
+        r.stdout
+    );
+    assert_run_snapshot!("whiteout_rootless", r, TIMES);
+}
+
+#[test]
+fn as_root_redirect_dir_lets_a_lower_directory_move() {
+    if needs_root("as_root_redirect_dir_lets_a_lower_directory_move") {
+        return;
+    }
+    let _one = serial();
+    let r = run(bin(), &["whiteout"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("trusted.overlay.opaque = \"y\""));
+    assert!(
+        r.stdout
+            .contains("rename(merged/cache, merged/cache2) -> 0")
+    );
+    assert!(r.stdout.contains("trusted.overlay.redirect = \"cache\""));
+    assert_eq!(leftovers(), Vec::<String>::new());
+    assert_run_snapshot!("whiteout_root", r, TIMES);
+}
+
+#[test]
+fn many_containers_share_one_image() {
+    let Some(r) = demo(
+        "many_containers_share_one_image",
+        &["many", "--count", "4", "--size", "8M"],
+    ) else {
+        return;
+    };
+    let line = |what: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap()
+            .to_string()
+    };
+    let kib = |l: &str| -> u64 {
+        let t: Vec<&str> = l.split_whitespace().collect();
+        let i = t.iter().position(|w| *w == "KiB" || *w == "MiB").unwrap();
+        let n: u64 = t[i - 1].parse().unwrap();
+        if t[i] == "MiB" { n * 1024 } else { n }
+    };
+    let (overlays, copies) = (kib(&line("4 overlays")), kib(&line("4 copies")));
+    assert!(copies >= 4 * 8 * 1024, "4 copies of 8 MiB: {copies} KiB");
+    assert!(
+        overlays * 100 < copies,
+        "overlays {overlays} KiB, copies {copies} KiB"
+    );
+    assert_run_snapshot!(
+        "many",
+        r,
+        &[
+            (r"\d+\.\d{3} s", "[T] s"),
+            (r"\b\d+x\b", "[R]x"),
+            (r"4 overlays +\d+ KiB", "4 overlays  [N] KiB")
+        ]
+    );
+}
+
+#[test]
+fn written_pages_stop_being_shared_after_fork() {
+    let r = run(bin(), &["memory", "--size", "64M"]);
+    r.expect_code(0);
+    let nums = |marker: &str| -> (u64, u64) {
+        let l = r.stdout.lines().find(|l| l.contains(marker)).unwrap();
+        let n: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (n[n.len() - 2], n[n.len() - 1])
+    };
+    let (shared0, private0) = nums("after fork(): Shared_Dirty");
+    let (shared1, private1) = nums("first half: Shared_Dirty");
+    assert!(
+        shared0 >= 63 && private0 <= 1,
+        "all shared after fork: {shared0}/{private0}"
+    );
+    assert!(
+        (31..=33).contains(&(shared0 - shared1)),
+        "half stopped being shared: {shared0} -> {shared1}"
+    );
+    assert!(
+        (31..=34).contains(&(private1 - private0)),
+        "and became private: {private0} -> {private1}"
+    );
+    assert_run_snapshot!("memory", r, TIMES);
+}
+
+#[test]
+fn overlay_demos_run_as_root_and_as_nobody() {
+    if needs_root("overlay_demos_run_as_root_and_as_nobody")
+        || needs_unprivileged_userns("overlay_demos_run_as_root_and_as_nobody")
+    {
+        return;
+    }
+    let _one = serial();
+    for sub in ["layers", "copyup", "many"] {
+        for r in [run(bin(), &[sub]), run_as_nobody(bin(), &[sub])] {
+            r.expect_code(0);
+            assert_eq!(leftovers(), Vec::<String>::new(), "{sub}");
+        }
+    }
+}
+
+#[test]
+fn bad_sizes_are_refused() {
+    for (args, needle) in [
+        (vec!["copyup", "--sizes", "lots"], "is not a size"),
+        (vec!["copyup", "--sizes", "512M"], "at most 256M"),
+        (vec!["many", "--count", "0"], "choose 1 to 50"),
+        (vec!["memory", "--size", "0"], "above 0"),
+    ] {
+        let _one = serial();
+        let r = run(bin(), &args);
+        r.expect_code(2);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert_eq!(leftovers(), Vec::<String>::new());
+    }
+}
