@@ -183,6 +183,16 @@ impl Group {
         })
     }
 
+    /// Take charge of an existing group (one a killed earlier run of this program made), to
+    /// remove it.
+    pub fn adopt(path: PathBuf, version: Version) -> Group {
+        Group {
+            path,
+            version,
+            removed: false,
+        }
+    }
+
     /// A child group.
     pub fn child(&self, name: &str) -> Result<Group> {
         Group::create(&self.path, name, self.version)

@@ -20,6 +20,8 @@ const WHO_WIDTH: usize = 14;
 pub struct Narrator {
     color: bool,
     step: u32,
+    /// Print nothing (a program whose steps are shown only on request, like `--explain`).
+    quiet: bool,
 }
 
 impl Default for Narrator {
@@ -35,6 +37,7 @@ impl Narrator {
         Self {
             color: std::io::stdout().is_terminal() && !no_color,
             step: 0,
+            quiet: false,
         }
     }
 
@@ -43,6 +46,7 @@ impl Narrator {
         Self {
             color: false,
             step: 0,
+            quiet: false,
         }
     }
 
@@ -66,6 +70,11 @@ impl Narrator {
         )
     }
 
+    /// Print nothing from now on (steps are still counted).
+    pub fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
+    }
+
     /// Format a numbered step (a syscall or an action) without printing it.
     pub fn format_step(&mut self, who: &str, text: impl Display) -> String {
         self.step += 1;
@@ -81,16 +90,24 @@ impl Narrator {
     /// Print a numbered step (a syscall or an action).
     pub fn step(&mut self, who: &str, text: impl Display) {
         let line = self.format_step(who, text);
-        emit(&line);
+        if !self.quiet {
+            emit(&line);
+        }
     }
 
     /// Print what the kernel answered, indented under the steps.
     pub fn say(&self, who: &str, text: impl Display) {
+        if self.quiet {
+            return;
+        }
         emit(&format!("{}    {text}", self.who(who)));
     }
 
     /// Print a line that belongs to no speaker (tables, pictures, blank lines).
     pub fn raw(&self, text: impl Display) {
+        if self.quiet {
+            return;
+        }
         emit(&text.to_string());
     }
 

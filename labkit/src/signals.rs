@@ -31,3 +31,25 @@ impl Drop for InterruptGuard {
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.previous), None);
     }
 }
+
+/// Take (and drop) a SIGINT, SIGTERM or SIGHUP that is pending while held: one that was meant
+/// for a foreground child (a container got the same Ctrl-C from the terminal), so that the
+/// guard's drop does not end this process with it.
+pub fn discard_pending() {
+    let mut set = SigSet::empty();
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(sig);
+    }
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        // SAFETY: a valid signal set and timeout for the whole call, no siginfo buffer (null is
+        // allowed); sigtimedwait(2) only takes a pending signal off the queue.
+        let taken = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &zero) };
+        if taken <= 0 {
+            break;
+        }
+    }
+}

@@ -1,0 +1,627 @@
+//! A minimal container runtime: every mechanism of the book, combined, by calling the demos'
+//! own libraries (the code the chapters show):
+//!
+//! 1. `clone` with new UTS, IPC, PID, mount, network and cgroup namespaces (and a user namespace
+//!    when rootless, its maps written by the parent), the child waiting on a pipe;
+//! 2. cgroups with the requested limits (`cgroup_demo::cg`), on v1, v2 or hybrid hosts;
+//! 3. a root filesystem: an overlay (`cow_demo::mount_overlay`) of the image and a writable
+//!    layer, `/proc`, `/sys` (read-only), a minimal `/dev`, masked and read-only paths, then
+//!    `pivot_root` with the old root unmounted, all after making every mount private;
+//! 4. a network namespace with only `lo` up (`net_demo::rtnl`);
+//! 5. hostname, environment, working directory, user;
+//! 6. capabilities cut to the set container runtimes grant by default, `no_new_privs`;
+//! 7. PID 1 is `pid_demo::init` (reaps, forwards signals), unless `--init=false`;
+//! 8. everything removed afterwards: on exit, on error, on Ctrl-C.
+#![forbid(unsafe_code)]
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use caps::{CapSet, Capability};
+use cgroup_demo::cg::{self, Group, Version};
+use labkit::child::{Reporter, clone_child};
+use labkit::rootless::Privilege;
+use labkit::tempdir::TempDir;
+use labkit::{Narrator, bad_input};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::CloneFlags;
+use nix::unistd::{Gid, Uid, chdir, pivot_root, sethostname, setresgid, setresuid};
+
+/// Where the container's root filesystem comes from.
+#[derive(Debug, Clone)]
+pub enum Root {
+    /// The embedded default: an empty skeleton with the host's `/usr` (and `/bin`, `/lib`, ...)
+    /// mounted read-only, so common programs run without any download.
+    Host,
+    /// A directory, used as the single read-only lower layer.
+    Dir(PathBuf),
+}
+
+/// What to run, and how.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub root: Root,
+    pub hostname: String,
+    pub memory: Option<u64>,
+    pub pids: Option<u32>,
+    /// CPUs, as a fraction (1.5 = one and a half CPUs).
+    pub cpus: Option<f64>,
+    pub env: Vec<(String, String)>,
+    pub workdir: PathBuf,
+    pub user: Option<(u32, u32)>,
+    pub init: bool,
+    pub cmd: Vec<String>,
+}
+
+/// The capabilities container runtimes keep by default (Docker's list, less CAP_MKNOD: Docker
+/// keeps it because its devices cgroup stops the nodes being used; this runtime sets no devices
+/// cgroup, so it does not let the container make device nodes at all); every other one is
+/// dropped from the bounding set.
+pub const DEFAULT_CAPS: &[Capability] = &[
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_FSETID,
+    Capability::CAP_FOWNER,
+    Capability::CAP_NET_RAW,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETUID,
+    Capability::CAP_SETFCAP,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_SYS_CHROOT,
+    Capability::CAP_KILL,
+    Capability::CAP_AUDIT_WRITE,
+];
+
+/// Paths of /proc hidden behind /dev/null or an empty tmpfs, as common runtimes do.
+pub const MASKED: &[&str] = &[
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+/// Paths of /proc made read-only.
+pub const READ_ONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Device nodes bind-mounted from the host into the container's /dev (a bind mount works in a
+/// user namespace, where mknod(2) of a device does not).
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+fn step(r: &mut Reporter, text: impl std::fmt::Display) {
+    r.step(text);
+}
+
+/// The groups made for the limits: (hierarchy, the container's leaf, its parent), removed when
+/// dropped, leaf first.
+struct Limits {
+    groups: Vec<(cg::Hierarchy, Group, Group)>,
+}
+
+fn make_cgroups(out: &mut Narrator, config: &Config) -> Result<Limits> {
+    let mut groups = Vec::new();
+    let wanted: Vec<&str> = [
+        config.memory.map(|_| "memory"),
+        config.pids.map(|_| "pids"),
+        config.cpus.map(|_| "cpu"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for controller in wanted {
+        let (h, top) = cg::group_for(controller, None)?;
+        let leaf = top.child("container")?;
+        match (controller, h.version) {
+            ("memory", Version::V1) => {
+                let limit = config.memory.unwrap_or_default().to_string();
+                leaf.write("memory.limit_in_bytes", &limit)?;
+                if leaf.has("memory.memsw.limit_in_bytes") {
+                    leaf.write("memory.memsw.limit_in_bytes", &limit)?;
+                }
+            }
+            ("memory", Version::V2) => {
+                leaf.write("memory.max", &config.memory.unwrap_or_default().to_string())?;
+                if leaf.has("memory.swap.max") {
+                    leaf.write("memory.swap.max", "0")?;
+                }
+            }
+            ("pids", _) => leaf.write("pids.max", &config.pids.unwrap_or_default().to_string())?,
+            ("cpu", Version::V1) => {
+                let quota = (config.cpus.unwrap_or(1.0) * 100_000.0) as u64;
+                leaf.write("cpu.cfs_period_us", "100000")?;
+                leaf.write("cpu.cfs_quota_us", &quota.to_string())?;
+            }
+            ("cpu", Version::V2) => {
+                let quota = (config.cpus.unwrap_or(1.0) * 100_000.0) as u64;
+                leaf.write("cpu.max", &format!("{quota} 100000"))?;
+            }
+            _ => {}
+        }
+        out.step(
+            "host",
+            format!("{} {controller}: mkdir {}", h.version, leaf.path.display()),
+        );
+        groups.push((h, leaf, top));
+    }
+    Ok(Limits { groups })
+}
+
+/// The embedded default root: a skeleton whose /usr (and merged-/usr symlinks or real
+/// /bin, /lib, ...) come from the host, read-only.
+fn host_skeleton(lower: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mut binds = Vec::new();
+    for dir in [
+        "dev", "proc", "sys", "tmp", "etc", "root", "run", "var", "home",
+    ] {
+        fs::create_dir_all(lower.join(dir))?;
+    }
+    fs::write(
+        lower.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/usr/sbin/nologin\n",
+    )?;
+    fs::write(lower.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+    fs::write(
+        lower.join("etc/hosts"),
+        "127.0.0.1 localhost\n::1 localhost\n",
+    )?;
+    fs::create_dir_all(lower.join("usr"))?;
+    binds.push((PathBuf::from("/usr"), PathBuf::from("usr")));
+    for top in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        let host = Path::new("/").join(top);
+        match fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => symlink(fs::read_link(&host)?, lower.join(top))?,
+            Ok(m) if m.is_dir() => {
+                fs::create_dir_all(lower.join(top))?;
+                binds.push((host, PathBuf::from(top)));
+            }
+            _ => {}
+        }
+    }
+    Ok(binds)
+}
+
+fn bind_ro(source: &Path, target: &Path) -> Result<()> {
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| format!("mount --bind {} {}", source.display(), target.display()))?;
+    // A bind mount takes the read-only flag only in a remount.
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| format!("mount -o remount,bind,ro {}", target.display()))?;
+    Ok(())
+}
+
+/// Inside the child: build the root filesystem and pivot into it.
+fn setup_root(
+    r: &mut Reporter,
+    config: &Config,
+    work: &Path,
+    binds: &[(PathBuf, PathBuf)],
+) -> Result<()> {
+    // ANCHOR: private
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("mount(\"/\", MS_REC | MS_PRIVATE)")?;
+    // ANCHOR_END: private
+    step(
+        r,
+        "mount(NULL, \"/\", NULL, MS_REC | MS_PRIVATE): nothing from here on reaches the host",
+    );
+    let lower = match &config.root {
+        Root::Host => work.join("image"),
+        Root::Dir(d) => d.clone(),
+    };
+    let (upper, overlay_work, merged) =
+        (work.join("upper"), work.join("work"), work.join("rootfs"));
+    let options = cow_demo::mount_overlay(&[&lower], &upper, &overlay_work, &merged, "")?;
+    step(
+        r,
+        format!(
+            "mount(\"overlay\", rootfs, \"overlay\", \"{}\")",
+            options.replace(&format!("{}/", work.display()), "")
+        ),
+    );
+    for (host, inside) in binds {
+        bind_ro(host, &merged.join(inside))?;
+    }
+    if !binds.is_empty() {
+        step(
+            r,
+            format!(
+                "mount --bind -o ro: {}",
+                binds
+                    .iter()
+                    .map(|(h, _)| h.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        );
+    }
+    let dir = |p: &str| merged.join(p.trim_start_matches('/'));
+    for d in ["proc", "sys", "dev", "tmp"] {
+        fs::create_dir_all(dir(d))?;
+    }
+    mount(
+        Some("proc"),
+        &dir("proc"),
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .context("mount proc")?;
+    mount(
+        Some("sysfs"),
+        &dir("sys"),
+        Some("sysfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .context("mount sysfs")?;
+    mount(
+        Some("tmpfs"),
+        &dir("dev"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .context("mount tmpfs on /dev")?;
+    mount(
+        Some("tmpfs"),
+        &dir("tmp"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )
+    .context("mount tmpfs on /tmp")?;
+    for dev in DEVICES {
+        let target = dir(&format!("dev/{dev}"));
+        fs::write(&target, "").with_context(|| format!("touch {}", target.display()))?;
+        mount(
+            Some(Path::new("/dev").join(dev).as_path()),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .with_context(|| format!("mount --bind /dev/{dev}"))?;
+    }
+    fs::create_dir_all(dir("dev/pts"))?;
+    fs::create_dir_all(dir("dev/shm"))?;
+    mount(
+        Some("devpts"),
+        &dir("dev/pts"),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    )
+    .context("mount devpts")?;
+    symlink("pts/ptmx", dir("dev/ptmx"))?;
+    mount(
+        Some("shm"),
+        &dir("dev/shm"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777,size=65536k"),
+    )
+    .context("mount shm")?;
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        symlink(target, dir(&format!("dev/{link}")))?;
+    }
+    step(
+        r,
+        "mount proc (this PID namespace's), sysfs (read-only), tmpfs /dev with null zero full random urandom tty, devpts, shm; tmpfs /tmp",
+    );
+    // ANCHOR: masked
+    for path in MASKED {
+        let target = dir(path);
+        match fs::metadata(&target) {
+            Ok(m) if m.is_dir() => mount(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .with_context(|| format!("mask {path}"))?,
+            Ok(_) => mount(
+                Some(Path::new("/dev/null")),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .with_context(|| format!("mask {path}"))?,
+            Err(_) => {}
+        }
+    }
+    for path in READ_ONLY {
+        let target = dir(path);
+        if target.exists() {
+            bind_ro(&target, &target)?;
+        }
+    }
+    // ANCHOR_END: masked
+    step(
+        r,
+        format!(
+            "masked: {}; read-only: {}",
+            MASKED.join(" "),
+            READ_ONLY.join(" ")
+        ),
+    );
+    // ANCHOR: pivot
+    let old = merged.join(".oldroot");
+    fs::create_dir_all(&old)?;
+    chdir(&merged).context("chdir(rootfs)")?;
+    pivot_root(".", ".oldroot").context("pivot_root(\".\", \".oldroot\")")?;
+    chdir("/").context("chdir(\"/\")")?;
+    umount2("/.oldroot", MntFlags::MNT_DETACH).context("umount2(\"/.oldroot\", MNT_DETACH)")?;
+    fs::remove_dir("/.oldroot").context("rmdir(\"/.oldroot\")")?;
+    // ANCHOR_END: pivot
+    step(
+        r,
+        "pivot_root(rootfs, rootfs/.oldroot); umount2(\"/.oldroot\", MNT_DETACH): the host's tree is gone from here",
+    );
+    Ok(())
+}
+
+/// Inside the child, after the root: hostname, network, identity, capabilities.
+fn setup_process(r: &mut Reporter, config: &Config) -> Result<()> {
+    sethostname(&config.hostname)
+        .with_context(|| format!("sethostname(\"{}\")", config.hostname))?;
+    step(r, format!("sethostname(\"{}\")", config.hostname));
+    let rtnl = net_demo::rtnl::Rtnl::open()?;
+    rtnl.set_up("lo")?;
+    step(
+        r,
+        "RTM_SETLINK lo up (ip link set lo up): the network namespace has nothing else",
+    );
+    // ANCHOR: capabilities
+    let keep: caps::CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
+    for cap in caps::all() {
+        if !keep.contains(&cap) {
+            caps::drop(None, CapSet::Bounding, cap)
+                .with_context(|| format!("prctl(PR_CAPBSET_DROP, {cap})"))?;
+        }
+    }
+    caps::set(None, CapSet::Inheritable, &keep).context("capset(inheritable)")?;
+    nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
+    // ANCHOR_END: capabilities
+    step(
+        r,
+        format!(
+            "capabilities: the bounding set cut to {} (Docker's default less CAP_MKNOD); PR_SET_NO_NEW_PRIVS",
+            DEFAULT_CAPS.len()
+        ),
+    );
+    if let Some((uid, gid)) = config.user {
+        nix::unistd::setgroups(&[]).context("setgroups([])")?;
+        setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid))
+            .context("setresgid")?;
+        setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid))
+            .context("setresuid")?;
+        step(r, format!("setresgid({gid}), setresuid({uid})"));
+    } else {
+        caps::set(None, CapSet::Effective, &keep).context("capset(effective)")?;
+        caps::set(None, CapSet::Permitted, &keep).context("capset(permitted)")?;
+    }
+    chdir(&config.workdir).with_context(|| format!("chdir({})", config.workdir.display()))?;
+    Ok(())
+}
+
+fn command(config: &Config) -> Command {
+    let mut cmd = Command::new(&config.cmd[0]);
+    cmd.args(&config.cmd[1..]).env_clear();
+    cmd.env(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    )
+    .env("HOME", "/root")
+    .env("HOSTNAME", &config.hostname)
+    .env(
+        "TERM",
+        std::env::var_os("TERM").unwrap_or_else(|| OsString::from("xterm")),
+    );
+    for (k, v) in &config.env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Run a container; returns the exit code of its command (128 + N if killed by signal N).
+pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<i32> {
+    if config.cmd.is_empty() {
+        return Err(bad_input(
+            "no command to run (minicontainer run [OPTIONS] -- CMD [ARGS...])",
+        ));
+    }
+    if let Root::Dir(d) = &config.root {
+        if !d.is_dir() {
+            return Err(bad_input(format!(
+                "--rootfs {}: not a directory",
+                d.display()
+            )));
+        }
+    }
+    if privilege.is_rootless()
+        && (config.memory.is_some() || config.pids.is_some() || config.cpus.is_some())
+    {
+        return Err(anyhow::Error::new(labkit::errors::MissingFeature(
+            "--memory, --pids-limit and --cpus need cgroups, which need root (or a delegated cgroup); run without them rootless".into(),
+        )));
+    }
+    let work = TempDir::create("ctr")?;
+    let binds = match config.root {
+        Root::Host => host_skeleton(&work.path().join("image"))?,
+        Root::Dir(_) => Vec::new(),
+    };
+    for d in ["upper", "work", "rootfs"] {
+        fs::create_dir_all(work.path().join(d))?;
+    }
+    out.step(
+        "host",
+        format!(
+            "mkdir {} (image skeleton, upper and work layers, rootfs)",
+            work.path().display()
+        ),
+    );
+    let limits = make_cgroups(out, config)?;
+    // ANCHOR: clone
+    let flags = CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWCGROUP;
+    let work_path = work.path().to_path_buf();
+    let mut child = clone_child(flags, |r| {
+        r.speaker("container");
+        // minicontainer holds Ctrl-C while it sets up and cleans up: the container must not.
+        nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&nix::sys::signal::SigSet::empty()),
+            None,
+        )
+        .context("sigprocmask(SIG_SETMASK, {})")?;
+        // Wait until the parent has put us in our cgroups: then CLONE_NEWCGROUP's root is ours.
+        r.ready_and_wait()?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
+        setup_root(r, config, &work_path, &binds)?;
+        setup_process(r, config)?;
+        let shown = config.cmd.join(" ");
+        if config.init {
+            step(r, format!("PID 1 is pid_demo::init; it runs {shown:?}"));
+            let report = pid_demo::init::run(|_| {
+                let err = command(config).exec();
+                // Nobody reads this process's report pipe (init reaps it like any child): say it
+                // on stderr and end as a shell does when a command cannot be run.
+                eprintln!("minicontainer: execvp(\"{}\"): {err}", config.cmd[0]);
+                Ok(127)
+            })?;
+            Ok(report.exit_code)
+        } else {
+            step(r, format!("execvp({shown:?}) as PID 1"));
+            let err = command(config).exec();
+            Err(err).with_context(|| format!("execvp(\"{}\")", config.cmd[0]))
+        }
+    })?;
+    // ANCHOR_END: clone
+    out.step(
+        "host",
+        format!(
+            "clone({} | SIGCHLD) -> container pid {}",
+            labkit::child::flag_names(flags),
+            child.pid()
+        ),
+    );
+    child.relay_until_ready(out, "container")?;
+    for (_, leaf, _) in &limits.groups {
+        leaf.attach(child.pid().as_raw())?;
+    }
+    if !limits.groups.is_empty() {
+        out.step(
+            "host",
+            format!("echo {} > cgroup.procs of each limit group", child.pid()),
+        );
+    }
+    child.release()?;
+    let done = child.finish(out, "container")?;
+    let code = done.exit_code();
+    out.step(
+        "host",
+        format!(
+            "waitpid({}) -> exit code {code}; removing the cgroups and {}",
+            child_pid(&done),
+            work.path().display()
+        ),
+    );
+    drop(limits);
+    drop(work);
+    Ok(code)
+}
+
+fn child_pid(done: &labkit::child::Finished) -> i32 {
+    done.status.pid().map_or(0, nix::unistd::Pid::as_raw)
+}
+
+/// Whether anything of ours is still there (temp dirs, cgroups): `minicontainer gc` reports and
+/// removes it.
+pub fn garbage() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(dir) = fs::read_dir(std::env::temp_dir()) {
+        found.extend(dir.flatten().map(|e| e.path()).filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("nslab-ctr-"))
+        }));
+    }
+    found
+}
+
+/// `gc`: remove what a killed minicontainer left (its temp directories; its cgroups are the
+/// groups named nslab-memory-*, nslab-pids-*, nslab-cpu-* made under this process's cgroup).
+pub fn gc(out: &mut Narrator) -> Result<usize> {
+    let mut removed = 0;
+    for path in garbage() {
+        // A leftover may still have mounts if its mount namespace is still held: unmount lazily.
+        let _ = umount2(&path.join("rootfs"), MntFlags::MNT_DETACH);
+        fs::remove_dir_all(&path).with_context(|| format!("rm -r {}", path.display()))?;
+        out.step("gc", format!("rm -r {}", path.display()));
+        removed += 1;
+    }
+    for h in cg::hierarchies()? {
+        let Ok(entries) = fs::read_dir(&h.own) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = ["nslab-memory-", "nslab-pids-", "nslab-cpu-"]
+                .iter()
+                .any(|p| name.starts_with(p));
+            // Only groups of processes that are gone: the PID in the name no longer runs.
+            let pid: Option<i32> = name.split('-').nth(2).and_then(|p| p.parse().ok());
+            if ours && pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let mut g = Group::adopt(e.path(), h.version);
+                g.remove()?;
+                out.step("gc", format!("rmdir {}", e.path().display()));
+                removed += 1;
+            }
+        }
+    }
+    if removed == 0 {
+        out.step("gc", "nothing left behind");
+    }
+    Ok(removed)
+}

@@ -1,0 +1,161 @@
+//! `minicontainer`: a minimal container runtime. Parsing and dispatch only; the engine is the
+//! library, which calls the demos' libraries.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use labkit::{Narrator, bad_input, rootless};
+use minicontainer::{Config, Root};
+
+/// A minimal container runtime, made of the mechanisms of the book: namespaces, cgroups, an
+/// overlay root with pivot_root, reduced capabilities, and an init as PID 1.
+///
+/// Without --rootfs the container's root is a fresh writable layer over the host's own /usr,
+/// read-only: `minicontainer run -- sh -c 'hostname; ps; id'` works with nothing to download.
+#[derive(Debug, Parser)]
+#[command(name = "minicontainer", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run CMD in a new container; its exit status is minicontainer's.
+    Run {
+        /// Use this directory as the (read-only) image; writes go to a fresh upper layer.
+        #[arg(long, value_name = "DIR")]
+        rootfs: Option<PathBuf>,
+        /// The container's hostname.
+        #[arg(long, default_value = "minicontainer")]
+        hostname: String,
+        /// Memory limit (64M, 1G, or bytes).
+        #[arg(long)]
+        memory: Option<String>,
+        /// The most processes the container may have.
+        #[arg(long = "pids-limit")]
+        pids_limit: Option<u32>,
+        /// CPU limit, in CPUs (0.5 = half of one).
+        #[arg(long)]
+        cpus: Option<f64>,
+        /// Set an environment variable (KEY=VALUE); repeatable.
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Working directory inside the container.
+        #[arg(short = 'w', long = "workdir", default_value = "/")]
+        workdir: PathBuf,
+        /// Run as this user (UID[:GID]).
+        #[arg(long, value_name = "UID[:GID]")]
+        user: Option<String>,
+        /// Run pid_demo::init as PID 1 (reaps orphans, forwards signals); --init=false makes the
+        /// command PID 1 itself.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        init: bool,
+        /// Print every step (numbered, naming the syscall).
+        #[arg(long)]
+        explain: bool,
+        /// Run inside a new user namespace even as root (what a normal user gets).
+        #[arg(long)]
+        rootless: bool,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Remove what a killed minicontainer left behind (temp directories, cgroups).
+    Gc,
+}
+
+fn parse_user(text: &str) -> Result<(u32, u32)> {
+    let (u, g) = text.split_once(':').unwrap_or((text, text));
+    let num = |v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| bad_input(format!("--user {text:?}: expected UID[:GID] as numbers")))
+    };
+    Ok((num(u)?, num(g)?))
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let mut out = Narrator::new();
+    match cli.command {
+        Cmd::Gc => {
+            minicontainer::gc(&mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run {
+            rootfs,
+            hostname,
+            memory,
+            pids_limit,
+            cpus,
+            env,
+            workdir,
+            user,
+            init,
+            explain,
+            rootless: force,
+            cmd,
+        } => {
+            out.set_quiet(!explain);
+            let memory = memory.as_deref().map(cgroup_demo::parse_size).transpose()?;
+            if cpus.is_some_and(|c| !(0.01..=1024.0).contains(&c)) {
+                return Err(bad_input("--cpus: choose 0.01 to 1024"));
+            }
+            cow_like_validate(&hostname)?;
+            let env = env
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| bad_input(format!("-e {kv:?}: expected KEY=VALUE")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let user = user.as_deref().map(parse_user).transpose()?;
+            let config = Config {
+                root: rootfs.map_or(Root::Host, Root::Dir),
+                hostname,
+                memory,
+                pids: pids_limit,
+                cpus,
+                env,
+                workdir,
+                user,
+                init,
+                cmd,
+            };
+            // Setup and cleanup must not be cut short: Ctrl-C goes to the container (it is in the
+            // foreground too), and minicontainer ends once everything is removed.
+            let hold = labkit::signals::hold_interrupts()?;
+            let privilege = rootless::enter(force, &out)?;
+            let code = minicontainer::run(&mut out, &config, privilege)?;
+            labkit::signals::discard_pending();
+            drop(hold);
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+    }
+}
+
+fn cow_like_validate(hostname: &str) -> Result<()> {
+    if hostname.is_empty() || hostname.len() > 64 {
+        return Err(bad_input(format!("--hostname {hostname:?}: 1 to 64 bytes")));
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    labkit::errors::run_main("minicontainer", || run(cli))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

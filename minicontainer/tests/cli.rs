@@ -1,0 +1,357 @@
+//! End to end: the claims of the earlier chapters hold inside a container, escape attempts get
+//! the kernel's refusal, limits are enforced, the exit status comes through, and nothing is left
+//! behind: on exit, on error, on Ctrl-C, and after SIGKILL once `gc` ran.
+
+use std::path::Path;
+
+use labkit::testing::{Run, needs_root, needs_unprivileged_userns, run, run_as_nobody};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_minicontainer"))
+}
+
+/// One test at a time: the leftover check looks at the whole host.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Temp directories, mounts and cgroups a container might have left.
+fn leftovers() -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("nslab-ctr"))
+        .collect();
+    found.extend(
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("nslab-ctr"))
+            .map(String::from),
+    );
+    fn walk(dir: &Path, depth: usize, found: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().contains("nslab") {
+                found.push(e.path().display().to_string());
+            } else if depth > 0 {
+                walk(&e.path(), depth - 1, found);
+            }
+        }
+    }
+    walk(Path::new("/sys/fs/cgroup"), 6, &mut found);
+    found
+}
+
+/// `minicontainer run ARGS -- sh -c SCRIPT`, as the current user (root in CI).
+fn container(args: &[&str], script: &str) -> Run {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--", "sh", "-c", script]);
+    let r = run(bin(), &all);
+    assert_eq!(
+        leftovers(),
+        Vec::<String>::new(),
+        "left behind after:\n{}",
+        r.transcript()
+    );
+    r
+}
+
+#[test]
+fn inside_a_container_every_chapter_holds() {
+    if needs_root("inside_a_container_every_chapter_holds") {
+        return;
+    }
+    let _one = serial();
+    let script = "hostname; echo pid=$$; ls /proc | grep -c '^[0-9]'; grep -c . /proc/net/dev; \
+                  cat /proc/self/cgroup | cut -d: -f3 | sort -u; grep -E 'CapBnd|NoNewPrivs' /proc/self/status; \
+                  if test -e /proc/kcore; then wc -c < /proc/kcore; else echo 0; fi; ls /";
+    let r = container(&["--hostname", "nslab-box"], script);
+    r.expect_code(0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "nslab-box", "UTS: its own hostname");
+    assert_eq!(
+        lines[1], "pid=2",
+        "PID: the shell is PID 2 under the init (PID 1)"
+    );
+    let procs: u32 = lines[2].parse().unwrap();
+    assert!(procs <= 4, "PID: only its own processes in /proc ({procs})");
+    assert_eq!(
+        lines[3], "3",
+        "network: /proc/net/dev has two header lines and lo only"
+    );
+    assert_eq!(
+        lines[4], "/",
+        "cgroup namespace: its own cgroups are its root"
+    );
+    assert!(
+        lines[5].starts_with("CapBnd:\t") && lines[5] != "CapBnd:\t000001ffffffffff",
+        "capabilities reduced: {}",
+        lines[5]
+    );
+    assert_eq!(lines[6], "NoNewPrivs:\t1");
+    assert_eq!(lines[7], "0", "/proc/kcore is masked");
+    assert!(
+        r.stdout.contains("usr") && !r.stdout.contains(".oldroot"),
+        "its own root, the host's gone"
+    );
+}
+
+#[test]
+fn escape_attempts_get_the_kernels_refusal() {
+    if needs_root("escape_attempts_get_the_kernels_refusal") {
+        return;
+    }
+    let _one = serial();
+    let me = std::process::id();
+    let script = format!(
+        "mount -t tmpfs x /mnt 2>/dev/null && echo mount-ok || echo mount-refused; \
+         mknod /tmp/null c 1 3 2>/dev/null && echo mknod-ok || echo mknod-refused; \
+         (echo x > /proc/sys/kernel/hostname) 2>/dev/null && echo sysctl-ok || echo sysctl-refused; \
+         kill -0 {me} 2>/dev/null && echo host-visible || echo host-invisible; \
+         test -e /proc/{me} && echo host-proc || echo no-host-proc; \
+         grep -c . /proc/net/route"
+    );
+    let r = container(&[], &script);
+    r.expect_code(0);
+    for expected in [
+        "mount-refused",
+        "mknod-refused",
+        "sysctl-refused",
+        "host-invisible",
+        "no-host-proc",
+    ] {
+        assert!(r.stdout.contains(expected), "{expected}:\n{}", r.stdout);
+    }
+    assert_eq!(
+        r.stdout.lines().last(),
+        Some("1"),
+        "no route but the header: nothing to reach"
+    );
+}
+
+#[test]
+fn the_exit_status_is_the_commands() {
+    let _one = serial();
+    let r = container(&["--rootless"], "exit 7");
+    if r.code == 77 && needs_unprivileged_userns("the_exit_status_is_the_commands") {
+        return;
+    }
+    r.expect_code(7);
+    container(&["--rootless"], "kill -TERM $$").expect_code(143);
+    container(&["--rootless", "--init=false"], "exit 3").expect_code(3);
+}
+
+#[test]
+fn limits_are_enforced() {
+    if needs_root("limits_are_enforced") {
+        return;
+    }
+    let _one = serial();
+    let r = container(
+        &["--memory", "32M"],
+        "head -c 200M /dev/zero | tail > /dev/null; echo tail=$?",
+    );
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("tail=137"),
+        "OOM-killed (128 + SIGKILL): {}",
+        r.transcript()
+    );
+    let r = container(
+        &["--pids-limit", "8"],
+        "n=0; for i in $(seq 20); do (sleep 2 &) 2>/dev/null && n=$((n+1)); done; echo started=$n",
+    );
+    let started: u32 = r
+        .stdout
+        .split("started=")
+        .nth(1)
+        .map_or(99, |s| s.trim().parse().unwrap_or(99));
+    assert!(
+        started < 20,
+        "the fork bomb was contained: {}",
+        r.transcript()
+    );
+}
+
+#[test]
+fn rootless_containers_run_as_an_unprivileged_user() {
+    if needs_root("rootless_containers_run_as_an_unprivileged_user")
+        || needs_unprivileged_userns("rootless_containers_run_as_an_unprivileged_user")
+    {
+        return;
+    }
+    let _one = serial();
+    let r = run_as_nobody(
+        bin(),
+        &[
+            "run",
+            "--hostname",
+            "rootless-box",
+            "--",
+            "sh",
+            "-c",
+            "hostname; id -u; cat /proc/self/uid_map",
+        ],
+    );
+    r.expect_code(0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "rootless-box");
+    assert_eq!(lines[1], "0", "root inside");
+    assert!(
+        lines[2].split_whitespace().collect::<Vec<_>>() == ["0", "65534", "1"],
+        "nobody outside: {}",
+        lines[2]
+    );
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn explain_names_every_step() {
+    if needs_root("explain_names_every_step") {
+        return;
+    }
+    let _one = serial();
+    let r = container(&["--explain", "--memory", "64M"], "true");
+    r.expect_code(0);
+    for step in [
+        "clone(CLONE_NEWCGROUP | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS",
+        "MS_REC | MS_PRIVATE",
+        "mount(\"overlay\"",
+        "pivot_root",
+        "sethostname",
+        "lo up",
+        "capabilities",
+        "PID 1 is pid_demo::init",
+        "removing the cgroups",
+    ] {
+        assert!(r.stdout.contains(step), "{step} missing:\n{}", r.stdout);
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_container_and_removes_everything() {
+    if needs_root("ctrl_c_stops_the_container_and_removes_everything") {
+        return;
+    }
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let _one = serial();
+    let mut cmd = labkit::testing::command(
+        bin(),
+        &[
+            "run",
+            "--memory",
+            "64M",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; sleep 30",
+        ],
+    );
+    cmd.stdout(std::process::Stdio::piped()).process_group(0);
+    let mut child = cmd.spawn().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    // Ctrl-C: the terminal signals the whole foreground process group.
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "the container's status (128 + SIGINT): {status:?}"
+    );
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn after_sigkill_gc_removes_what_was_left() {
+    if needs_root("after_sigkill_gc_removes_what_was_left") {
+        return;
+    }
+    use std::io::BufRead;
+    let _one = serial();
+    let mut cmd = labkit::testing::command(
+        bin(),
+        &[
+            "run",
+            "--memory",
+            "64M",
+            "--pids-limit",
+            "16",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; sleep 30",
+        ],
+    );
+    cmd.stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    child.kill().unwrap(); // SIGKILL: no cleanup can run; the container dies with it (PDEATHSIG)
+    child.wait().unwrap();
+    // The container's processes are gone (they died with it)...
+    let gc = run(bin(), &["gc"]);
+    gc.expect_code(0);
+    // ...and gc removed the rest: its temp directory and its cgroups.
+    assert_eq!(leftovers(), Vec::<String>::new(), "{}", gc.transcript());
+    assert!(
+        gc.stdout.contains("rm -r ") || gc.stdout.contains("rmdir "),
+        "{}",
+        gc.stdout
+    );
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_nothing() {
+    let _one = serial();
+    for (args, needle) in [
+        (
+            vec!["run", "--rootfs", "/nonexistent", "--", "true"],
+            "not a directory",
+        ),
+        (
+            vec!["run", "--memory", "lots", "--", "true"],
+            "is not a size",
+        ),
+        (
+            vec!["run", "--user", "x", "--", "true"],
+            "expected UID[:GID]",
+        ),
+        (
+            vec!["run", "-e", "NOEQUALS", "--", "true"],
+            "expected KEY=VALUE",
+        ),
+    ] {
+        let r = run(bin(), &args);
+        r.expect_code(2);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert_eq!(leftovers(), Vec::<String>::new());
+    }
+    let r = run(bin(), &["run", "--rootless", "--", "/no/such/program"]);
+    assert_eq!(r.code, 127, "as a shell reports a command it cannot run");
+    assert!(
+        r.stderr.contains("execvp(\"/no/such/program\")"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
