@@ -200,7 +200,10 @@ pub fn layers(out: &mut Narrator) -> Result<()> {
     let base = dir.path().to_path_buf();
     out.step(
         "host",
-        format!("mkdir {}/{{base,app,upper,work,merged}}", base.display()),
+        format!(
+            "mkdir {} (the lab makes base, app, upper, work, merged in it)",
+            base.display()
+        ),
     );
     in_lab(out, |lab| {
         let (lower1, lower2, upper, work, merged) = (
@@ -349,6 +352,9 @@ pub fn copy_up(out: &mut Narrator, sizes: &[u64], svg: Option<&Path>) -> Result<
         mount_overlay(&[&lower], &upper, &work, &merged, "")?;
         mount_overlay(&[&lower], &upper2, &work2, &merged2, "")?;
         lab.step("mount two overlays on the same lower layer: merged (container 1) and merged2 (container 2)");
+        // One throw-away copy-up first: the first one also pays for caches warming up.
+        fill(&lower.join("warm-up"), 4096)?;
+        timed_write(&merged.join("warm-up"))?;
         // Files of the same sizes made in the merged view live in the upper layer from the start.
         for &size in sizes {
             fill(&merged.join(format!("new-{}", human(size))), size)?;
@@ -708,7 +714,7 @@ pub fn many(out: &mut Narrator, count: usize, size: u64) -> Result<()> {
             let copy = base.join(format!("copy{i}"));
             fs::create_dir_all(&copy)?;
             for f in fs::read_dir(&image)?.flatten() {
-                fs::copy(f.path(), copy.join(f.file_name()))?;
+                plain_copy(&f.path(), &copy.join(f.file_name()))?;
             }
             fs::write(copy.join("hostname"), format!("container-{i}\n"))?;
         }
@@ -745,6 +751,21 @@ pub fn many(out: &mut Narrator, count: usize, size: u64) -> Result<()> {
     })?;
     drop(dir);
     Ok(())
+}
+
+/// Copy a file through a buffer, as `cp --reflink=never` does: std's copy may share blocks
+/// (reflink) on btrfs or XFS, which would make the copies look free.
+fn plain_copy(from: &Path, to: &Path) -> Result<()> {
+    let mut src = fs::File::open(from).with_context(|| format!("open({})", from.display()))?;
+    let mut dst = fs::File::create(to).with_context(|| format!("create({})", to.display()))?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        dst.write_all(&buf[..n])?;
+    }
 }
 
 fn human_disk(bytes: u64) -> String {

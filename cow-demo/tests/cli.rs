@@ -207,7 +207,7 @@ fn many_containers_share_one_image() {
         &[
             (r"\d+\.\d{3} s", "[T] s"),
             (r"\b\d+x\b", "[R]x"),
-            (r"4 overlays +\d+ KiB", "4 overlays  [N] KiB")
+            (r"(4 overlays +)\d+ KiB", "${1}[N] KiB")
         ]
     );
 }

@@ -142,7 +142,15 @@ pub fn run_as_nobody(bin: &Path, args: &[&str]) -> Run {
     cmd.current_dir(dir.path())
         .uid(crate::doctor::NOBODY)
         .gid(crate::doctor::NOBODY);
-    output_to_run(cmd.output().expect("spawn the demo binary as nobody"))
+    // ETXTBSY: another test thread forked while the copy was open for writing, and its child
+    // holds that descriptor until it execs. It goes away by itself: try again.
+    for _ in 0..50 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::yield_now(),
+            other => return output_to_run(other.expect("spawn the demo binary as nobody")),
+        }
+    }
+    panic!("{}: still ETXTBSY after 50 tries", copy.display());
 }
 
 /// The host's hostname, to redact it from snapshots.

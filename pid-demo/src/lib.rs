@@ -227,6 +227,8 @@ pub fn isolation(out: &mut Narrator) -> Result<()> {
             getppid()
         ));
         let mut worker = fork_child(|w| {
+            // Speak only after the parent has said it forked us: we share its pipe.
+            w.ready_and_wait()?;
             top.speaker("pid 2");
             let usr1 = block(Signal::SIGUSR1)?;
             // ANCHOR: outward
@@ -251,6 +253,8 @@ pub fn isolation(out: &mut Narrator) -> Result<()> {
             Ok(0)
         })?;
         top.step(format!("fork() -> pid {}", worker.pid()));
+        worker.wait_ready()?;
+        worker.release()?;
         worker.wait_ready()?;
         top.ready();
         worker.wait()?;
@@ -293,8 +297,12 @@ pub fn orphan(out: &mut Narrator) -> Result<()> {
     let first = clone_child(CloneFlags::CLONE_NEWPID, |top| {
         top.speaker("pid 1");
         let init_host = host_pid()?;
-        let mut middle = fork_child(|_| {
+        let mut middle = fork_child(|m| {
+            // Each process here speaks only after its parent has said it forked it: they all
+            // share the first process's pipe.
+            m.ready_and_wait()?;
             let mut grandchild = fork_child(|g| {
+                g.ready_and_wait()?;
                 top.speaker("pid 3");
                 // Be told (SIGUSR1) when the parent dies: the kernel sends it right after it has
                 // given this process its new parent.
@@ -317,6 +325,8 @@ pub fn orphan(out: &mut Narrator) -> Result<()> {
             top.speaker("pid 2");
             top.step(format!("fork() -> pid {}", grandchild.pid()));
             grandchild.wait_ready()?;
+            grandchild.release()?;
+            grandchild.wait_ready()?;
             grandchild.detach();
             top.step("exit(0), leaving pid 3 behind");
             Ok(0)
@@ -326,6 +336,8 @@ pub fn orphan(out: &mut Narrator) -> Result<()> {
             "fork() -> pid {} (host pid {init_host} is this init)",
             middle.pid()
         ));
+        middle.wait_ready()?;
+        middle.release()?;
         middle.wait()?;
         top.speaker("pid 1");
         // The orphan is now this process's child: wait for it like for any child.
@@ -359,7 +371,8 @@ pub fn init_signals(out: &mut Narrator) -> Result<()> {
         top.speaker("pid 1");
         let me = host_pid()?;
         top.step("no signal handlers: every disposition is SIG_DFL");
-        let mut sender = fork_child(|_| {
+        let mut sender = fork_child(|c| {
+            c.ready_and_wait()?; // speak after the parent's "fork()" line: we share its pipe
             top.speaker("pid 2");
             // ANCHOR: inside_kill
             for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGKILL] {
@@ -378,6 +391,8 @@ pub fn init_signals(out: &mut Narrator) -> Result<()> {
         })?;
         top.speaker("pid 1");
         top.step(format!("fork() -> pid {}", sender.pid()));
+        sender.wait_ready()?;
+        sender.release()?;
         sender.wait()?;
         top.speaker("pid 1");
         top.step("read(2) on a pipe: waiting for the parent namespace's turn");
