@@ -1,8 +1,9 @@
 //! A minimal container runtime: every mechanism of the book, combined, by calling the demos'
 //! own libraries (the code the chapters show):
 //!
-//! 1. `clone` with new UTS, IPC, PID, mount, network and cgroup namespaces (and a user namespace
-//!    when rootless, its maps written by the parent), the child waiting on a pipe;
+//! 1. `clone` with new UTS, IPC, PID, mount, network and cgroup namespaces, the child waiting on
+//!    a pipe (rootless, minicontainer first enters a user namespace of its own with
+//!    `labkit::rootless`, so every namespace of the container is owned by it);
 //! 2. cgroups with the requested limits (`cgroup_demo::cg`), on v1, v2 or hybrid hosts;
 //! 3. a root filesystem: an overlay (`cow_demo::mount_overlay`) of the image and a writable
 //!    layer, `/proc`, `/sys` (read-only), a minimal `/dev`, masked and read-only paths, then
@@ -583,11 +584,40 @@ pub fn garbage() -> Vec<PathBuf> {
     let mut found = Vec::new();
     if let Ok(dir) = fs::read_dir(std::env::temp_dir()) {
         found.extend(dir.flatten().map(|e| e.path()).filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("nslab-ctr-"))
+            // nslab-ctr-<pid>-<n>: only when that minicontainer is gone; a running one keeps
+            // its layers.
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.strip_prefix("nslab-ctr-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<i32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
         }));
     }
     found
+}
+
+/// Remove a tree even where overlayfs left a directory without permissions (its `work/work`).
+fn remove_tree(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = fs::read_dir(&dir) {
+            stack.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    fs::remove_dir_all(path).with_context(|| format!("rm -r {}", path.display()))
 }
 
 /// `gc`: remove what a killed minicontainer left (its temp directories; its cgroups are the
@@ -597,7 +627,7 @@ pub fn gc(out: &mut Narrator) -> Result<usize> {
     for path in garbage() {
         // A leftover may still have mounts if its mount namespace is still held: unmount lazily.
         let _ = umount2(&path.join("rootfs"), MntFlags::MNT_DETACH);
-        fs::remove_dir_all(&path).with_context(|| format!("rm -r {}", path.display()))?;
+        remove_tree(&path)?;
         out.step("gc", format!("rm -r {}", path.display()));
         removed += 1;
     }

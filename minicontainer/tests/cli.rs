@@ -115,7 +115,7 @@ fn escape_attempts_get_the_kernels_refusal() {
     let _one = serial();
     let me = std::process::id();
     let script = format!(
-        "mount -t tmpfs x /mnt 2>/dev/null && echo mount-ok || echo mount-refused; \
+        "mount -t tmpfs x /tmp 2>&1 | grep -qi 'permission denied' && echo mount-refused || echo mount-ok; \
          mknod /tmp/null c 1 3 2>/dev/null && echo mknod-ok || echo mknod-refused; \
          (echo x > /proc/sys/kernel/hostname) 2>/dev/null && echo sysctl-ok || echo sysctl-refused; \
          kill -0 {me} 2>/dev/null && echo host-visible || echo host-invisible; \

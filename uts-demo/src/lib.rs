@@ -507,16 +507,26 @@ pub fn setns_demo(
         // ANCHOR_END: setns
         out.step("host", call);
     }
-    let after = ns::list(None)?;
-    let changed: Vec<String> = after
-        .iter()
-        .filter(|l| {
-            before
-                .iter()
-                .any(|b| b.name == l.name && b.inode != l.inode)
-        })
-        .map(|l| format!("{} -> {}", l.name, l.target()))
-        .collect();
+    // Once in another mount namespace, /proc may be another PID namespace's procfs, where this
+    // process has no /proc/self: say what changed from the files joined, not from /proc.
+    let joined_mnt = files.iter().any(|f| f.kind == NsKind::Mnt);
+    let changed: Vec<String> = if joined_mnt {
+        files
+            .iter()
+            .map(|f| format!("{} -> {}:[{}]", f.kind, f.kind, f.inode))
+            .collect()
+    } else {
+        let after = ns::list(None)?;
+        after
+            .iter()
+            .filter(|l| {
+                before
+                    .iter()
+                    .any(|b| b.name == l.name && b.inode != l.inode)
+            })
+            .map(|l| format!("{} -> {}", l.name, l.target()))
+            .collect()
+    };
     out.say(
         "joined",
         format!(
@@ -545,7 +555,8 @@ pub fn setns_demo(
     }
     // A PID namespace was joined: only a child is in it.
     let cmd = cmd.to_vec();
-    let child = fork_child(move |child| {
+    let runs_a_program = !cmd.is_empty();
+    let mut child = fork_child(move |child| {
         child.step(format!(
             "getpid() -> pid {} (numbered by the joined PID namespace)",
             getpid()
@@ -554,6 +565,8 @@ pub fn setns_demo(
         child.say(format!("uname() -> hostname \"{host}\""));
         if let Some((program, args)) = cmd.split_first() {
             child.step(format!("execvp(\"{program}\")"));
+            // The program writes to stdout itself: let the parent print our steps first.
+            child.ready_and_wait()?;
             let err = Command::new(program).args(args).exec();
             return Err(err).with_context(|| format!("execvp(\"{program}\")"));
         }
@@ -566,6 +579,10 @@ pub fn setns_demo(
             child.pid()
         ),
     );
+    if runs_a_program {
+        child.relay_until_ready(out, "child")?;
+        child.release()?;
+    }
     let finished = child.finish(out, "child")?;
     Ok(ExitCode::from(
         u8::try_from(finished.exit_code()).unwrap_or(1),
