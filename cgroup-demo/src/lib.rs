@@ -14,6 +14,7 @@ use anyhow::{Context, Result, ensure};
 use cg::{Group, Hierarchy, Version, group_for, unique};
 use labkit::child::{Child, Reporter, clone_child, fork_child};
 use labkit::narrate::table;
+pub use labkit::parse_size;
 use labkit::procfs::Proc;
 use labkit::{Narrator, bad_input};
 use nix::sched::CloneFlags;
@@ -564,24 +565,6 @@ fn end(child: Child) -> Result<()> {
     let _ = kill(child.pid(), Signal::SIGKILL);
     child.wait()?;
     Ok(())
-}
-
-/// Parse a size like `64M`, `512K`, `1G` or a plain number of bytes.
-pub fn parse_size(text: &str) -> Result<u64> {
-    let t = text.trim();
-    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M') => (&t[..t.len() - 1], 1 << 20),
-        Some('G') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: u64 = num.parse().map_err(|_| {
-        bad_input(format!(
-            "{text:?} is not a size (examples: 64M, 512K, 1G, 1048576)"
-        ))
-    })?;
-    n.checked_mul(mult)
-        .ok_or_else(|| bad_input(format!("{text:?} is too large")))
 }
 
 // ---------------------------------------------------------------------------------------------

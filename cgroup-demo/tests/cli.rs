@@ -10,49 +10,13 @@
 use std::path::Path;
 
 use labkit::assert_run_snapshot;
-use labkit::testing::{Run, assert_no_process_left, needs_root, run, run_as_nobody, skip};
+use labkit::testing::{
+    Run, assert_no_process_left, cgroup_leftovers as leftovers, needs_root, run, run_as_nobody,
+    serial, skip,
+};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cgroup-demo"))
-}
-
-/// Every directory with `nslab` in its name under /sys/fs/cgroup, and named hierarchies with it.
-fn leftovers() -> Vec<String> {
-    fn walk(dir: &Path, depth: usize, found: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            if e.file_name().to_string_lossy().contains("nslab") {
-                found.push(path.display().to_string());
-            } else if depth > 0 {
-                walk(&path, depth - 1, found);
-            }
-        }
-    }
-    let mut found = Vec::new();
-    walk(Path::new("/sys/fs/cgroup"), 6, &mut found);
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    found.extend(
-        own.lines()
-            .filter(|l| l.contains("nslab"))
-            .map(String::from),
-    );
-    found
-}
-
-/// One test at a time: the leftover check looks at the whole host, and the CPU measurements
-/// must not compete with each other on a 2-core machine.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Run a demo as root (skip loudly otherwise); check that it left nothing behind.

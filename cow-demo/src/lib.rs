@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use labkit::child::{Reporter, clone_child, fork_child};
 use labkit::narrate::table;
+pub use labkit::parse_size;
 use labkit::tempdir::TempDir;
 use labkit::{Narrator, bad_input};
 use nix::mount::{MsFlags, mount};
@@ -160,23 +161,6 @@ pub fn disk_usage(dir: &Path) -> u64 {
         }
     }
     total
-}
-
-/// Parse a size like `64K`, `16M` (binary units).
-pub fn parse_size(text: &str) -> Result<u64> {
-    let t = text.trim();
-    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M') => (&t[..t.len() - 1], 1 << 20),
-        Some('G') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| bad_input(format!("{text:?} is not a size (examples: 64K, 16M)")))?;
-    n.checked_mul(mult)
-        .filter(|s| *s > 0)
-        .ok_or_else(|| bad_input(format!("{text:?}: the size must be above 0")))
 }
 
 /// `4096` -> `4K`, `16777216` -> `16M`.

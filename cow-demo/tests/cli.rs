@@ -6,7 +6,9 @@
 use std::path::Path;
 
 use labkit::assert_run_snapshot;
-use labkit::testing::{Run, needs_root, needs_unprivileged_userns, run, run_as_nobody};
+use labkit::testing::{
+    Run, needs_root, needs_unprivileged_userns, run, run_as_nobody, serial, temp_leftovers,
+};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cow-demo"))
@@ -14,28 +16,7 @@ fn bin() -> &'static Path {
 
 /// Temp directories and mounts the demo might have left.
 fn leftovers() -> Vec<String> {
-    let mut found: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("nslab-cow"))
-        .collect();
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    found.extend(
-        mounts
-            .lines()
-            .filter(|l| l.contains("nslab-cow"))
-            .map(String::from),
-    );
-    found
-}
-
-/// One test at a time: the leftover check looks at the whole temp directory.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    temp_leftovers("nslab-cow")
 }
 
 fn demo(test: &str, args: &[&str]) -> Option<Run> {

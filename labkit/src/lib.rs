@@ -49,3 +49,46 @@ pub fn unique_name(what: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{PREFIX}-{what}-{}-{n}", std::process::id())
 }
+
+/// Parse a size: `64M`, `512K`, `1G` (binary units) or a plain number of bytes; 0 is refused.
+pub fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| {
+        bad_input(format!(
+            "{text:?} is not a size (examples: 64M, 512K, 1G, 1048576)"
+        ))
+    })?;
+    n.checked_mul(mult).filter(|s| *s > 0).ok_or_else(|| {
+        bad_input(format!(
+            "{text:?}: the size must be above 0 and below 16 EiB"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn sizes_parse_in_binary_units() {
+        assert_eq!(super::parse_size("64M").unwrap(), 64 << 20);
+        assert_eq!(super::parse_size("4k").unwrap(), 4096);
+        assert_eq!(super::parse_size("1048576").unwrap(), 1 << 20);
+        assert!(
+            super::parse_size("lots")
+                .unwrap_err()
+                .to_string()
+                .contains("is not a size")
+        );
+        assert!(
+            super::parse_size("0")
+                .unwrap_err()
+                .to_string()
+                .contains("above 0")
+        );
+    }
+}

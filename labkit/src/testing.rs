@@ -395,6 +395,64 @@ impl Drop for Background {
     }
 }
 
+/// One test at a time within a test binary, for tests that check the whole host for leftovers
+/// or measure CPU time (a 2-core machine has no room for two at once).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Directories under /sys/fs/cgroup whose names carry the nslab prefix, and named v1 hierarchies
+/// with it in /proc/self/cgroup: cgroups a program of this project left behind.
+pub fn cgroup_leftovers() -> Vec<String> {
+    fn walk(dir: &Path, depth: usize, found: &mut Vec<String>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().contains(crate::PREFIX) {
+                found.push(e.path().display().to_string());
+            } else if depth > 0 {
+                walk(&e.path(), depth - 1, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), 6, &mut found);
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    found.extend(
+        own.lines()
+            .filter(|l| l.contains(crate::PREFIX))
+            .map(String::from),
+    );
+    found
+}
+
+/// Entries of the temp directory whose names start with `prefix`, and mounts whose lines in
+/// /proc/self/mountinfo mention it.
+pub fn temp_leftovers(prefix: &str) -> Vec<String> {
+    let mut found: Vec<String> = fs::read_dir(std::env::temp_dir())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(prefix))
+            .map(String::from),
+    );
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

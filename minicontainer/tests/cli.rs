@@ -4,51 +4,19 @@
 
 use std::path::Path;
 
-use labkit::testing::{Run, needs_root, needs_unprivileged_userns, run, run_as_nobody};
+use labkit::testing::{
+    Run, cgroup_leftovers, needs_root, needs_unprivileged_userns, run, run_as_nobody, serial,
+    temp_leftovers,
+};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_minicontainer"))
 }
 
-/// One test at a time: the leftover check looks at the whole host.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Temp directories, mounts and cgroups a container might have left.
 fn leftovers() -> Vec<String> {
-    let mut found: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("nslab-ctr"))
-        .collect();
-    found.extend(
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains("nslab-ctr"))
-            .map(String::from),
-    );
-    fn walk(dir: &Path, depth: usize, found: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            if e.file_name().to_string_lossy().contains("nslab") {
-                found.push(e.path().display().to_string());
-            } else if depth > 0 {
-                walk(&e.path(), depth - 1, found);
-            }
-        }
-    }
-    walk(Path::new("/sys/fs/cgroup"), 6, &mut found);
+    let mut found = temp_leftovers("nslab-ctr");
+    found.extend(cgroup_leftovers());
     found
 }
 
