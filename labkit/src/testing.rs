@@ -386,6 +386,21 @@ impl Background {
     pub fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("pid fits i32")
     }
+
+    /// Read the rest of its output into `lines`, wait for it to end, and return its exit code
+    /// (128 + N when killed by signal N).
+    pub fn wait(mut self) -> i32 {
+        use std::io::BufRead;
+        use std::os::unix::process::ExitStatusExt;
+        let mut line = String::new();
+        while self.stdout.read_line(&mut line).is_ok_and(|n| n > 0) {
+            self.lines.push(std::mem::take(&mut line));
+        }
+        let status = self.child.wait().expect("wait for background process");
+        status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    }
 }
 
 impl Drop for Background {

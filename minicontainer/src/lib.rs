@@ -8,15 +8,19 @@
 //! 3. a root filesystem: an overlay (`cow_demo::mount_overlay`) of the image and a writable
 //!    layer, `/proc`, `/sys` (read-only), a minimal `/dev`, masked and read-only paths, then
 //!    `pivot_root` with the old root unmounted, all after making every mount private;
-//! 4. a network namespace with only `lo` up (`net_demo::rtnl`);
+//! 4. a network namespace with only `lo` up (`net_demo::rtnl`), or with `--net bridge` an `eth0`
+//!    whose veth peer is on the host's `nslab-br0` bridge ([`net`]);
 //! 5. hostname, environment, working directory, user;
 //! 6. capabilities cut to the set container runtimes grant by default, `no_new_privs`;
 //! 7. PID 1 is `pid_demo::init` (reaps, forwards signals), unless `--init=false`;
 //! 8. everything removed afterwards: on exit, on error, on Ctrl-C.
 #![forbid(unsafe_code)]
 
+pub mod net;
+
 use std::ffi::OsString;
 use std::fs;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -43,6 +47,60 @@ pub enum Root {
     Dir(PathBuf),
 }
 
+/// The container's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Net {
+    /// Its own network namespace with only `lo`.
+    #[default]
+    None,
+    /// Also an `eth0`, a veth pair to the host's `nslab-br0` bridge.
+    Bridge,
+}
+
+/// A host path bind-mounted into the container (`-v HOST:CONTAINER[:ro]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// Absolute, resolved on the host.
+    pub host: PathBuf,
+    /// Absolute, inside the container.
+    pub inside: PathBuf,
+    pub read_only: bool,
+}
+
+impl std::str::FromStr for Volume {
+    type Err = anyhow::Error;
+
+    /// `HOST:CONTAINER[:ro|:rw]`; HOST must exist, CONTAINER must be absolute without `..`.
+    fn from_str(text: &str) -> Result<Volume> {
+        let bad = |why: &str| bad_input(format!("-v {text:?}: {why}"));
+        let parts: Vec<&str> = text.split(':').collect();
+        let (host, inside, read_only) = match parts[..] {
+            [h, c] => (h, c, false),
+            [h, c, "ro"] => (h, c, true),
+            [h, c, "rw"] => (h, c, false),
+            [_, _, _] => return Err(bad("the mode is ro or rw")),
+            _ => return Err(bad("expected HOST:CONTAINER[:ro]")),
+        };
+        let host = fs::canonicalize(host).map_err(|e| bad(&format!("{host}: {e}")))?;
+        let inside = PathBuf::from(inside);
+        if !inside.is_absolute()
+            || inside
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(bad("CONTAINER must be an absolute path without .."));
+        }
+        if inside == Path::new("/") {
+            return Err(bad("CONTAINER cannot be / (use --rootfs)"));
+        }
+        Ok(Volume {
+            host,
+            inside,
+            read_only,
+        })
+    }
+}
+
 /// What to run, and how.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -56,6 +114,8 @@ pub struct Config {
     pub workdir: PathBuf,
     pub user: Option<(u32, u32)>,
     pub init: bool,
+    pub net: Net,
+    pub volumes: Vec<Volume>,
     pub cmd: Vec<String>,
 }
 
@@ -215,6 +275,33 @@ fn bind_ro(source: &Path, target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The mount point for a volume inside the (not yet pivoted) root `merged`, made when missing (a
+/// directory, or an empty file when the host path is a file). No component may be a symlink:
+/// before `pivot_root`, a link in the image such as `/data -> /etc` would resolve on the host.
+fn volume_target(merged: &Path, volume: &Volume) -> Result<PathBuf> {
+    let mut path = merged.to_path_buf();
+    let parts: Vec<_> = volume.inside.components().skip(1).collect();
+    for (i, part) in parts.iter().enumerate() {
+        path.push(part);
+        let last = i + 1 == parts.len();
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(bad_input(format!(
+                    "-v {}: {} is a symlink in the image; refusing to follow it outside pivot_root",
+                    volume.inside.display(),
+                    Path::new("/").join(path.strip_prefix(merged)?).display()
+                )));
+            }
+            Ok(_) => {}
+            Err(_) if last && !volume.host.is_dir() => {
+                fs::write(&path, "").with_context(|| format!("touch {}", path.display()))?
+            }
+            Err(_) => fs::create_dir(&path).with_context(|| format!("mkdir {}", path.display()))?,
+        }
+    }
+    Ok(path)
+}
+
 /// Inside the child: build the root filesystem and pivot into it.
 fn setup_root(
     r: &mut Reporter,
@@ -266,6 +353,42 @@ fn setup_root(
             ),
         );
     }
+    // ANCHOR: volumes
+    for v in &config.volumes {
+        let target = volume_target(&merged, v)?;
+        mount(
+            Some(&v.host),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .with_context(|| format!("mount --bind {} {}", v.host.display(), v.inside.display()))?;
+        if v.read_only {
+            mount(
+                None::<&str>,
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .with_context(|| format!("mount -o remount,bind,ro {}", v.inside.display()))?;
+        }
+        step(
+            r,
+            format!(
+                "mount(\"{}\", \"{}\", NULL, MS_BIND | MS_REC{}): -v",
+                v.host.display(),
+                v.inside.display(),
+                if v.read_only {
+                    "), then MS_REMOUNT | MS_BIND | MS_RDONLY (read-only"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    // ANCHOR_END: volumes
     let dir = |p: &str| merged.join(p.trim_start_matches('/'));
     for d in ["proc", "sys", "dev", "tmp"] {
         fs::create_dir_all(dir(d))?;
@@ -400,16 +523,27 @@ fn setup_root(
 }
 
 /// Inside the child, after the root: hostname, network, identity, capabilities.
-fn setup_process(r: &mut Reporter, config: &Config) -> Result<()> {
+fn setup_process(r: &mut Reporter, config: &Config, eth0: Option<(Ipv4Addr, u8)>) -> Result<()> {
     sethostname(&config.hostname)
         .with_context(|| format!("sethostname(\"{}\")", config.hostname))?;
     step(r, format!("sethostname(\"{}\")", config.hostname));
     let rtnl = net_demo::rtnl::Rtnl::open()?;
     rtnl.set_up("lo")?;
-    step(
-        r,
-        "RTM_SETLINK lo up (ip link set lo up): the network namespace has nothing else",
-    );
+    match eth0 {
+        None => step(
+            r,
+            "RTM_SETLINK lo up (ip link set lo up): the network namespace has nothing else",
+        ),
+        Some((address, prefix)) => {
+            net::configure_inside(&rtnl, address, prefix)?;
+            step(
+                r,
+                format!(
+                    "RTM_SETLINK lo up; RTM_NEWADDR {address}/{prefix} dev eth0; eth0 up (no default route: only the bridge's subnet is reachable)"
+                ),
+            );
+        }
+    }
     // ANCHOR: capabilities
     let keep: caps::CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
     for cap in caps::all() {
@@ -499,6 +633,11 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             work.path().display()
         ),
     );
+    if config.net == Net::Bridge && privilege.is_rootless() {
+        return Err(anyhow::Error::new(labkit::errors::MissingFeature(
+            "--net bridge needs root: the veth's host end and the bridge live in the host's network namespace, where a user namespace grants nothing (rootless runtimes use slirp4netns or pasta instead)".into(),
+        )));
+    }
     let limits = make_cgroups(out, config)?;
     // ANCHOR: clone
     let flags = CloneFlags::CLONE_NEWUTS
@@ -517,11 +656,20 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             None,
         )
         .context("sigprocmask(SIG_SETMASK, {})")?;
-        // Wait until the parent has put us in our cgroups: then CLONE_NEWCGROUP's root is ours.
-        r.ready_and_wait()?;
+        // Wait until the parent has put us in our cgroups (then CLONE_NEWCGROUP's root is ours)
+        // and plugged in our network: it answers "eth0 ADDRESS/PREFIX" or "none".
+        r.ready();
+        let answer = r.recv()?.context("minicontainer ended during setup")?;
+        let eth0 = match answer.strip_prefix("eth0 ") {
+            Some(a) => {
+                let (ip, prefix) = a.split_once('/').context("eth0 ADDRESS/PREFIX")?;
+                Some((ip.parse()?, prefix.parse()?))
+            }
+            None => None,
+        };
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
         setup_root(r, config, &work_path, &binds)?;
-        setup_process(r, config)?;
+        setup_process(r, config, eth0)?;
         let shown = config.cmd.join(" ");
         if config.init {
             step(r, format!("PID 1 is pid_demo::init; it runs {shown:?}"));
@@ -558,7 +706,16 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             format!("echo {} > cgroup.procs of each limit group", child.pid()),
         );
     }
-    child.release()?;
+    let lease = match config.net {
+        Net::None => None,
+        Net::Bridge => Some(net::attach(child.pid().as_raw(), &mut |s| {
+            out.step("host", s)
+        })?),
+    };
+    child.send(&match &lease {
+        Some(l) => format!("eth0 {}/{}", l.address, l.prefix),
+        None => "none".into(),
+    })?;
     let done = child.finish(out, "container")?;
     let code = done.exit_code();
     out.step(
@@ -569,6 +726,21 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             work.path().display()
         ),
     );
+    if let Some(lease) = lease {
+        let veth = lease.veth.clone();
+        let bridge_gone = lease.release()?;
+        out.step(
+            "host",
+            format!(
+                "RTM_DELLINK {veth}{}",
+                if bridge_gone {
+                    format!("; RTM_DELLINK {} (no other container on it)", net::BRIDGE)
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
     drop(limits);
     drop(work);
     Ok(code)
@@ -649,6 +821,13 @@ pub fn gc(out: &mut Narrator) -> Result<usize> {
                 removed += 1;
             }
         }
+    }
+    if net::gc()? {
+        out.step(
+            "gc",
+            format!("ip link del {} (no container on it)", net::BRIDGE),
+        );
+        removed += 1;
     }
     if removed == 0 {
         out.step("gc", "nothing left behind");

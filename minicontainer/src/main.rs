@@ -22,7 +22,14 @@ struct Cli {
     command: Cmd,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum NetArg {
+    None,
+    Bridge,
+}
+
 #[derive(Debug, Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once per process")]
 enum Cmd {
     /// Run CMD in a new container; its exit status is minicontainer's.
     Run {
@@ -47,6 +54,13 @@ enum Cmd {
         /// Working directory inside the container.
         #[arg(short = 'w', long = "workdir", default_value = "/")]
         workdir: PathBuf,
+        /// Network: `none` (only lo) or `bridge` (eth0 on the host's nslab-br0 bridge, with the
+        /// other bridge containers and the host reachable, nothing else; needs root).
+        #[arg(long, value_enum, default_value_t = NetArg::None)]
+        net: NetArg,
+        /// Bind-mount a host path into the container (HOST:CONTAINER[:ro]); repeatable.
+        #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+        volume: Vec<String>,
         /// Run as this user (UID[:GID]).
         #[arg(long, value_name = "UID[:GID]")]
         user: Option<String>,
@@ -92,6 +106,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cpus,
             env,
             workdir,
+            net,
+            volume,
             user,
             init,
             explain,
@@ -123,6 +139,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 workdir,
                 user,
                 init,
+                net: match net {
+                    NetArg::None => minicontainer::Net::None,
+                    NetArg::Bridge => minicontainer::Net::Bridge,
+                },
+                volumes: volume
+                    .iter()
+                    .map(|v| v.parse())
+                    .collect::<Result<Vec<minicontainer::Volume>>>()?,
                 cmd,
             };
             // Setup and cleanup must not be cut short: Ctrl-C goes to the container (it is in the

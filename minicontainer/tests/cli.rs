@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use labkit::testing::{
-    Run, cgroup_leftovers, needs_root, needs_unprivileged_userns, run, run_as_nobody, serial,
-    temp_leftovers,
+    Background, Run, cgroup_leftovers, needs_root, needs_unprivileged_userns, run, run_as_nobody,
+    serial, temp_leftovers,
 };
 
 fn bin() -> &'static Path {
@@ -308,6 +308,22 @@ fn bad_input_is_refused_and_leaves_nothing() {
             vec!["run", "-e", "NOEQUALS", "--", "true"],
             "expected KEY=VALUE",
         ),
+        (
+            vec!["run", "-v", "/nonexistent:/data", "--", "true"],
+            "/nonexistent: No such file or directory",
+        ),
+        (
+            vec!["run", "-v", "/tmp:data", "--", "true"],
+            "CONTAINER must be an absolute path",
+        ),
+        (
+            vec!["run", "-v", "/tmp:/data:rx", "--", "true"],
+            "the mode is ro or rw",
+        ),
+        (
+            vec!["run", "--net", "wifi", "--", "true"],
+            "invalid value 'wifi'",
+        ),
     ] {
         let r = run(bin(), &args);
         r.expect_code(2);
@@ -318,6 +334,137 @@ fn bad_input_is_refused_and_leaves_nothing() {
     assert_eq!(r.code, 127, "as a shell reports a command it cannot run");
     assert!(
         r.stderr.contains("execvp(\"/no/such/program\")"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+/// Whether any link named nslab-br0 or nslab-v* is on the host.
+fn bridge_links() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n == "nslab-br0" || n.starts_with("nslab-v"))
+        .collect()
+}
+
+#[test]
+fn bridge_containers_reach_each_other_and_the_host_and_nothing_else() {
+    if needs_root("bridge_containers_reach_each_other_and_the_host_and_nothing_else") {
+        return;
+    }
+    let _one = serial();
+    // Container A answers two TCP connections on port 7070 with its hostname, then ends.
+    let server = "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => 7070, \
+                  Listen => 5, ReuseAddr => 1) or die \"listen: $!\"; $| = 1; print \"listen\", \"ing\\n\"; \
+                  for (1..2) { $c = $s->accept; print $c \"pong from \", `hostname`; close $c }'";
+    let a = Background::start(
+        bin(),
+        &[
+            "run",
+            "--net",
+            "bridge",
+            "--explain",
+            "--hostname",
+            "nslab-a",
+            "--",
+            "sh",
+            "-c",
+            server,
+        ],
+        "listening",
+    );
+    let explained = a.lines.concat();
+    // "[container] N. RTM_SETLINK lo up; RTM_NEWADDR 10.89.X.Y/24 dev eth0; ..."
+    let address = explained
+        .split("RTM_NEWADDR ")
+        .find_map(|rest| rest.split_once("/24 dev eth0"))
+        .map(|(ip, _)| ip.to_string())
+        .unwrap_or_else(|| panic!("no eth0 address in:\n{explained}"));
+    assert!(address.starts_with("10.89."), "{address}");
+    assert!(bridge_links().contains(&"nslab-br0".to_string()));
+
+    // The host reaches A on the bridge.
+    let mut from_host = String::new();
+    let mut stream = std::net::TcpStream::connect((address.as_str(), 7070)).unwrap();
+    std::io::Read::read_to_string(&mut stream, &mut from_host).unwrap();
+    assert_eq!(from_host, "pong from nslab-a\n");
+
+    // Container B reaches A; an address outside the bridge's subnet fails at once: there is
+    // no route to it, so no packet leaves B (192.0.2.1 is TEST-NET-1, never routed anyway).
+    let script = format!(
+        "exec 3<>/dev/tcp/{address}/7070 && cat <&3; \
+         (exec 4<>/dev/tcp/192.0.2.1/80) 2>&1 | grep -o 'Network is unreachable' | sort -u"
+    );
+    let b = run(
+        bin(),
+        &[
+            "run",
+            "--net",
+            "bridge",
+            "--hostname",
+            "nslab-b",
+            "--",
+            "bash",
+            "-c",
+            &script,
+        ],
+    );
+    b.expect_code(0);
+    assert_eq!(
+        b.stdout,
+        "pong from nslab-a\nNetwork is unreachable\n",
+        "{}",
+        b.transcript()
+    );
+
+    assert_eq!(a.wait(), 0, "A served both and ended");
+    assert_eq!(
+        bridge_links(),
+        Vec::<String>::new(),
+        "the last one out removed the bridge"
+    );
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn volumes_are_bind_mounts_read_only_when_asked() {
+    if needs_root("volumes_are_bind_mounts_read_only_when_asked") {
+        return;
+    }
+    let _one = serial();
+    let host = labkit::tempdir::TempDir::create("vol").unwrap();
+    std::fs::write(host.path().join("in"), "from the host\n").unwrap();
+    let rw = format!("{}:/data", host.path().display());
+    let ro = format!("{}:/srv/ro:ro", host.path().display());
+    let r = container(
+        &["-v", &rw, "-v", &ro],
+        "cat /data/in; echo written > /data/out; \
+         (echo x > /srv/ro/nope) 2>&1 | grep -o 'Read-only file system'",
+    );
+    r.expect_code(0);
+    assert_eq!(r.stdout, "from the host\nRead-only file system\n");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out")).unwrap(),
+        "written\n",
+        "a write through the volume lands on the host"
+    );
+    assert!(!host.path().join("nope").exists());
+
+    // A symlink in the image is never followed to place a volume (it would resolve on the host
+    // before pivot_root).
+    let image = labkit::tempdir::TempDir::create("vol").unwrap();
+    std::os::unix::fs::symlink("/etc", image.path().join("data")).unwrap();
+    let rootfs = image.path().display().to_string();
+    let r = run(
+        bin(),
+        &["run", "--rootfs", &rootfs, "-v", &rw, "--", "/bin/true"],
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("/data is a symlink in the image"),
         "{}",
         r.stderr
     );

@@ -140,6 +140,13 @@ impl Rtnl {
             .map_err(|e| nl(e, &format!("RTM_NEWLINK bridge {name}")))
     }
 
+    /// `ip link del NAME` (for a veth, both ends go).
+    pub fn delete(&self, name: &str) -> Result<()> {
+        let index = self.index(name)?;
+        self.run(self.handle.link().del(index).execute())
+            .map_err(|e| nl(e, &format!("RTM_DELLINK {name}")))
+    }
+
     /// `ip link set NAME up`.
     pub fn set_up(&self, name: &str) -> Result<()> {
         let msg = LinkUnspec::new_with_index(self.index(name)?).up().build();
