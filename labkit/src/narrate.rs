@@ -22,6 +22,18 @@ pub struct Narrator {
     step: u32,
     /// Print nothing (a program whose steps are shown only on request, like `--explain`).
     quiet: bool,
+    /// When timing: the previous step's instant, and each step's (number, who, text, time
+    /// since the step before).
+    timing: Option<(std::time::Instant, Vec<Timed>)>,
+}
+
+/// One step's share of the time: from the step before it to this one.
+#[derive(Debug, Clone)]
+struct Timed {
+    step: u32,
+    who: String,
+    text: String,
+    took: std::time::Duration,
 }
 
 impl Default for Narrator {
@@ -38,6 +50,7 @@ impl Narrator {
             color: std::io::stdout().is_terminal() && !no_color,
             step: 0,
             quiet: false,
+            timing: None,
         }
     }
 
@@ -47,6 +60,7 @@ impl Narrator {
             color: false,
             step: 0,
             quiet: false,
+            timing: None,
         }
     }
 
@@ -75,9 +89,64 @@ impl Narrator {
         self.quiet = quiet;
     }
 
+    /// Measure from now on how long each step took (the time since the step before it, as
+    /// this process saw the step: a child's step when its report arrived).
+    pub fn start_timing(&mut self) {
+        self.timing = Some((std::time::Instant::now(), Vec::new()));
+    }
+
+    /// The timings so far as a table (step, who, milliseconds, share, the step's text), with a
+    /// total; `None` unless [`Narrator::start_timing`] was called.
+    pub fn timings(&self) -> Option<String> {
+        let (_, timed) = self.timing.as_ref()?;
+        let total: std::time::Duration = timed.iter().map(|t| t.took).sum();
+        let mut rows = vec![vec![
+            "step".to_string(),
+            "who".into(),
+            "ms".into(),
+            "share".into(),
+            "what".into(),
+        ]];
+        for t in timed {
+            let mut text: String = t.text.chars().take(60).collect();
+            if text.len() < t.text.len() {
+                text.push('…');
+            }
+            rows.push(vec![
+                t.step.to_string(),
+                t.who.clone(),
+                format!("{:.2}", t.took.as_secs_f64() * 1000.0),
+                format!(
+                    "{:.0}%",
+                    100.0 * t.took.as_secs_f64() / total.as_secs_f64().max(f64::EPSILON)
+                ),
+                text,
+            ]);
+        }
+        rows.push(vec![
+            String::new(),
+            "total".into(),
+            format!("{:.2}", total.as_secs_f64() * 1000.0),
+            String::new(),
+            String::new(),
+        ]);
+        Some(table(&rows))
+    }
+
     /// Format a numbered step (a syscall or an action) without printing it.
     pub fn format_step(&mut self, who: &str, text: impl Display) -> String {
         self.step += 1;
+        let text = text.to_string();
+        if let Some((last, timed)) = self.timing.as_mut() {
+            let now = std::time::Instant::now();
+            timed.push(Timed {
+                step: self.step,
+                who: who.to_string(),
+                text: text.clone(),
+                took: now - *last,
+            });
+            *last = now;
+        }
         let number = format!("{:>2}.", self.step);
         let number = if self.color {
             format!("\x1b[1m{number}\x1b[0m")

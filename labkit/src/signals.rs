@@ -53,3 +53,49 @@ pub fn discard_pending() {
         }
     }
 }
+
+/// Pass SIGTERM and SIGHUP sent to this process on to process `pid` (a container's PID 1), the
+/// way `docker run` proxies signals: `kill -TERM <minicontainer>` stops the container, and
+/// minicontainer ends once it has cleaned up.
+///
+/// The signals must be held ([`hold_interrupts`]) when this is called: a thread then takes them
+/// with `sigwait(2)` and sends each with `pidfd_send_signal(2)`, through a pidfd opened now, so
+/// a signal that comes after `pid` ended can never reach a new process that got the same PID.
+/// SIGINT is not passed on: Ctrl-C reaches the container from the terminal already.
+pub fn forward_to(pid: i32) -> Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: pidfd_open(2) takes a PID and flags and returns a new file descriptor or -1; no
+    // memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(nix::errno::Errno::last()).context(format!("pidfd_open({pid})"));
+    }
+    let raw = i32::try_from(fd).context("pidfd_open returned a descriptor out of range")?;
+    // SAFETY: `raw` was just returned by pidfd_open and is owned by nothing else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGHUP);
+    std::thread::Builder::new()
+        .name(format!("forward-to-{pid}"))
+        .spawn(move || {
+            while let Ok(sig) = set.wait() {
+                // SAFETY: a pidfd we own, a valid signal number, no siginfo (null is allowed),
+                // no flags.
+                let sent = unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        pidfd.as_raw_fd(),
+                        sig as i32,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    )
+                };
+                if sent < 0 {
+                    return; // ESRCH: it has ended; later signals stay pending for discard_pending
+                }
+            }
+        })
+        .context("spawn the signal-forwarding thread")?;
+    Ok(())
+}

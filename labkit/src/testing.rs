@@ -389,7 +389,7 @@ impl Background {
 
     /// Read the rest of its output into `lines`, wait for it to end, and return its exit code
     /// (128 + N when killed by signal N).
-    pub fn wait(mut self) -> i32 {
+    pub fn wait(&mut self) -> i32 {
         use std::io::BufRead;
         use std::os::unix::process::ExitStatusExt;
         let mut line = String::new();

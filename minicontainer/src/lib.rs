@@ -696,6 +696,8 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             child.pid()
         ),
     );
+    // SIGTERM and SIGHUP sent to minicontainer (held since it started) go to the container.
+    labkit::signals::forward_to(child.pid().as_raw())?;
     child.relay_until_ready(out, "container")?;
     for (_, leaf, _) in &limits.groups {
         leaf.attach(child.pid().as_raw())?;

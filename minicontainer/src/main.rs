@@ -71,6 +71,10 @@ enum Cmd {
         /// Print every step (numbered, naming the syscall).
         #[arg(long)]
         explain: bool,
+        /// Afterwards, print on stderr how long each step took (from the step before it), and the
+        /// total: where the time of starting a container goes.
+        #[arg(long)]
+        timings: bool,
         /// Run inside a new user namespace even as root (what a normal user gets).
         #[arg(long)]
         rootless: bool,
@@ -111,6 +115,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             user,
             init,
             explain,
+            timings,
             rootless: force,
             cmd,
         } => {
@@ -152,8 +157,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // Setup and cleanup must not be cut short: Ctrl-C goes to the container (it is in the
             // foreground too), and minicontainer ends once everything is removed.
             let hold = labkit::signals::hold_interrupts()?;
+            if timings {
+                out.start_timing();
+            }
             let privilege = rootless::enter(force, &out)?;
             let code = minicontainer::run(&mut out, &config, privilege)?;
+            if let Some(table) = out.timings() {
+                eprint!("{table}");
+            }
             labkit::signals::discard_pending();
             drop(hold);
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

@@ -360,7 +360,7 @@ fn bridge_containers_reach_each_other_and_the_host_and_nothing_else() {
     let server = "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => 7070, \
                   Listen => 5, ReuseAddr => 1) or die \"listen: $!\"; $| = 1; print \"listen\", \"ing\\n\"; \
                   for (1..2) { $c = $s->accept; print $c \"pong from \", `hostname`; close $c }'";
-    let a = Background::start(
+    let mut a = Background::start(
         bin(),
         &[
             "run",
@@ -469,4 +469,51 @@ fn volumes_are_bind_mounts_read_only_when_asked() {
         r.stderr
     );
     assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn sigterm_to_minicontainer_reaches_the_container() {
+    if needs_root("sigterm_to_minicontainer_reaches_the_container") {
+        return;
+    }
+    let _one = serial();
+    // The shell (PID 2, under the init) ends with 42 on SIGTERM; it says so once its trap is set.
+    let script = "trap 'echo got-term; exit 42' TERM; echo trap-set; while :; do sleep 0.05; done";
+    let mut ctr = Background::start(bin(), &["run", "--", "sh", "-c", script], "trap-set");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(ctr.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let code = ctr.wait();
+    assert!(ctr.lines.concat().contains("got-term"), "{:?}", ctr.lines);
+    assert_eq!(code, 42, "the container's exit status, after its trap ran");
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn timings_show_where_the_time_goes() {
+    let _one = serial();
+    let r = run(bin(), &["run", "--rootless", "--timings", "--", "true"]);
+    if r.code == 77 && needs_unprivileged_userns("timings_show_where_the_time_goes") {
+        return;
+    }
+    r.expect_code(0);
+    let rows: Vec<&str> = r.stderr.lines().collect();
+    assert!(
+        rows[0].starts_with("step") && rows[0].contains("ms"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        rows.iter().any(|l| l.contains("pivot_root")) && rows.iter().any(|l| l.contains("clone(")),
+        "every step has a row:\n{}",
+        r.stderr
+    );
+    let total: f64 = rows
+        .last()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("a total in milliseconds:\n{}", r.stderr));
+    assert!(total > 0.0);
 }
