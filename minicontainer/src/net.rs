@@ -114,12 +114,14 @@ pub fn attach(pid: i32, steps: &mut dyn FnMut(String)) -> Result<Lease> {
         gateway,
         prefix: PREFIX_LEN,
     };
+    // ANCHOR: attach
     let peer = format!("{}p", lease.veth);
     rtnl.add_veth(&lease.veth, &peer)?;
     // From here on, dropping the lease removes the veth (and the bridge if it is the last).
     rtnl.set_controller(&lease.veth, BRIDGE)?;
     rtnl.set_up(&lease.veth)?;
     rtnl.move_to(&peer, pid, "eth0")?;
+    // ANCHOR_END: attach
     steps(format!(
         "RTM_NEWLINK {} type veth peer {peer}; {} master {BRIDGE} up; {peer} -> netns of pid {pid}, renamed eth0",
         lease.veth, lease.veth
