@@ -54,6 +54,69 @@ pub fn discard_pending() {
     }
 }
 
+/// A process by pidfd (pidfd_open(2)): signals sent through it reach that process or nobody,
+/// never a later process that got the same PID.
+#[derive(Debug)]
+pub struct PidFd {
+    fd: std::os::fd::OwnedFd,
+    pid: i32,
+}
+
+impl PidFd {
+    /// `pidfd_open(pid, 0)`.
+    pub fn open(pid: i32) -> Result<PidFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open(2) takes a PID and flags and returns a new file descriptor or -1;
+        // no memory is passed.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(nix::errno::Errno::last()).context(format!("pidfd_open({pid})"));
+        }
+        let raw = i32::try_from(fd).context("pidfd_open returned a descriptor out of range")?;
+        // SAFETY: `raw` was just returned by pidfd_open and is owned by nothing else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        Ok(PidFd { fd, pid })
+    }
+
+    /// `pidfd_send_signal(fd, sig, NULL, 0)`.
+    pub fn send(&self, sig: Signal) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a pidfd we own, a valid signal number, no siginfo (null is allowed), no flags.
+        let sent = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                sig as i32,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if sent < 0 {
+            return Err(nix::errno::Errno::last())
+                .context(format!("pidfd_send_signal({}, {sig})", self.pid));
+        }
+        Ok(())
+    }
+
+    /// Wait until the process has ended (its pidfd turns readable), at most `timeout`; returns
+    /// whether it ended.
+    pub fn wait_exit(&self, timeout: std::time::Duration) -> Result<bool> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(n) if n > 0 => return Ok(true),
+                Ok(_) if std::time::Instant::now() >= deadline => return Ok(false),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e).context("poll(pidfd)"),
+            }
+        }
+    }
+}
+
 /// Pass SIGTERM and SIGHUP sent to this process on to process `pid` (a container's PID 1), the
 /// way `docker run` proxies signals: `kill -TERM <minicontainer>` stops the container, and
 /// minicontainer ends once it has cleaned up.
@@ -63,16 +126,7 @@ pub fn discard_pending() {
 /// a signal that comes after `pid` ended can never reach a new process that got the same PID.
 /// SIGINT is not passed on: Ctrl-C reaches the container from the terminal already.
 pub fn forward_to(pid: i32) -> Result<()> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    // SAFETY: pidfd_open(2) takes a PID and flags and returns a new file descriptor or -1; no
-    // memory is passed.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(nix::errno::Errno::last()).context(format!("pidfd_open({pid})"));
-    }
-    let raw = i32::try_from(fd).context("pidfd_open returned a descriptor out of range")?;
-    // SAFETY: `raw` was just returned by pidfd_open and is owned by nothing else.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let target = PidFd::open(pid)?;
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGHUP);
@@ -80,18 +134,7 @@ pub fn forward_to(pid: i32) -> Result<()> {
         .name(format!("forward-to-{pid}"))
         .spawn(move || {
             while let Ok(sig) = set.wait() {
-                // SAFETY: a pidfd we own, a valid signal number, no siginfo (null is allowed),
-                // no flags.
-                let sent = unsafe {
-                    libc::syscall(
-                        libc::SYS_pidfd_send_signal,
-                        pidfd.as_raw_fd(),
-                        sig as i32,
-                        std::ptr::null::<libc::siginfo_t>(),
-                        0,
-                    )
-                };
-                if sent < 0 {
+                if target.send(sig).is_err() {
                     return; // ESRCH: it has ended; later signals stay pending for discard_pending
                 }
             }

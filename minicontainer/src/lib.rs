@@ -16,7 +16,9 @@
 //! 8. everything removed afterwards: on exit, on error, on Ctrl-C.
 #![forbid(unsafe_code)]
 
+
 pub mod net;
+pub mod state;
 
 use std::ffi::OsString;
 use std::fs;
@@ -116,6 +118,8 @@ pub struct Config {
     pub init: bool,
     pub net: Net,
     pub volumes: Vec<Volume>,
+    /// Its name for `ps`, `exec` and `stop` (default: `ctr-PID`, PID being minicontainer's).
+    pub name: Option<String>,
     pub cmd: Vec<String>,
 }
 
@@ -522,6 +526,39 @@ fn setup_root(
     Ok(())
 }
 
+/// Cut the bounding and inheritable capability sets to [`DEFAULT_CAPS`] and set
+/// `no_new_privs`; returns the set kept. (The permitted and effective sets follow.)
+pub(crate) fn cut_capabilities() -> Result<caps::CapsHashSet> {
+    // ANCHOR: capabilities
+    let keep: caps::CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
+    for cap in caps::all() {
+        if !keep.contains(&cap) {
+            caps::drop(None, CapSet::Bounding, cap)
+                .with_context(|| format!("prctl(PR_CAPBSET_DROP, {cap})"))?;
+        }
+    }
+    caps::set(None, CapSet::Inheritable, &keep).context("capset(inheritable)")?;
+    nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
+    // ANCHOR_END: capabilities
+    Ok(keep)
+}
+
+/// The environment every process of a container starts with (before `-e`).
+pub(crate) fn base_env(hostname: &str) -> Vec<(&'static str, OsString)> {
+    vec![
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ),
+        ("HOME", "/root".into()),
+        ("HOSTNAME", hostname.into()),
+        (
+            "TERM",
+            std::env::var_os("TERM").unwrap_or_else(|| OsString::from("xterm")),
+        ),
+    ]
+}
+
 /// Inside the child, after the root: hostname, network, identity, capabilities.
 fn setup_process(r: &mut Reporter, config: &Config, eth0: Option<(Ipv4Addr, u8)>) -> Result<()> {
     sethostname(&config.hostname)
@@ -544,17 +581,7 @@ fn setup_process(r: &mut Reporter, config: &Config, eth0: Option<(Ipv4Addr, u8)>
             );
         }
     }
-    // ANCHOR: capabilities
-    let keep: caps::CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
-    for cap in caps::all() {
-        if !keep.contains(&cap) {
-            caps::drop(None, CapSet::Bounding, cap)
-                .with_context(|| format!("prctl(PR_CAPBSET_DROP, {cap})"))?;
-        }
-    }
-    caps::set(None, CapSet::Inheritable, &keep).context("capset(inheritable)")?;
-    nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
-    // ANCHOR_END: capabilities
+    let keep = cut_capabilities()?;
     step(
         r,
         format!(
@@ -579,17 +606,9 @@ fn setup_process(r: &mut Reporter, config: &Config, eth0: Option<(Ipv4Addr, u8)>
 
 fn command(config: &Config) -> Command {
     let mut cmd = Command::new(&config.cmd[0]);
-    cmd.args(&config.cmd[1..]).env_clear();
-    cmd.env(
-        "PATH",
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    )
-    .env("HOME", "/root")
-    .env("HOSTNAME", &config.hostname)
-    .env(
-        "TERM",
-        std::env::var_os("TERM").unwrap_or_else(|| OsString::from("xterm")),
-    );
+    cmd.args(&config.cmd[1..])
+        .env_clear()
+        .envs(base_env(&config.hostname));
     for (k, v) in &config.env {
         cmd.env(k, v);
     }
@@ -618,6 +637,22 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             "--memory, --pids-limit and --cpus need cgroups, which need root (or a delegated cgroup); run without them rootless".into(),
         )));
     }
+    if config.net == Net::Bridge && privilege.is_rootless() {
+        return Err(anyhow::Error::new(labkit::errors::MissingFeature(
+            "--net bridge needs root: the veth's host end and the bridge live in the host's network namespace, where a user namespace grants nothing (rootless runtimes use slirp4netns or pasta instead)".into(),
+        )));
+    }
+    let name = config
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("ctr-{}", std::process::id()));
+    state::validate_name(&name)?;
+    if let Some(other) = state::running().into_iter().find(|r| r.name == name) {
+        return Err(bad_input(format!(
+            "--name {name}: already in use by the container of minicontainer {} (PID 1 = {})",
+            other.runner, other.pid
+        )));
+    }
     let work = TempDir::create("ctr")?;
     let binds = match config.root {
         Root::Host => host_skeleton(&work.path().join("image"))?,
@@ -633,11 +668,6 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             work.path().display()
         ),
     );
-    if config.net == Net::Bridge && privilege.is_rootless() {
-        return Err(anyhow::Error::new(labkit::errors::MissingFeature(
-            "--net bridge needs root: the veth's host end and the bridge live in the host's network namespace, where a user namespace grants nothing (rootless runtimes use slirp4netns or pasta instead)".into(),
-        )));
-    }
     let limits = make_cgroups(out, config)?;
     // ANCHOR: clone
     let flags = CloneFlags::CLONE_NEWUTS
@@ -708,6 +738,18 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             format!("echo {} > cgroup.procs of each limit group", child.pid()),
         );
     }
+    let procs: Vec<PathBuf> = limits
+        .groups
+        .iter()
+        .map(|(_, leaf, _)| leaf.path.join("cgroup.procs"))
+        .collect();
+    state::record(
+        work.path(),
+        &name,
+        child.pid().as_raw(),
+        &config.cmd.join(" "),
+        &procs,
+    )?;
     let lease = match config.net {
         Net::None => None,
         Net::Bridge => Some(net::attach(child.pid().as_raw(), &mut |s| {

@@ -29,13 +29,15 @@ enum NetArg {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(clippy::large_enum_variant, reason = "parsed once per process")]
 enum Cmd {
     /// Run CMD in a new container; its exit status is minicontainer's.
     Run {
         /// Use this directory as the (read-only) image; writes go to a fresh upper layer.
         #[arg(long, value_name = "DIR")]
         rootfs: Option<PathBuf>,
+        /// A name for `ps`, `exec` and `stop` (default: ctr-PID, PID being minicontainer's).
+        #[arg(long)]
+        name: Option<String>,
         /// The container's hostname.
         #[arg(long, default_value = "minicontainer")]
         hostname: String,
@@ -82,7 +84,29 @@ enum Cmd {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
-    /// Remove what a killed minicontainer left behind (temp directories, cgroups).
+    /// List the running containers: name, host PID of PID 1, PID of their minicontainer, command.
+    Ps,
+    /// Run CMD in a running container (joins its cgroups and namespaces with setns, as docker
+    /// exec does); the exit status is CMD's.
+    Exec {
+        /// The container's name (see `ps`).
+        name: String,
+        /// Print every step.
+        #[arg(long)]
+        explain: bool,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Stop a running container: SIGTERM, then SIGKILL after the grace period.
+    Stop {
+        /// The container's name (see `ps`).
+        name: String,
+        /// Seconds to wait after SIGTERM before SIGKILL.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+    },
+    /// Remove what a killed minicontainer left behind (temp directories, cgroups, the bridge).
     Gc,
 }
 
@@ -98,12 +122,28 @@ fn parse_user(text: &str) -> Result<(u32, u32)> {
 fn run(cli: Cli) -> Result<ExitCode> {
     let mut out = Narrator::new();
     match cli.command {
+        Cmd::Ps => {
+            print!("{}", minicontainer::state::ps());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Exec { name, explain, cmd } => {
+            out.set_quiet(!explain);
+            let code = minicontainer::state::exec(&mut out, &name, &cmd)?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        Cmd::Stop { name, time } => {
+            let how =
+                minicontainer::state::stop(&mut out, &name, std::time::Duration::from_secs(time))?;
+            println!("{name} stopped ({how})");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Gc => {
             minicontainer::gc(&mut out)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run {
             rootfs,
+            name,
             hostname,
             memory,
             pids_limit,
@@ -144,6 +184,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 workdir,
                 user,
                 init,
+                name,
                 net: match net {
                     NetArg::None => minicontainer::Net::None,
                     NetArg::Bridge => minicontainer::Net::Bridge,

@@ -517,3 +517,92 @@ fn timings_show_where_the_time_goes() {
         .unwrap_or_else(|| panic!("a total in milliseconds:\n{}", r.stderr));
     assert!(total > 0.0);
 }
+
+#[test]
+fn ps_exec_and_stop_work_on_a_named_container() {
+    if needs_root("ps_exec_and_stop_work_on_a_named_container") {
+        return;
+    }
+    let _one = serial();
+    let name = format!("nslab-t{}", std::process::id());
+    let mut ctr = Background::start(
+        bin(),
+        &[
+            "run",
+            "--name",
+            &name,
+            "--hostname",
+            "named",
+            "--pids-limit",
+            "20",
+            "--",
+            "sh",
+            "-c",
+            "echo up; while :; do sleep 0.05; done",
+        ],
+        "up",
+    );
+    let ps = run(bin(), &["ps"]);
+    ps.expect_code(0);
+    let row = ps
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} in ps:\n{}", ps.stdout));
+    assert!(
+        row.contains(&ctr.pid().to_string()),
+        "the RUNNER column: {row}"
+    );
+
+    // exec joins its namespaces and cgroups: its hostname, its PID numbering, its pids group.
+    let ex = run(
+        bin(),
+        &[
+            "exec",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /proc/self/cgroup | grep pids; \
+             grep -c . /sys/fs/cgroup/pids/pids.max 2>/dev/null; grep NoNewPrivs /proc/self/status; exit 5",
+        ],
+    );
+    assert_eq!(
+        ex.code,
+        5,
+        "exec returns its command's status:\n{}",
+        ex.transcript()
+    );
+    let lines: Vec<&str> = ex.stdout.lines().collect();
+    assert_eq!(lines[0], "named");
+    assert!(
+        lines[1].contains("minicontainer run --name"),
+        "PID 1 is the container's init: {}",
+        lines[1]
+    );
+    assert!(
+        lines[2].ends_with(":/"),
+        "in the container's pids group, its cgroup root: {}",
+        lines[2]
+    );
+    assert!(ex.stdout.contains("NoNewPrivs:\t1"));
+
+    // The name is taken while it runs.
+    let again = run(bin(), &["run", "--name", &name, "--", "true"]);
+    again.expect_code(2);
+    assert!(again.stderr.contains("already in use"), "{}", again.stderr);
+
+    let stop = run(bin(), &["stop", "-t", "5", &name]);
+    stop.expect_code(0);
+    assert!(stop.stdout.contains("stopped (SIGTERM)"), "{}", stop.stdout);
+    assert_eq!(ctr.wait(), 143, "sh ended by the forwarded SIGTERM");
+    assert!(!run(bin(), &["ps"]).stdout.contains(&name));
+    let gone = run(bin(), &["exec", &name, "--", "true"]);
+    gone.expect_code(2);
+    assert!(
+        gone.stderr.contains("no running container is called"),
+        "{}",
+        gone.stderr
+    );
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
