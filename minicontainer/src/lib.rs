@@ -16,7 +16,7 @@
 //! 8. everything removed afterwards: on exit, on error, on Ctrl-C.
 #![forbid(unsafe_code)]
 
-
+pub mod image;
 pub mod net;
 pub mod state;
 
