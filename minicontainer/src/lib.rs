@@ -47,6 +47,18 @@ pub enum Root {
     Host,
     /// A directory, used as the single read-only lower layer.
     Dir(PathBuf),
+    /// An image's unpacked layers ([`image::open`]), top-most first.
+    Layers(Vec<PathBuf>),
+}
+
+/// Where unpacked image layers are kept: `$XDG_CACHE_HOME/nslab`, or `~/.cache/nslab`.
+pub fn image_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"))
+        .join("nslab")
 }
 
 /// The container's network.
@@ -327,13 +339,15 @@ fn setup_root(
         r,
         "mount(NULL, \"/\", NULL, MS_REC | MS_PRIVATE): nothing from here on reaches the host",
     );
-    let lower = match &config.root {
-        Root::Host => work.join("image"),
-        Root::Dir(d) => d.clone(),
+    let lowers: Vec<PathBuf> = match &config.root {
+        Root::Host => vec![work.join("image")],
+        Root::Dir(d) => vec![d.clone()],
+        Root::Layers(layers) => layers.clone(),
     };
+    let lowers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
     let (upper, overlay_work, merged) =
         (work.join("upper"), work.join("work"), work.join("rootfs"));
-    let options = cow_demo::mount_overlay(&[&lower], &upper, &overlay_work, &merged, "")?;
+    let options = cow_demo::mount_overlay(&lowers, &upper, &overlay_work, &merged, "")?;
     step(
         r,
         format!(
@@ -656,7 +670,7 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
     let work = TempDir::create("ctr")?;
     let binds = match config.root {
         Root::Host => host_skeleton(&work.path().join("image"))?,
-        Root::Dir(_) => Vec::new(),
+        Root::Dir(_) | Root::Layers(_) => Vec::new(),
     };
     for d in ["upper", "work", "rootfs"] {
         fs::create_dir_all(work.path().join(d))?;

@@ -28,13 +28,20 @@ enum NetArg {
     Bridge,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run CMD in a new container; its exit status is minicontainer's.
     Run {
         /// Use this directory as the (read-only) image; writes go to a fresh upper layer.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "image")]
         rootfs: Option<PathBuf>,
+        /// Run an image: an OCI image layout directory or a docker/podman save tarball. Its
+        /// layers are unpacked once into ~/.cache/nslab (digests checked); its Env, Entrypoint,
+        /// Cmd, WorkingDir and User are the defaults.
+        #[arg(long, value_name = "PATH")]
+        image: Option<PathBuf>,
         /// A name for `ps`, `exec` and `stop` (default: ctr-PID, PID being minicontainer's).
         #[arg(long)]
         name: Option<String>,
@@ -53,9 +60,9 @@ enum Cmd {
         /// Set an environment variable (KEY=VALUE); repeatable.
         #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
-        /// Working directory inside the container.
-        #[arg(short = 'w', long = "workdir", default_value = "/")]
-        workdir: PathBuf,
+        /// Working directory inside the container [default: the image's, or /].
+        #[arg(short = 'w', long = "workdir")]
+        workdir: Option<PathBuf>,
         /// Network: `none` (only lo) or `bridge` (eth0 on the host's nslab-br0 bridge, with the
         /// other bridge containers and the host reachable, nothing else; needs root).
         #[arg(long, value_enum, default_value_t = NetArg::None)]
@@ -80,8 +87,8 @@ enum Cmd {
         /// Run inside a new user namespace even as root (what a normal user gets).
         #[arg(long)]
         rootless: bool,
-        /// The command and its arguments.
-        #[arg(last = true, required = true)]
+        /// The command and its arguments (with --image: the image's Cmd when left out).
+        #[arg(last = true, required_unless_present = "image")]
         cmd: Vec<String>,
     },
     /// List the running containers: name, host PID of PID 1, PID of their minicontainer, command.
@@ -143,6 +150,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Run {
             rootfs,
+            image,
             name,
             hostname,
             memory,
@@ -173,9 +181,58 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .ok_or_else(|| bad_input(format!("-e {kv:?}: expected KEY=VALUE")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let user = user.as_deref().map(parse_user).transpose()?;
+            let mut user = user.as_deref().map(parse_user).transpose()?;
+            let (mut env, mut workdir, mut cmd) = (env, workdir, cmd);
+            let root = match (rootfs, image) {
+                (Some(dir), _) => Root::Dir(dir),
+                (None, Some(path)) => {
+                    let cache = minicontainer::image_cache();
+                    let img = minicontainer::image::open(&path, &cache, true)?;
+                    out.step(
+                        "host",
+                        format!(
+                            "image {}: {} layer(s) in {}",
+                            path.display(),
+                            img.layers.len(),
+                            cache.display()
+                        ),
+                    );
+                    // Docker's rules: the image's Env comes first (-e overrides it), arguments
+                    // replace its Cmd but not its Entrypoint.
+                    let mut image_env: Vec<(String, String)> = img
+                        .env
+                        .iter()
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    image_env.append(&mut env);
+                    env = image_env;
+                    let args = if cmd.is_empty() { img.cmd.clone() } else { cmd };
+                    cmd = img.entrypoint.iter().cloned().chain(args).collect();
+                    if cmd.is_empty() {
+                        return Err(bad_input(format!(
+                            "--image {}: it has no Entrypoint or Cmd; give a command after --",
+                            path.display()
+                        )));
+                    }
+                    workdir = workdir.or_else(|| img.workdir.as_ref().map(PathBuf::from));
+                    if user.is_none() {
+                        if let Some(u) = &img.user {
+                            user = Some(parse_user(u).map_err(|_| {
+                                bad_input(format!(
+                                    "--image {}: its User {u:?} is not numeric; give --user UID[:GID]",
+                                    path.display()
+                                ))
+                            })?);
+                        }
+                    }
+                    Root::Layers(img.layers)
+                }
+                (None, None) => Root::Host,
+            };
+            let workdir = workdir.unwrap_or_else(|| PathBuf::from("/"));
             let config = Config {
-                root: rootfs.map_or(Root::Host, Root::Dir),
+                root,
                 hostname,
                 memory,
                 pids: pids_limit,

@@ -606,3 +606,159 @@ fn ps_exec_and_stop_work_on_a_named_container() {
     );
     assert_eq!(leftovers(), Vec::<String>::new());
 }
+
+/// Write `bytes` as a blob of an OCI layout; returns its descriptor fields (digest, size).
+fn blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
+    use sha2::Digest;
+    let hex = format!("{:x}", sha2::Sha256::digest(bytes));
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    std::fs::write(layout.join("blobs/sha256").join(&hex), bytes).unwrap();
+    (format!("sha256:{hex}"), bytes.len())
+}
+
+/// An OCI image layout with one layer: Debian's static busybox as /bin/busybox, /bin/sh and a
+/// few applets, and a config with Env, Cmd and WorkingDir.
+fn busybox_image(layout: &Path, busybox: &Path) {
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut dir = |path: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        layer.append_data(&mut h, path, std::io::empty()).unwrap();
+    };
+    for d in ["bin", "srv", "etc"] {
+        dir(d);
+    }
+    layer
+        .append_file("bin/busybox", &mut std::fs::File::open(busybox).unwrap())
+        .unwrap();
+    for applet in ["sh", "echo", "cat", "pwd", "hostname", "ls", "id"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        layer
+            .append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    let layer = layer.into_inner().unwrap();
+    let (layer_digest, layer_size) = blob(layout, &layer);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {
+            "Env": ["PATH=/bin", "GREETING=hello"],
+            "Cmd": ["sh", "-c", "echo $GREETING from $(hostname) in $(pwd)"],
+            "WorkingDir": "/srv"
+        },
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]}
+    });
+    let (config_digest, config_size) = blob(layout, config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer_size}]
+    });
+    let (manifest_digest, manifest_size) = blob(layout, manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": manifest_digest, "size": manifest_size}]
+    });
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_oci_image_runs_with_its_config() {
+    if needs_root("an_oci_image_runs_with_its_config") {
+        return;
+    }
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists()
+        && labkit::testing::skip(
+            "an_oci_image_runs_with_its_config",
+            "no /bin/busybox (apt-get install busybox-static)",
+        )
+    {
+        return;
+    }
+    let _one = serial();
+    let work = labkit::tempdir::TempDir::create("img").unwrap();
+    let layout = work.path().join("image");
+    busybox_image(&layout, busybox);
+    let cache = work.path().join("cache");
+    let image = layout.display().to_string();
+    let with_cache = |args: &[&str]| {
+        let out = labkit::testing::command(bin(), args)
+            .env("XDG_CACHE_HOME", &cache)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The image's Cmd, Env and WorkingDir; its layer unpacked into the cache.
+    let (code, stdout, stderr) = with_cache(&["run", "--image", &image, "--hostname", "bb"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "hello from bb in /srv\n");
+    let cached: Vec<_> = std::fs::read_dir(cache.join("nslab/layers/sha256"))
+        .unwrap()
+        .collect();
+    assert_eq!(cached.len(), 1, "one layer, unpacked once");
+    // Arguments replace the Cmd; -e overrides the image's Env; -w its WorkingDir.
+    let (code, stdout, stderr) = with_cache(&[
+        "run",
+        "--image",
+        &image,
+        "-e",
+        "GREETING=hi",
+        "-w",
+        "/",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING; pwd; ls /bin/busybox; test -e /usr/bin || echo no-host-usr",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "hi\n/\n/bin/busybox\nno-host-usr\n");
+    assert_eq!(leftovers(), Vec::<String>::new());
+
+    // A corrupt layer is refused before anything is made.
+    let corrupt = work.path().join("corrupt");
+    busybox_image(&corrupt, busybox);
+    let config_blob = std::fs::read_dir(corrupt.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&config_blob).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&config_blob, bytes).unwrap();
+    let fresh_cache = work.path().join("cache2");
+    let out = labkit::testing::command(bin(), &["run", "--image", &corrupt.display().to_string()])
+        .env("XDG_CACHE_HOME", &fresh_cache)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is corrupt: expected sha256:"), "{stderr}");
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
