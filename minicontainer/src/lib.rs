@@ -18,6 +18,7 @@
 
 pub mod image;
 pub mod net;
+pub mod seccomp;
 pub mod state;
 
 use std::ffi::OsString;
@@ -132,6 +133,8 @@ pub struct Config {
     pub volumes: Vec<Volume>,
     /// Its name for `ps`, `exec` and `stop` (default: `ctr-PID`, PID being minicontainer's).
     pub name: Option<String>,
+    /// Install the default seccomp filter ([`seccomp`]).
+    pub seccomp: bool,
     pub cmd: Vec<String>,
 }
 
@@ -615,6 +618,12 @@ fn setup_process(r: &mut Reporter, config: &Config, eth0: Option<(Ipv4Addr, u8)>
         caps::set(None, CapSet::Permitted, &keep).context("capset(permitted)")?;
     }
     chdir(&config.workdir).with_context(|| format!("chdir({})", config.workdir.display()))?;
+    if config.seccomp {
+        // ANCHOR: seccomp
+        seccomp::install()?;
+        // ANCHOR_END: seccomp
+        step(r, seccomp::describe());
+    }
     Ok(())
 }
 

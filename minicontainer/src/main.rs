@@ -77,6 +77,10 @@ enum Cmd {
         /// command PID 1 itself.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         init: bool,
+        /// Install the default seccomp filter (--seccomp=false: none, like Docker's
+        /// --security-opt seccomp=unconfined).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        seccomp: bool,
         /// Print every step (numbered, naming the syscall).
         #[arg(long)]
         explain: bool,
@@ -162,6 +166,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             volume,
             user,
             init,
+            seccomp,
             explain,
             timings,
             rootless: force,
@@ -242,6 +247,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 user,
                 init,
                 name,
+                seccomp,
                 net: match net {
                     NetArg::None => minicontainer::Net::None,
                     NetArg::Bridge => minicontainer::Net::Bridge,

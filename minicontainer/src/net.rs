@@ -178,6 +178,9 @@ pub fn gc() -> Result<bool> {
 pub fn configure_inside(rtnl: &Rtnl, address: Ipv4Addr, prefix: u8) -> Result<()> {
     rtnl.add_addr("eth0", address, prefix)?;
     rtnl.set_up("eth0")?;
+    // The kernel turns the carrier on (and the bridge starts forwarding for the other end) a
+    // moment later, in the background: wait, so the command starts with a working network.
+    rtnl.wait_up(&["eth0"])?;
     Ok(())
 }
 

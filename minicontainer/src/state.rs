@@ -226,8 +226,9 @@ pub fn exec(out: &mut Narrator, name: &str, cmd: &[String]) -> Result<i32> {
         let keep = crate::cut_capabilities()?;
         caps::set(None, CapSet::Effective, &keep).context("capset(effective)")?;
         caps::set(None, CapSet::Permitted, &keep).context("capset(permitted)")?;
+        crate::seccomp::install()?;
         r.step(format!(
-            "fork() -> pid {} in the container; capabilities cut, PR_SET_NO_NEW_PRIVS; execvp({:?})",
+            "fork() -> pid {} in the container; capabilities cut, PR_SET_NO_NEW_PRIVS, seccomp; execvp({:?})",
             nix::unistd::getpid(),
             cmd.join(" ")
         ));

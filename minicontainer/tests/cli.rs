@@ -762,3 +762,28 @@ fn an_oci_image_runs_with_its_config() {
     assert!(stderr.contains("is corrupt: expected sha256:"), "{stderr}");
     assert_eq!(leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn seccomp_refuses_new_namespaces_and_kernel_calls() {
+    let _one = serial();
+    let script = "unshare -U true 2>&1 | grep -o 'Operation not permitted'; \
+                  dmesg 2>&1 >/dev/null | grep -o 'Operation not permitted'; \
+                  grep -E '^Seccomp:' /proc/self/status";
+    let r = container(&["--rootless"], script);
+    if r.code == 77 && needs_unprivileged_userns("seccomp_refuses_new_namespaces_and_kernel_calls")
+    {
+        return;
+    }
+    r.expect_code(0);
+    assert_eq!(
+        r.stdout, "Operation not permitted\nOperation not permitted\nSeccomp:\t2\n",
+        "unshare(2) and syslog(2) refused; mode 2 = a filter"
+    );
+    // Without the filter, the same container may make a user namespace (it needs no capability).
+    let r = container(
+        &["--rootless", "--seccomp=false"],
+        "unshare -U true && echo made; grep -E '^Seccomp:' /proc/self/status",
+    );
+    r.expect_code(0);
+    assert_eq!(r.stdout, "made\nSeccomp:\t0\n");
+}
