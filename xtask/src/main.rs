@@ -6,8 +6,11 @@
 //! - `book-check`: check the book's sources only (no mdBook needed; `cargo test` runs this too).
 //! - `vm-test [--accept]`: the cgroup tests on a pure cgroup v2 machine, in a QEMU VM.
 //! - `vm`: the same VM as a classroom sandbox: every demo on the PATH, a root shell.
+//! - `bench [--runs N] [--warmup N] [--install] [--minicontainer PATH]`: time starting a container
+//!   that runs /bin/true with minicontainer, crun, runc, bwrap and unshare; medians and ratios.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod book;
 mod vm;
 
@@ -69,8 +72,11 @@ fn main() -> ExitCode {
         "book-check" => book::check_sources(&root()),
         "vm-test" => vm::vm_test(&root(), std::env::args().any(|a| a == "--accept")),
         "vm" => vm::sandbox(&root()),
+        "bench" => bench::bench(&root(), &std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask <ci | book | book-check | vm-test [--accept] | vm>");
+            eprintln!(
+                "usage: cargo xtask <ci | book | book-check | vm-test [--accept] | vm | bench [--runs N] [--install]>"
+            );
             return ExitCode::from(2);
         }
     };

@@ -1,0 +1,1124 @@
+//! `cargo xtask bench`: how long it takes to start a container that runs `/bin/true` and wait
+//! for it, with minicontainer and with its peers, on one busybox root file system.
+//!
+//! - `minicontainer run --rootfs <busybox> -- /bin/true` (built here with `cargo build --release`),
+//!   and the same with `--init=false`;
+//! - `crun run` and `runc run` on an OCI bundle whose `config.json` is their own `spec` with
+//!   `args` `["/bin/true"]`, no terminal and a writable root (their default namespaces and
+//!   cgroups kept);
+//! - two lower bounds: `bwrap` (namespaces and a bind-mounted root, no cgroups) and
+//!   `unshare -fpimnu --mount-proc true` (namespaces only, no new root).
+//!
+//! Each tool runs in a worker process of its own (this program again, `bench --worker`), which
+//! times every spawn-and-wait with `Instant` and reports the peak RSS of the tool's processes:
+//! `getrusage(RUSAGE_CHILDREN)` of a process whose only children were that tool's. crun refuses
+//! a hybrid cgroup layout (v1 controllers plus cgroup2 at /sys/fs/cgroup/unified): the crun and
+//! runc workers first move to a mount namespace of their own, make every mount private and, on
+//! a hybrid host only, detach the cgroup2 mounts there. The host's mounts are never touched.
+//!
+//! A peer that is not installed is skipped ("not installed (apt-get install crun)"); `--install`
+//! installs them. Everything lives in one temporary directory, `nslab-bench-<pid>-<n>`, removed
+//! at the end with whatever container state and cgroups the runtimes left, on errors too.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str =
+    "usage: cargo xtask bench [--runs N] [--warmup N] [--install] [--minicontainer PATH]";
+/// What `--install` installs.
+const PACKAGES: &[&str] = &["crun", "runc", "bubblewrap", "busybox-static"];
+/// Replaced by a fresh container id in every run of a tool's command line.
+const ID: &str = "{id}";
+
+#[derive(Debug)]
+struct Options {
+    runs: usize,
+    warmup: usize,
+    install: bool,
+    minicontainer: Option<PathBuf>,
+}
+
+fn parse_options(args: &[String]) -> Result<Options> {
+    let mut opts = Options {
+        runs: 30,
+        warmup: 3,
+        install: false,
+        minicontainer: None,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next().cloned())
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag {
+            "--runs" | "--warmup" => {
+                let text = value()?;
+                let n: usize = text
+                    .parse()
+                    .with_context(|| format!("{flag} {text:?}: expected a number\n{USAGE}"))?;
+                if flag == "--runs" {
+                    if n == 0 {
+                        bail!("--runs must be at least 1");
+                    }
+                    opts.runs = n;
+                } else {
+                    opts.warmup = n;
+                }
+            }
+            "--install" => opts.install = true,
+            "--minicontainer" => opts.minicontainer = Some(PathBuf::from(value()?)),
+            "-h" | "--help" => {
+                println!(
+                    "{USAGE}\n\n\
+                     Times \"start a container that runs /bin/true and wait for it\" with\n\
+                     minicontainer, crun, runc, bwrap and unshare (median, min, p90, peak RSS).\n\
+                     --runs N           timed runs per tool (default 30)\n\
+                     --warmup N         untimed runs first (default 3)\n\
+                     --install          apt-get install -y {}\n\
+                     --minicontainer P  use this binary instead of building one",
+                    PACKAGES.join(" ")
+                );
+                std::process::exit(0);
+            }
+            _ => bail!("unknown argument {arg:?}\n{USAGE}"),
+        }
+    }
+    Ok(opts)
+}
+
+/// `cargo xtask bench [...]`.
+pub fn bench(root: &Path, args: &[String]) -> Result<()> {
+    if args.first().is_some_and(|a| a == "--worker") {
+        return worker(&args[1..]);
+    }
+    let opts = parse_options(args)?;
+    let mounts = mounts()?;
+    let layout = CgroupLayout::of(&mounts);
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split(' ').next()?.parse::<f64>().ok());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| k.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    println!(
+        "nslab bench: kernel {kernel}, cgroups {}, {} runs per tool (+{} warm-up)",
+        layout.describe(),
+        opts.runs,
+        opts.warmup
+    );
+
+    if opts.install {
+        install()?;
+    }
+    let minicontainer = match &opts.minicontainer {
+        Some(path) => Ok(path.clone()),
+        None => build_minicontainer(root),
+    };
+    let busybox = busybox()?;
+    remove_stale_scratch();
+    let mut scratch = Scratch::new()?;
+    let rootfs = scratch.dir.join("rootfs");
+    make_rootfs(&busybox, &rootfs)?;
+
+    let tools = tools(&mut scratch, &rootfs, minicontainer)?;
+    let exe = std::env::current_exe().context("the path of this program")?;
+    let mut results = Vec::new();
+    let mut next_id = 0;
+    for (index, tool) in tools.iter().enumerate() {
+        let outcome = match &tool.unavailable {
+            Some(Unavailable::Skip(why)) => Outcome::Skipped(why.clone()),
+            Some(Unavailable::Fail(why)) => Outcome::Failed(why.clone()),
+            None => {
+                eprintln!("xtask: timing {}", tool.label);
+                let outcome = run_worker(&exe, &scratch, index, tool, &opts, next_id);
+                next_id += opts.runs + opts.warmup;
+                outcome
+            }
+        };
+        results.push(outcome);
+    }
+    print!("{}", table(&tools, &results, &layout));
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if let Some(load) = load.filter(|l| *l >= 0.5) {
+        println!(
+            "note: load average {load:.2} on {cpus} CPUs when the bench started: other work skews \
+             these numbers"
+        );
+    }
+    let failed: Vec<&str> = tools
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| matches!(r, Outcome::Failed(_)))
+        .map(|(t, _)| t.label.as_str())
+        .collect();
+    drop(scratch);
+    if !failed.is_empty() {
+        bail!("failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn install() -> Result<()> {
+    eprintln!("xtask: apt-get install -y {}", PACKAGES.join(" "));
+    let status = Command::new("apt-get")
+        .args(["install", "-y"])
+        .args(PACKAGES)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("spawn apt-get")?;
+    if !status.success() {
+        bail!("apt-get install failed ({status}); run apt-get update first?");
+    }
+    Ok(())
+}
+
+/// `cargo build --release -p minicontainer`, and the binary it built.
+fn build_minicontainer(root: &Path) -> Result<PathBuf> {
+    eprintln!("xtask: cargo build --release -p minicontainer");
+    let out = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "minicontainer",
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .output()
+        .context("spawn cargo")?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("error") || l.trim_start().starts_with("-->"))
+            .collect();
+        eprintln!("{}", stderr.trim_end());
+        bail!(
+            "cargo build --release -p minicontainer failed: {}",
+            errors.join(" ")
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
+        .filter_map(|l| json_string(l, "\"executable\":\""))
+        .map(PathBuf::from)
+        .find(|p| p.file_name().is_some_and(|n| n == "minicontainer"))
+        .context("cargo built no minicontainer executable")
+}
+
+/// The string value after `key` in a JSON line (cargo's messages; no escapes in our paths).
+fn json_string(line: &str, key: &str) -> Option<String> {
+    let start = line.find(key)? + key.len();
+    let end = line[start..].find('"')? + start;
+    Some(line[start..end].to_string())
+}
+
+/// `program` on the PATH, or in an sbin directory (runc is /usr/sbin/runc; a user's PATH may
+/// not have it).
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+}
+
+/// A statically linked busybox: Debian's busybox-static if installed, else the one `cargo xtask
+/// vm-test` keeps in ~/.cache/nslab-vm, else fetched there the same way (apt-get download).
+fn busybox() -> Result<PathBuf> {
+    let installed = PathBuf::from("/bin/busybox");
+    if is_static_elf(&installed) {
+        return Ok(installed);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context("no static /bin/busybox and no HOME for ~/.cache/nslab-vm")?;
+    let cache = base.join("nslab-vm");
+    let cached = cache.join("busybox");
+    if is_static_elf(&cached) {
+        return Ok(cached);
+    }
+    eprintln!(
+        "xtask: no static busybox installed: fetching Debian's busybox-static into {}",
+        cache.display()
+    );
+    let work = cache.join("busybox-download");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("mkdir {}", work.display()))?;
+    let fetched = (|| -> Result<()> {
+        check(
+            Command::new("apt-get")
+                .args(["download", "busybox-static"])
+                .current_dir(&work),
+            "apt-get download busybox-static",
+        )?;
+        let deb = std::fs::read_dir(&work)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("busybox-static_"))
+            })
+            .context("no .deb after apt-get download")?;
+        check(
+            Command::new("dpkg")
+                .arg("-x")
+                .arg(&deb)
+                .arg(work.join("root")),
+            "dpkg -x",
+        )?;
+        std::fs::copy(work.join("root/bin/busybox"), &cached)?;
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    fetched.context(
+        "needs a static busybox: apt-get install busybox-static (or cargo xtask bench --install)",
+    )?;
+    Ok(cached)
+}
+
+fn check(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("spawn {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A 64-bit little-endian ELF executable without a program interpreter (PT_INTERP).
+fn is_static_elf(path: &Path) -> bool {
+    let Ok(data) = std::fs::read(path) else {
+        return false;
+    };
+    let bytes = |at: usize, n: usize| data.get(at..at.checked_add(n)?);
+    let num = |at: usize, n: usize| -> Option<usize> {
+        let mut v = 0usize;
+        for (i, b) in bytes(at, n)?.iter().enumerate() {
+            v |= usize::from(*b) << (8 * i);
+        }
+        Some(v)
+    };
+    let parse = || -> Option<bool> {
+        if bytes(0, 6)? != b"\x7fELF\x02\x01" {
+            return Some(false);
+        }
+        let (phoff, phentsize, phnum) = (num(0x20, 8)?, num(0x36, 2)?, num(0x38, 2)?);
+        for i in 0..phnum {
+            if num(phoff.checked_add(i.checked_mul(phentsize)?)?, 4)? == 3 {
+                return Some(false);
+            }
+        }
+        Some(true)
+    };
+    parse().unwrap_or(false)
+}
+
+/// bin/busybox with one relative symlink per applet, and empty proc, sys, dev, tmp, etc.
+fn make_rootfs(busybox: &Path, rootfs: &Path) -> Result<()> {
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    for dir in ["proc", "sys", "dev", "tmp", "etc", "root"] {
+        std::fs::create_dir(rootfs.join(dir))?;
+    }
+    let inside = bin.join("busybox");
+    std::fs::copy(busybox, &inside)
+        .with_context(|| format!("copy {} into the rootfs", busybox.display()))?;
+    let out = Command::new(&inside)
+        .arg("--list")
+        .output()
+        .with_context(|| format!("run {} --list", inside.display()))?;
+    let applets = String::from_utf8_lossy(&out.stdout);
+    for applet in applets.lines().map(str::trim) {
+        if !applet.is_empty() && applet != "busybox" && !applet.contains('/') {
+            std::os::unix::fs::symlink("busybox", bin.join(applet))
+                .with_context(|| format!("symlink bin/{applet}"))?;
+        }
+    }
+    for needed in ["true", "sh"] {
+        if !bin.join(needed).exists() {
+            bail!("{} has no {needed} applet", busybox.display());
+        }
+    }
+    Ok(())
+}
+
+/// The bench's temporary directory, removed on drop with what the runtimes left behind.
+#[derive(Debug)]
+struct Scratch {
+    dir: PathBuf,
+    /// Container ids start with this: `nslab-bench-<pid>-`.
+    prefix: String,
+    /// (runtime, its --root state directory).
+    states: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Scratch {
+    fn new() -> Result<Self> {
+        let prefix = format!("nslab-bench-{}-", std::process::id());
+        for n in 0.. {
+            let dir = std::env::temp_dir().join(format!("{prefix}{n}"));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {
+                    return Ok(Scratch {
+                        dir,
+                        prefix,
+                        states: Vec::new(),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| format!("mkdir {}", dir.display())),
+            }
+        }
+        unreachable!("some nslab-bench-<pid>-<n> is free")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Containers a killed worker left: delete them where they were made (a worker in a
+        // private mount namespace), then any cgroups named after them.
+        for (runtime, state) in &self.states {
+            let leftovers = std::fs::read_dir(state).map(|d| d.count()).unwrap_or(0);
+            if leftovers == 0 {
+                continue;
+            }
+            eprintln!(
+                "xtask: {leftovers} leftover container(s) in {}: deleting",
+                state.display()
+            );
+            let _ = std::env::current_exe().and_then(|exe| {
+                Command::new(exe)
+                    .args(["bench", "--worker", "--runs", "0", "--warmup", "0"])
+                    .arg("--private-mnt")
+                    .arg("--cleanup")
+                    .arg(runtime)
+                    .arg(state)
+                    .args(["--id-prefix", &self.prefix])
+                    .stdout(Stdio::null())
+                    .status()
+            });
+        }
+        remove_leftover_cgroups(&self.prefix);
+        // Never recurse into a mount: a bind mount leaked under the directory would have its
+        // source deleted. Detach such mounts (none expected), and keep the directory if any
+        // remains.
+        let under = |mounts: &[Mount]| -> Vec<PathBuf> {
+            mounts
+                .iter()
+                .filter(|m| m.point.starts_with(&self.dir))
+                .map(|m| m.point.clone())
+                .collect()
+        };
+        let mut leaked = under(&mounts().unwrap_or_default());
+        leaked.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for point in &leaked {
+            eprintln!(
+                "xtask: a mount leaked onto the host at {}: detaching it",
+                point.display()
+            );
+            let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+        }
+        if !under(&mounts().unwrap_or_default()).is_empty() {
+            eprintln!(
+                "xtask: mounts remain under {}: not removing it",
+                self.dir.display()
+            );
+            return;
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("xtask: could not remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// The directories of benches that were killed (their pid is gone), with what they left.
+fn remove_stale_scratch() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((pid, n)) = name
+            .strip_prefix("nslab-bench-")
+            .and_then(|rest| rest.split_once('-'))
+        else {
+            continue;
+        };
+        if pid.parse::<u32>().is_err()
+            || n.parse::<u32>().is_err()
+            || Path::new("/proc").join(pid).exists()
+            || !entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            continue;
+        }
+        let dir = entry.path();
+        eprintln!(
+            "xtask: removing {} (left by a bench that was killed)",
+            dir.display()
+        );
+        let states = ["crun", "runc"]
+            .into_iter()
+            .filter_map(|rt| Some((which(rt)?, dir.join(format!("state-{rt}")))))
+            .filter(|(_, state)| state.is_dir())
+            .collect();
+        drop(Scratch {
+            dir,
+            prefix: format!("nslab-bench-{pid}-"),
+            states,
+        });
+    }
+}
+
+/// Remove the (empty) cgroups named `<prefix>*` that a runtime left, at the top of every
+/// hierarchy and under this process's own cgroups (where runtimes make them by default).
+fn remove_leftover_cgroups(prefix: &str) {
+    let own: Vec<String> = std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .map(|p| p.trim_start_matches('/').to_string())
+        .collect();
+    for m in mounts()
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| m.fstype == "cgroup" || m.fstype == "cgroup2")
+    {
+        let mut dirs = vec![m.point.clone()];
+        dirs.extend(own.iter().map(|p| m.point.join(p)));
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(prefix)
+                    && std::fs::remove_dir(entry.path()).is_ok()
+                {
+                    eprintln!("xtask: removed leftover cgroup {}", entry.path().display());
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Mount {
+    point: PathBuf,
+    fstype: String,
+}
+
+/// This process's mounts, from /proc/self/mountinfo.
+fn mounts() -> Result<Vec<Mount>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let (fields, after) = line.split_once(" - ")?;
+            Some(Mount {
+                point: PathBuf::from(unescape(fields.split(' ').nth(4)?)),
+                fstype: after.split(' ').next()?.to_string(),
+            })
+        })
+        .collect())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
+        match (bytes[i], octal) {
+            (b'\\', Some(b)) => {
+                out.push(b);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[derive(Debug)]
+enum CgroupLayout {
+    V1,
+    /// v1 controllers, and cgroup2 mounted at these points.
+    Hybrid(Vec<PathBuf>),
+    V2,
+    None,
+}
+
+impl CgroupLayout {
+    fn of(mounts: &[Mount]) -> Self {
+        let v1 = mounts.iter().any(|m| m.fstype == "cgroup");
+        let v2: Vec<PathBuf> = mounts
+            .iter()
+            .filter(|m| m.fstype == "cgroup2")
+            .map(|m| m.point.clone())
+            .collect();
+        match (v1, v2.is_empty()) {
+            (true, true) => CgroupLayout::V1,
+            (true, false) => CgroupLayout::Hybrid(v2),
+            (false, false) => CgroupLayout::V2,
+            (false, true) => CgroupLayout::None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            CgroupLayout::V1 => "v1 (legacy)".into(),
+            CgroupLayout::Hybrid(v2) => format!(
+                "hybrid (v1 controllers, cgroup2 at {})",
+                v2.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            CgroupLayout::V2 => "v2 (unified)".into(),
+            CgroupLayout::None => "none mounted".into(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Tool {
+    label: String,
+    /// The command line; `{id}` becomes a fresh container id in every run.
+    command: Vec<String>,
+    /// Why it does not run.
+    unavailable: Option<Unavailable>,
+    /// crun and runc: (runtime, --root state directory). Runs in a private mount namespace
+    /// without the cgroup2 mounts of a hybrid host; leftover containers are deleted.
+    runtime: Option<(PathBuf, PathBuf)>,
+    lower_bound: bool,
+}
+
+#[derive(Debug)]
+enum Unavailable {
+    /// Not installed: reported, not a failure.
+    Skip(String),
+    /// Installed or ours, and broken: not built, no bundle.
+    Fail(String),
+}
+
+fn tools(
+    scratch: &mut Scratch,
+    rootfs: &Path,
+    minicontainer: Result<PathBuf>,
+) -> Result<Vec<Tool>> {
+    let rootfs_arg = rootfs.to_string_lossy().into_owned();
+    let mut tools = Vec::new();
+    for init in [true, false] {
+        let (command, unavailable) = match &minicontainer {
+            Ok(mc) => {
+                let mut c = vec![mc.to_string_lossy().into_owned(), "run".into()];
+                if !init {
+                    c.push("--init=false".into());
+                }
+                c.extend(["--rootfs".into(), rootfs_arg.clone(), "--".into()]);
+                c.push("/bin/true".into());
+                (c, None)
+            }
+            Err(e) => (
+                Vec::new(),
+                Some(Unavailable::Fail(format!("not built: {e:#}"))),
+            ),
+        };
+        tools.push(Tool {
+            label: if init {
+                "minicontainer".into()
+            } else {
+                "minicontainer --init=false".into()
+            },
+            command,
+            unavailable,
+            runtime: None,
+            lower_bound: false,
+        });
+    }
+    for name in ["crun", "runc"] {
+        let Some(program) = which(name) else {
+            tools.push(not_installed(name, name));
+            continue;
+        };
+        let bundle = scratch.dir.join(format!("bundle-{name}"));
+        let state = scratch.dir.join(format!("state-{name}"));
+        std::fs::create_dir(&bundle)?;
+        std::fs::create_dir(&state)?;
+        // Registered before anything can make containers in it: Scratch's drop cleans it.
+        scratch.states.push((program.clone(), state.clone()));
+        let unavailable = oci_bundle(&program, &bundle, rootfs)
+            .err()
+            .map(|e| Unavailable::Fail(format!("no bundle: {e:#}")));
+        tools.push(Tool {
+            label: name.into(),
+            command: vec![
+                program.to_string_lossy().into_owned(),
+                "--root".into(),
+                state.to_string_lossy().into_owned(),
+                "run".into(),
+                "--bundle".into(),
+                bundle.to_string_lossy().into_owned(),
+                ID.into(),
+            ],
+            unavailable,
+            runtime: Some((program, state)),
+            lower_bound: false,
+        });
+    }
+    match which("bwrap") {
+        Some(bwrap) => tools.push(Tool {
+            label: "bwrap --unshare-all".into(),
+            command: [
+                bwrap.to_string_lossy().as_ref(),
+                "--unshare-all",
+                "--bind",
+                &rootfs_arg,
+                "/",
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "/bin/true",
+            ]
+            .map(String::from)
+            .to_vec(),
+            unavailable: None,
+            runtime: None,
+            lower_bound: true,
+        }),
+        None => tools.push(not_installed("bwrap --unshare-all", "bubblewrap")),
+    }
+    match which("unshare") {
+        Some(unshare) => tools.push(Tool {
+            label: "unshare -fpimnu --mount-proc".into(),
+            command: vec![
+                unshare.to_string_lossy().into_owned(),
+                "-fpimnu".into(),
+                "--mount-proc".into(),
+                "true".into(),
+            ],
+            unavailable: None,
+            runtime: None,
+            lower_bound: true,
+        }),
+        None => tools.push(not_installed("unshare -fpimnu --mount-proc", "util-linux")),
+    }
+    Ok(tools)
+}
+
+fn not_installed(label: &str, package: &str) -> Tool {
+    Tool {
+        label: label.into(),
+        command: Vec::new(),
+        unavailable: Some(Unavailable::Skip(format!(
+            "not installed (apt-get install {package})"
+        ))),
+        runtime: None,
+        lower_bound: label.starts_with("bwrap") || label.starts_with("unshare"),
+    }
+}
+
+/// `<runtime> spec` in `bundle`, edited: args ["/bin/true"], no terminal, the root is `rootfs`
+/// (absolute) and writable. Namespaces, mounts and cgroups stay the runtime's defaults.
+fn oci_bundle(runtime: &Path, bundle: &Path, rootfs: &Path) -> Result<()> {
+    check(
+        Command::new(runtime).arg("spec").current_dir(bundle),
+        &format!("{} spec", runtime.display()),
+    )?;
+    let path = bundle.join("config.json");
+    let mut json = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    // Edit the text (no JSON library in xtask): each edit must find exactly what it expects.
+    let replace_once = |json: &mut String, from: &str, to: &str| -> Result<()> {
+        if json.matches(from).count() != 1 {
+            bail!("config.json: expected one {from:?}");
+        }
+        *json = json.replacen(from, to, 1);
+        Ok(())
+    };
+    replace_once(&mut json, "\"terminal\": true", "\"terminal\": false")?;
+    let args = json
+        .find("\"args\": [")
+        .context("config.json: no \"args\"")?
+        + 9;
+    let end = json[args..]
+        .find(']')
+        .context("config.json: \"args\" not closed")?
+        + args;
+    json.replace_range(args..end, "\"/bin/true\"");
+    let root = json
+        .find("\"root\": {")
+        .context("config.json: no \"root\"")?;
+    let root_end = json[root..]
+        .find('}')
+        .context("config.json: \"root\" not closed")?
+        + root;
+    let escaped = rootfs
+        .to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    let section = json[root..root_end]
+        .replacen("\"rootfs\"", &format!("\"{escaped}\""), 1)
+        .replacen("\"readonly\": true", "\"readonly\": false", 1);
+    if !section.contains(&escaped) {
+        bail!("config.json: no \"path\": \"rootfs\" in \"root\"");
+    }
+    json.replace_range(root..root_end, &section);
+    std::fs::write(&path, json).with_context(|| path.display().to_string())?;
+    Ok(())
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Skipped(String),
+    Failed(String),
+    Done {
+        times: Vec<Duration>,
+        max_rss_kib: u64,
+    },
+}
+
+/// Run one tool's runs in a worker process (`bench --worker`), with a generous time limit.
+fn run_worker(
+    exe: &Path,
+    scratch: &Scratch,
+    index: usize,
+    tool: &Tool,
+    opts: &Options,
+    first_id: usize,
+) -> Outcome {
+    let result = (|| -> Result<Outcome> {
+        let out_path = scratch.dir.join(format!("worker-{index}.out"));
+        let err_path = scratch.dir.join(format!("worker-{index}.err"));
+        let mut cmd = Command::new(exe);
+        cmd.args(["bench", "--worker"])
+            .args(["--runs", &opts.runs.to_string()])
+            .args(["--warmup", &opts.warmup.to_string()])
+            .args(["--id-prefix", &scratch.prefix])
+            .args(["--first-id", &first_id.to_string()])
+            .args(["--parent", &std::process::id().to_string()])
+            .arg("--stderr")
+            .arg(scratch.dir.join(format!("tool-{index}.err")));
+        if let Some((runtime, state)) = &tool.runtime {
+            cmd.arg("--private-mnt")
+                .arg("--cleanup")
+                .arg(runtime)
+                .arg(state);
+        }
+        cmd.arg("--")
+            .args(&tool.command)
+            .stdin(Stdio::null())
+            .stdout(File::create(&out_path)?)
+            .stderr(File::create(&err_path)?);
+        let mut child = cmd.spawn().context("spawn the bench worker")?;
+        let limit = Duration::from_secs(60 + 10 * (opts.runs + opts.warmup) as u64);
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("no result within {} s: killed", limit.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+        if !status.success() {
+            let why = stderr.trim();
+            let why = why.strip_prefix("xtask bench: ").unwrap_or(why);
+            if why.is_empty() {
+                return Ok(Outcome::Failed(format!("the worker ended with {status}")));
+            }
+            return Ok(Outcome::Failed(why.to_string()));
+        }
+        let stdout = std::fs::read_to_string(&out_path)?;
+        let mut words = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("ok "))
+            .context("the worker reported nothing")?
+            .split_whitespace();
+        let max_rss_kib = words.next().context("no max RSS")?.parse()?;
+        let times = words
+            .map(|w| w.parse().map(Duration::from_nanos))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Outcome::Done { times, max_rss_kib })
+    })();
+    result.unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
+}
+
+/// The worker: `bench --worker --runs N --warmup N --id-prefix P --first-id N --parent PID
+/// --stderr FILE [--private-mnt] [--cleanup RUNTIME STATE] -- COMMAND...`.
+/// Prints `ok <max RSS KiB> <ns>...`.
+fn worker(args: &[String]) -> Result<()> {
+    let mut runs = 0;
+    let mut warmup = 0;
+    let mut prefix = String::from("nslab-bench-");
+    let mut first_id = 0;
+    let mut stderr = None;
+    let mut private = false;
+    let mut cleanup = None;
+    let mut parent = None;
+    let mut it = args.iter();
+    let mut command = Vec::new();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().cloned().context("worker: missing value");
+        match arg.as_str() {
+            "--runs" => runs = value()?.parse()?,
+            "--warmup" => warmup = value()?.parse()?,
+            "--id-prefix" => prefix = value()?,
+            "--first-id" => first_id = value()?.parse()?,
+            "--stderr" => stderr = Some(PathBuf::from(value()?)),
+            "--private-mnt" => private = true,
+            "--parent" => parent = Some(value()?.parse::<i32>()?),
+            "--cleanup" => cleanup = Some((PathBuf::from(value()?), PathBuf::from(value()?))),
+            "--" => {
+                command = it.cloned().collect();
+                break;
+            }
+            _ => bail!("worker: unknown argument {arg:?}"),
+        }
+    }
+    // A bench killed mid-way takes its worker along (Ctrl-C does anyway): the next bench removes
+    // a dead bench's directory, which must not be in use then.
+    if let Some(parent) = parent {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+        if nix::unistd::getppid().as_raw() != parent {
+            bail!("worker: the bench is gone");
+        }
+    }
+    if private {
+        private_mounts()?;
+    }
+    let _cleanup = cleanup.map(|(runtime, state)| RuntimeCleanup {
+        runtime,
+        state,
+        prefix: prefix.clone(),
+    });
+    let (program, rest) = match command.split_first() {
+        Some(split) => split,
+        None if runs + warmup == 0 => return Ok(()),
+        None => bail!("worker: no command"),
+    };
+    let mut times = Vec::with_capacity(runs);
+    for n in 0..warmup + runs {
+        let id = format!("{prefix}{}", first_id + n);
+        let mut cmd = Command::new(program);
+        cmd.args(rest.iter().map(|a| a.replace(ID, &id)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if let Some(path) = &stderr {
+            cmd.stderr(File::create(path)?);
+        }
+        let start = Instant::now();
+        let mut child = cmd.spawn().with_context(|| format!("spawn {program}"))?;
+        let status = child.wait()?;
+        let elapsed = start.elapsed();
+        if !status.success() {
+            let text = stderr
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            let text = text.trim();
+            let sep = if text.is_empty() { "" } else { ": " };
+            bail!("run {} of {program}: {status}{sep}{text}", n + 1);
+        }
+        if n >= warmup {
+            times.push(elapsed);
+        }
+    }
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
+    let mut line = format!("ok {}", usage.max_rss());
+    for t in &times {
+        let _ = write!(line, " {}", t.as_nanos());
+    }
+    println!("{line}");
+    Ok(())
+}
+
+/// A mount namespace of this process's own, every mount private (nothing propagates back to the
+/// host), and on a hybrid host the cgroup2 mounts detached: crun refuses hybrid layouts.
+fn private_mounts() -> Result<()> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .context("unshare(CLONE_NEWNS) (needs root)")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("make / private (MS_REC|MS_PRIVATE)")?;
+    if let CgroupLayout::Hybrid(v2) = CgroupLayout::of(&mounts()?) {
+        for point in v2 {
+            umount2(&point, MntFlags::MNT_DETACH)
+                .with_context(|| format!("detach {} (private)", point.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every container left in a runtime's state directory, and their cgroups.
+#[derive(Debug)]
+struct RuntimeCleanup {
+    runtime: PathBuf,
+    state: PathBuf,
+    prefix: String,
+}
+
+impl Drop for RuntimeCleanup {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.state) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let _ = Command::new(&self.runtime)
+                .arg("--root")
+                .arg(&self.state)
+                .args(["delete", "--force"])
+                .arg(entry.file_name())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        remove_leftover_cgroups(&self.prefix);
+    }
+}
+
+struct Stats {
+    median: f64,
+    min: f64,
+    p90: f64,
+}
+
+/// Milliseconds: the median (mean of the middle two for an even count), min, and p90
+/// (nearest rank).
+fn stats(times: &[Duration]) -> Option<Stats> {
+    let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
+    if ms.is_empty() {
+        return None;
+    }
+    ms.sort_by(f64::total_cmp);
+    let n = ms.len();
+    let median = if n % 2 == 1 {
+        ms[n / 2]
+    } else {
+        (ms[n / 2 - 1] + ms[n / 2]) / 2.0
+    };
+    let p90 = ms[(n * 9).div_ceil(10).max(1) - 1];
+    Some(Stats {
+        median,
+        min: ms[0],
+        p90,
+    })
+}
+
+fn table(tools: &[Tool], results: &[Outcome], layout: &CgroupLayout) -> String {
+    let median_of = |label: &str| {
+        tools
+            .iter()
+            .zip(results)
+            .find(|(t, _)| t.label == label)
+            .and_then(|(_, r)| match r {
+                Outcome::Done { times, .. } => stats(times).map(|s| s.median),
+                _ => None,
+            })
+    };
+    let crun = median_of("crun");
+    let mc = median_of("minicontainer");
+    let ratio = |base: Option<f64>, m: f64| match base {
+        Some(b) if b > 0.0 => format!("{:.2}x", m / b),
+        _ => "-".into(),
+    };
+    let width = tools
+        .iter()
+        .map(|t| t.label.len())
+        .max()
+        .unwrap_or(4)
+        .max(4)
+        + 2;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<width$}{:>9}{:>9}{:>9}{:>9}{:>10}{:>10}",
+        "tool (ms)", "median", "min", "p90", "/crun", "/minictr", "peak RSS"
+    );
+    let mut failures = String::new();
+    for (tool, result) in tools.iter().zip(results) {
+        let label = if tool.lower_bound {
+            format!("{} *", tool.label)
+        } else {
+            tool.label.clone()
+        };
+        let _ = match result {
+            Outcome::Skipped(why) => writeln!(out, "{label:<width$}{why}"),
+            Outcome::Failed(why) => {
+                let _ = writeln!(failures, "{}: {why}", tool.label);
+                writeln!(
+                    out,
+                    "{label:<width$}FAILED: {}",
+                    why.lines().next().unwrap_or_default()
+                )
+            }
+            Outcome::Done { times, max_rss_kib } => match stats(times) {
+                Some(s) => writeln!(
+                    out,
+                    "{label:<width$}{:>9.2}{:>9.2}{:>9.2}{:>9}{:>10}{:>10}",
+                    s.median,
+                    s.min,
+                    s.p90,
+                    ratio(crun, s.median),
+                    ratio(mc, s.median),
+                    format!("{:.1} MiB", *max_rss_kib as f64 / 1024.0),
+                ),
+                None => writeln!(out, "{label:<width$}no runs"),
+            },
+        };
+    }
+    out.push_str(
+        "wall time from spawn to wait, /bin/true in the same busybox rootfs; * lower bound (no \
+         cgroups; unshare: no new root)\n\
+         /crun, /minictr: median over crun's, minicontainer's; peak RSS: the largest process of \
+         the tool's tree\n\
+         crun, runc: their own `spec` (args /bin/true, no terminal, writable root), run in a \
+         private mount namespace",
+    );
+    if let CgroupLayout::Hybrid(v2) = layout {
+        let points: Vec<String> = v2.iter().map(|p| p.display().to_string()).collect();
+        let _ = write!(out, " without {} (crun refuses hybrid)", points.join(", "));
+    }
+    out.push('\n');
+    if !failures.is_empty() {
+        out.push_str("\nfailures:\n");
+        out.push_str(&failures);
+    }
+    out
+}
