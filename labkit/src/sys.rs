@@ -84,3 +84,85 @@ pub fn getxattr(path: &std::path::Path, name: &str) -> nix::Result<Option<Vec<u8
         Err(e) => Err(e),
     }
 }
+
+/// Send one file descriptor over a Unix socket (`sendmsg(2)` with `SCM_RIGHTS`): the receiver
+/// gets its own descriptor for the same open file, even across mount namespaces.
+pub fn send_fd(
+    sock: std::os::fd::BorrowedFd<'_>,
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> nix::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let fds = [fd.as_raw_fd()];
+    let byte = [0u8; 1];
+    let iov = [std::io::IoSlice::new(&byte)];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+}
+
+/// Receive one file descriptor sent with [`send_fd`]; `None` when the other end closed first.
+pub fn recv_fd(sock: std::os::fd::BorrowedFd<'_>) -> nix::Result<Option<std::os::fd::OwnedFd>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed `fd` in this process for us (SCM_RIGHTS);
+                // nothing else owns it.
+                return Ok(Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `login_tty(3)`: start a new session (setsid(2)), make the terminal `fd` its controlling
+/// terminal (`TIOCSCTTY`), and make it standard input, output and error.
+pub fn login_tty(fd: std::os::fd::OwnedFd) -> nix::Result<()> {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: login_tty takes ownership of a valid open descriptor (it closes it after the
+    // dup2 calls); we give up ours with into_raw_fd.
+    let res = unsafe { libc::login_tty(fd.into_raw_fd()) };
+    Errno::result(res).map(drop)
+}
+
+/// Copy the window size of terminal `from` to terminal `to` (`TIOCGWINSZ`, `TIOCSWINSZ`): the
+/// kernel then sends SIGWINCH to `to`'s foreground process group. False when `from` is not a
+/// terminal.
+pub fn copy_window_size(
+    from: std::os::fd::BorrowedFd<'_>,
+    to: std::os::fd::BorrowedFd<'_>,
+) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut size = std::mem::MaybeUninit::<libc::winsize>::zeroed();
+    // SAFETY: a valid descriptor and a pointer to writable memory the size of a winsize, which
+    // TIOCGWINSZ fills (ioctl_tty(2)).
+    let got = unsafe { libc::ioctl(from.as_raw_fd(), libc::TIOCGWINSZ, size.as_mut_ptr()) };
+    if got != 0 {
+        return false;
+    }
+    // SAFETY: TIOCGWINSZ succeeded, so it initialised the struct (which was zeroed anyway); the
+    // kernel only reads it for TIOCSWINSZ.
+    let set = unsafe { libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, size.as_ptr()) };
+    set == 0
+}

@@ -16,6 +16,7 @@
 //! 8. everything removed afterwards: on exit, on error, on Ctrl-C.
 #![forbid(unsafe_code)]
 
+pub mod console;
 pub mod image;
 pub mod net;
 pub mod seccomp;
@@ -135,6 +136,8 @@ pub struct Config {
     pub name: Option<String>,
     /// Install the default seccomp filter ([`seccomp`]).
     pub seccomp: bool,
+    /// Give the command a pseudo-terminal of the container's own ([`console`]).
+    pub tty: bool,
     pub cmd: Vec<String>,
 }
 
@@ -700,6 +703,7 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWCGROUP;
     let work_path = work.path().to_path_buf();
+    let console = console::pair(config.tty)?;
     let mut child = clone_child(flags, |r| {
         r.speaker("container");
         // minicontainer holds Ctrl-C while it sets up and cleans up: the container must not.
@@ -722,11 +726,16 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
         };
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
         setup_root(r, config, &work_path, &binds)?;
+        let tty = match &console {
+            Some((_, sock)) => Some(console::open(r, sock)?),
+            None => None,
+        };
         setup_process(r, config, eth0)?;
         let shown = config.cmd.join(" ");
         if config.init {
             step(r, format!("PID 1 is pid_demo::init; it runs {shown:?}"));
             let report = pid_demo::init::run(|_| {
+                console::login(tty.as_deref())?;
                 let err = command(config).exec();
                 // Nobody reads this process's report pipe (init reaps it like any child): say it
                 // on stderr and end as a shell does when a command cannot be run.
@@ -736,6 +745,7 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             Ok(report.exit_code)
         } else {
             step(r, format!("execvp({shown:?}) as PID 1"));
+            console::login(tty.as_deref())?;
             let err = command(config).exec();
             Err(err).with_context(|| format!("execvp(\"{}\")", config.cmd[0]))
         }
@@ -783,7 +793,15 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
         Some(l) => format!("eth0 {}/{}", l.address, l.prefix),
         None => "none".into(),
     })?;
+    let console = match console {
+        Some((host_end, container_end)) => {
+            drop(container_end);
+            console::Console::attach(out, &host_end)?
+        }
+        None => None,
+    };
     let done = child.finish(out, "container")?;
+    drop(console); // the terminal restored, the container's last output copied
     let code = done.exit_code();
     out.step(
         "host",

@@ -77,6 +77,13 @@ enum Cmd {
         /// command PID 1 itself.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         init: bool,
+        /// Give the command a terminal of the container's own (a pseudo-terminal in its devpts),
+        /// with your terminal in raw mode meanwhile: job control and window size work inside.
+        #[arg(short = 't', long = "tty")]
+        tty: bool,
+        /// Keep standard input attached (it always is: accepted for docker run's -it habit).
+        #[arg(short = 'i', long = "interactive")]
+        interactive: bool,
         /// Install the default seccomp filter (--seccomp=false: none, like Docker's
         /// --security-opt seccomp=unconfined).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -167,6 +174,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             user,
             init,
             seccomp,
+            tty,
+            interactive: _,
             explain,
             timings,
             rootless: force,
@@ -248,6 +257,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 init,
                 name,
                 seccomp,
+                tty,
                 net: match net {
                     NetArg::None => minicontainer::Net::None,
                     NetArg::Bridge => minicontainer::Net::Bridge,

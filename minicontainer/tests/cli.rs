@@ -787,3 +787,50 @@ fn seccomp_refuses_new_namespaces_and_kernel_calls() {
     r.expect_code(0);
     assert_eq!(r.stdout, "made\nSeccomp:\t0\n");
 }
+
+#[test]
+fn tty_gives_the_command_a_terminal_of_the_containers_own() {
+    let _one = serial();
+    // Without a terminal on our side: the command still gets one, made in the container's devpts,
+    // as the leader of a new session and in the terminal's foreground process group.
+    let r = container(&["--rootless", "-t"], "tty; ps -o stat= -p $$; exit 3");
+    if r.code == 77
+        && needs_unprivileged_userns("tty_gives_the_command_a_terminal_of_the_containers_own")
+    {
+        return;
+    }
+    r.expect_code(3);
+    let lines: Vec<&str> = r.stdout.lines().map(str::trim_end).collect();
+    assert_eq!(
+        lines[0], "/dev/pts/0",
+        "a terminal of its own devpts:\n{}",
+        r.stdout
+    );
+    assert!(
+        lines[1].contains('s') && lines[1].contains('+'),
+        "session leader (s) in the foreground group (+): {}",
+        lines[1]
+    );
+    // Without -t, the command has no terminal at all here.
+    let r = container(&["--rootless"], "tty");
+    assert_eq!(r.stdout.trim_end(), "not a tty");
+
+    // With a terminal (script(1) makes one, 33 rows by 101 columns): its window size is copied
+    // in, and what is typed reaches the command.
+    let script = format!(
+        "stty cols 101 rows 33; {} run --rootless -t -- sh -c 'stty size; read a; echo got-$a'",
+        bin().display()
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &script, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("script(1), from util-linux");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("33 101"), "the window size:\n{text}");
+    assert!(text.contains("got-hello"), "typed input:\n{text}");
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
