@@ -15,6 +15,25 @@ use std::io::{IsTerminal, Write};
 /// Width of the `[who]` column, so that steps line up.
 const WHO_WIDTH: usize = 14;
 
+/// A fault-injection hook for tests: with `NSLAB_PAUSE_AT_STEP=N` in the environment, a program
+/// stops for good right after its step N (saying so on stderr), so that a test can `SIGKILL` it
+/// there and check that `gc` (or the kernel) removes whatever was half made.
+fn pause_if_asked(step: u32) {
+    static AT: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| {
+        std::env::var("NSLAB_PAUSE_AT_STEP")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if *at == Some(step) {
+        let _ = std::io::stdout().flush();
+        eprintln!("nslab: paused after step {step} (NSLAB_PAUSE_AT_STEP)");
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
 /// Prints numbered steps and their results, one speaker per line.
 #[derive(Debug)]
 pub struct Narrator {
@@ -162,6 +181,7 @@ impl Narrator {
         if !self.quiet {
             emit(&line);
         }
+        pause_if_asked(self.step);
     }
 
     /// Print what the kernel answered, indented under the steps.

@@ -785,9 +785,11 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
     )?;
     let lease = match config.net {
         Net::None => None,
-        Net::Bridge => Some(net::attach(child.pid().as_raw(), &mut |s| {
-            out.step("host", s)
-        })?),
+        Net::Bridge => Some(net::attach(
+            child.pid().as_raw(),
+            &work.path().join("veth"),
+            &mut |s| out.step("host", s),
+        )?),
     };
     child.send(&match &lease {
         Some(l) => format!("eth0 {}/{}", l.address, l.prefix),
@@ -907,11 +909,8 @@ pub fn gc(out: &mut Narrator) -> Result<usize> {
             }
         }
     }
-    if net::gc()? {
-        out.step(
-            "gc",
-            format!("ip link del {} (no container on it)", net::BRIDGE),
-        );
+    for link in net::gc()? {
+        out.step("gc", format!("ip link del {link}"));
         removed += 1;
     }
     if removed == 0 {

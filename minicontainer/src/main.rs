@@ -124,6 +124,14 @@ enum Cmd {
         #[arg(short = 't', long = "time", default_value_t = 10)]
         time: u64,
     },
+    /// Send a signal to a running container's PID 1.
+    Kill {
+        /// The signal, by name or number.
+        #[arg(short = 's', long = "signal", default_value = "KILL")]
+        signal: String,
+        /// The container's name (see `ps`).
+        name: String,
+    },
     /// Remove what a killed minicontainer left behind (temp directories, cgroups, the bridge).
     Gc,
 }
@@ -153,6 +161,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let how =
                 minicontainer::state::stop(&mut out, &name, std::time::Duration::from_secs(time))?;
             println!("{name} stopped ({how})");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Kill { signal, name } => {
+            let signal = minicontainer::state::parse_signal(&signal)?;
+            minicontainer::state::kill(&mut out, &name, signal)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Gc => {

@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use net_demo::rtnl::{Link, Route, Rtnl};
@@ -71,7 +72,9 @@ fn bridge_gateway(rtnl: &Rtnl, bridge: &Link) -> Result<Option<Ipv4Addr>> {
 /// a veth pair `nslab-vN` / `eth0`, the host end on the bridge, the other end moved into the
 /// container. `steps` receives each step for `--explain`. The container configures its `eth0`
 /// itself with the lease's address.
-pub fn attach(pid: i32, steps: &mut dyn FnMut(String)) -> Result<Lease> {
+/// The host end's name is written to `record` while the lock is held, so that `gc` can tell
+/// the veths of running containers from those a killed one left.
+pub fn attach(pid: i32, record: &Path, steps: &mut dyn FnMut(String)) -> Result<Lease> {
     let _lock = lock()?;
     let rtnl = Rtnl::open()?;
     let links = rtnl.links()?;
@@ -116,6 +119,7 @@ pub fn attach(pid: i32, steps: &mut dyn FnMut(String)) -> Result<Lease> {
     };
     // ANCHOR: attach
     let peer = format!("{}p", lease.veth);
+    std::fs::write(record, &lease.veth).with_context(|| format!("write {}", record.display()))?;
     rtnl.add_veth(&lease.veth, &peer)?;
     // From here on, dropping the lease removes the veth (and the bridge if it is the last).
     rtnl.set_controller(&lease.veth, BRIDGE)?;
@@ -164,12 +168,39 @@ impl Drop for Lease {
     }
 }
 
-/// For `gc`: remove the bridge when no container is plugged into it. Returns whether it did.
-pub fn gc() -> Result<bool> {
-    if !std::path::Path::new("/sys/class/net").join(BRIDGE).exists() {
-        return Ok(false);
+/// For `gc`, once the work directories of dead runs are gone: delete the veths that no running
+/// container recorded in its work directory (a killed container's network namespace, and its
+/// veth with it, may take a moment to go), then the bridge if no port is left. Returns what it
+/// removed.
+pub fn gc() -> Result<Vec<String>> {
+    if !Path::new("/sys/class/net").join(BRIDGE).exists() {
+        return Ok(Vec::new());
     }
-    release(None)
+    let _lock = lock()?;
+    // Read under the lock: a run records its veth before making it, with the lock held.
+    let live: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("nslab-ctr-"))
+                .filter_map(|e| std::fs::read_to_string(e.path().join("veth")).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let rtnl = Rtnl::open()?;
+    let mut removed = Vec::new();
+    for link in rtnl.links()? {
+        if link.name.starts_with(VETH_PREFIX) && !live.contains(&link.name) {
+            // ENODEV: it went by itself meanwhile.
+            if rtnl.delete(&link.name).is_ok() {
+                removed.push(link.name);
+            }
+        }
+    }
+    drop(_lock);
+    if release(None)? {
+        removed.push(BRIDGE.to_string());
+    }
+    Ok(removed)
 }
 
 /// In the container: address `eth0` and bring it up. No default route on purpose: the subnet's

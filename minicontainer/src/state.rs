@@ -281,3 +281,52 @@ pub fn stop(out: &mut Narrator, name: &str, grace: Duration) -> Result<&'static 
     runner.wait_exit(Duration::from_secs(10))?;
     Ok("SIGKILL")
 }
+
+/// `kill [-s SIGNAL] NAME`: send a signal to the container's PID 1 (through a pidfd).
+pub fn kill(out: &mut Narrator, name: &str, signal: nix::sys::signal::Signal) -> Result<()> {
+    let ctr = find(name)?;
+    labkit::signals::PidFd::open(ctr.pid)?.send(signal)?;
+    out.step(
+        "kill",
+        format!("pidfd_send_signal(PID 1 = {}, {signal})", ctr.pid),
+    );
+    Ok(())
+}
+
+/// A signal by name (`TERM`, `SIGTERM`) or number (`15`).
+pub fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal> {
+    use std::str::FromStr;
+    let upper = text.to_ascii_uppercase();
+    let named = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    text.parse::<i32>()
+        .ok()
+        .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
+        .or_else(|| nix::sys::signal::Signal::from_str(&named).ok())
+        .ok_or_else(|| {
+            bad_input(format!(
+                "-s {text:?}: not a signal (TERM, KILL, HUP, 9, ...)"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("sigkill").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("1").unwrap(), Signal::SIGHUP);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(validate_name("web-1.a_b").is_ok());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a/b").is_err());
+    }
+}

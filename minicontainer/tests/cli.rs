@@ -324,6 +324,11 @@ fn bad_input_is_refused_and_leaves_nothing() {
             vec!["run", "--net", "wifi", "--", "true"],
             "invalid value 'wifi'",
         ),
+        (vec!["kill", "-s", "NOPE", "x"], "not a signal"),
+        (
+            vec!["kill", "-s", "TERM", "nslab-no-such-container"],
+            "no running container is called",
+        ),
     ] {
         let r = run(bin(), &args);
         r.expect_code(2);
@@ -833,4 +838,65 @@ fn tty_gives_the_command_a_terminal_of_the_containers_own() {
     assert!(text.contains("33 101"), "the window size:\n{text}");
     assert!(text.contains("got-hello"), "typed input:\n{text}");
     assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn sigkill_at_every_setup_step_then_gc_leaves_nothing() {
+    if needs_root("sigkill_at_every_setup_step_then_gc_leaves_nothing") {
+        return;
+    }
+    let _one = serial();
+    let mut step = 1;
+    loop {
+        // The test-only hook: minicontainer stops for good right after step N.
+        let mut child = labkit::testing::command(
+            bin(),
+            &[
+                "run",
+                "--explain",
+                "--memory",
+                "64M",
+                "--pids-limit",
+                "50",
+                "--net",
+                "bridge",
+                "--",
+                "true",
+            ],
+        )
+        .env("NSLAB_PAUSE_AT_STEP", step.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let paused = loop {
+            line.clear();
+            if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+                break false; // it ended normally: there is no step N
+            }
+            if line.contains(&format!("paused after step {step} ")) {
+                break true;
+            }
+        };
+        if paused {
+            child.kill().unwrap();
+        }
+        child.wait().unwrap();
+        let gc = run(bin(), &["gc"]);
+        gc.expect_code(0);
+        assert_eq!(
+            leftovers(),
+            Vec::<String>::new(),
+            "after SIGKILL at step {step} and gc:\n{}",
+            gc.stdout
+        );
+        assert_eq!(bridge_links(), Vec::<String>::new(), "step {step}");
+        if !paused {
+            assert!(step > 15, "a run has more steps than {step}");
+            break;
+        }
+        step += 1;
+    }
 }
