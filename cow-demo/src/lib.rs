@@ -362,10 +362,11 @@ pub fn copy_up(out: &mut Narrator, sizes: &[u64], svg: Option<&Path>) -> Result<
             );
             rows.push(vec![
                 human(size),
-                format!("{:.3} ms", copy_up.as_secs_f64() * 1e3),
-                format!("{:.3} ms", in_upper.as_secs_f64() * 1e3),
+                // Fixed widths, right-aligned: the columns line up whatever the numbers.
+                format!("{:>9.3} ms", copy_up.as_secs_f64() * 1e3),
+                format!("{:>9.3} ms", in_upper.as_secs_f64() * 1e3),
                 format!(
-                    "{:.0}x",
+                    "{:>5.0}x",
                     copy_up.as_secs_f64() / in_upper.as_secs_f64().max(1e-9)
                 ),
             ]);
