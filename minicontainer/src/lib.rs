@@ -138,6 +138,9 @@ pub struct Config {
     pub seccomp: bool,
     /// Give the command a pseudo-terminal of the container's own ([`console`]).
     pub tty: bool,
+    /// Send this process's output, and so the container's, to `log` in its work directory
+    /// (`run -d`; `logs NAME` reads it).
+    pub log: bool,
     pub cmd: Vec<String>,
 }
 
@@ -680,6 +683,11 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
         )));
     }
     let work = TempDir::create("ctr")?;
+    if config.log {
+        let log = fs::File::create(work.path().join("log")).context("create the log")?;
+        nix::unistd::dup2_stdout(&log).context("dup2(log, 1)")?;
+        nix::unistd::dup2_stderr(&log).context("dup2(log, 2)")?;
+    }
     let binds = match config.root {
         Root::Host => host_skeleton(&work.path().join("image"))?,
         Root::Dir(_) | Root::Layers(_) => Vec::new(),

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use labkit::{Narrator, bad_input, rootless};
 use minicontainer::{Config, Root};
@@ -81,6 +81,10 @@ enum Cmd {
         /// with your terminal in raw mode meanwhile: job control and window size work inside.
         #[arg(short = 't', long = "tty")]
         tty: bool,
+        /// Detached: run in the background (output to `logs NAME`), print the name, and return;
+        /// the container is removed when its command ends.
+        #[arg(short = 'd', long = "detach")]
+        detach: bool,
         /// Keep standard input attached (it always is: accepted for docker run's -it habit).
         #[arg(short = 'i', long = "interactive")]
         interactive: bool,
@@ -124,6 +128,11 @@ enum Cmd {
         #[arg(short = 't', long = "time", default_value_t = 10)]
         time: u64,
     },
+    /// Print what a detached container has written so far.
+    Logs {
+        /// The container's name (see `ps`).
+        name: String,
+    },
     /// Send a signal to a running container's PID 1.
     Kill {
         /// The signal, by name or number.
@@ -163,6 +172,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{name} stopped ({how})");
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Logs { name } => {
+            let ctr = minicontainer::state::find(&name)?;
+            let log = ctr.dir.join("log");
+            let text = std::fs::read(&log)
+                .map_err(|_| bad_input(format!("{name} was not started with -d: it has no log")))?;
+            std::io::Write::write_all(&mut std::io::stdout(), &text)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Kill { signal, name } => {
             let signal = minicontainer::state::parse_signal(&signal)?;
             minicontainer::state::kill(&mut out, &name, signal)?;
@@ -188,6 +205,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             init,
             seccomp,
             tty,
+            detach,
             interactive: _,
             explain,
             timings,
@@ -271,6 +289,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 name,
                 seccomp,
                 tty,
+                log: false,
                 net: match net {
                     NetArg::None => minicontainer::Net::None,
                     NetArg::Bridge => minicontainer::Net::Bridge,
@@ -281,6 +300,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .collect::<Result<Vec<minicontainer::Volume>>>()?,
                 cmd,
             };
+            if detach {
+                return run_detached(out, config, force);
+            }
             // Setup and cleanup must not be cut short: Ctrl-C goes to the container (it is in the
             // foreground too), and minicontainer ends once everything is removed.
             let hold = labkit::signals::hold_interrupts()?;
@@ -296,6 +318,58 @@ fn run(cli: Cli) -> Result<ExitCode> {
             drop(hold);
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
+    }
+}
+
+/// `run -d`: a process of its own runs the container (in a new session, standard input from
+/// /dev/null, output to the container's log) and cleans up when it ends, as `docker run -d --rm`
+/// does; this one prints the name once `ps` knows it, and exits.
+fn run_detached(mut out: Narrator, mut config: Config, force: bool) -> Result<ExitCode> {
+    if config.tty {
+        return Err(bad_input(
+            "-d with -t: a detached container has no terminal to attach (use exec later)",
+        ));
+    }
+    let name = config
+        .name
+        .get_or_insert_with(|| format!("ctr-{}", std::process::id()))
+        .clone();
+    minicontainer::state::validate_name(&name)?;
+    if minicontainer::state::find(&name).is_ok() {
+        return Err(bad_input(format!(
+            "--name {name}: already in use (see minicontainer ps)"
+        )));
+    }
+    config.log = true;
+    let mut runner = labkit::child::fork_child(move |_| {
+        // Outlive this process: no parent-death signal, a session of its own.
+        nix::sys::prctl::set_pdeathsig(None).context("prctl(PR_SET_PDEATHSIG, 0)")?;
+        nix::unistd::setsid().context("setsid()")?;
+        let null = std::fs::File::open("/dev/null").context("open(/dev/null)")?;
+        nix::unistd::dup2_stdin(&null).context("dup2(/dev/null, 0)")?;
+        let _hold = labkit::signals::hold_interrupts()?;
+        let privilege = rootless::enter(force, &out)?;
+        let code = minicontainer::run(&mut out, &config, privilege)?;
+        labkit::signals::discard_pending();
+        Ok(code)
+    })?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if minicontainer::state::find(&name).is_ok() {
+            println!("{name}");
+            runner.detach();
+            return Ok(ExitCode::SUCCESS);
+        }
+        let status = runner.wait_with(nix::sys::wait::WaitPidFlag::WNOHANG)?;
+        if !matches!(status, nix::sys::wait::WaitStatus::StillAlive) {
+            // It ended before the container was listed: its error is in what it reported.
+            let done = runner.finish(&mut Narrator::new(), "minicontainer")?;
+            return Ok(ExitCode::from(u8::try_from(done.exit_code()).unwrap_or(1)));
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("the detached container {name} did not start within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 

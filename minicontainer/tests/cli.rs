@@ -900,3 +900,53 @@ fn sigkill_at_every_setup_step_then_gc_leaves_nothing() {
         step += 1;
     }
 }
+
+#[test]
+fn a_detached_container_runs_in_the_background_with_its_log() {
+    if needs_root("a_detached_container_runs_in_the_background_with_its_log") {
+        return;
+    }
+    let _one = serial();
+    let name = format!("nslab-d{}", std::process::id());
+    let r = run(
+        bin(),
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "echo hello from $(hostname); sleep 60",
+        ],
+    );
+    r.expect_code(0);
+    assert_eq!(
+        r.stdout,
+        format!("{name}\n"),
+        "run -d prints the name and returns"
+    );
+    assert!(run(bin(), &["ps"]).stdout.contains(&name));
+    // Its output goes to its log (poll: the shell writes it in its own time).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let log = loop {
+        let logs = run(bin(), &["logs", &name]);
+        logs.expect_code(0);
+        if logs.stdout.contains("hello") || std::time::Instant::now() > deadline {
+            break logs.stdout;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(log, "hello from minicontainer\n");
+    run(bin(), &["stop", "-t", "5", &name]).expect_code(0);
+    // The run in the background cleans up after itself once the container has ended.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !leftovers().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(leftovers(), Vec::<String>::new());
+    let r = run(bin(), &["run", "-d", "-t", "--", "true"]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("-d with -t"), "{}", r.stderr);
+}
