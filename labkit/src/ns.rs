@@ -103,6 +103,20 @@ impl fmt::Display for NsKind {
     }
 }
 
+/// The order in which to join all of a process's namespaces (`uts-demo setns --target`,
+/// `minicontainer exec`): the user namespace first (it may grant the capabilities the other
+/// joins need), the mount namespace last (joining it changes the root and working directory).
+pub const JOIN_ORDER: [NsKind; 8] = [
+    NsKind::User,
+    NsKind::Cgroup,
+    NsKind::Ipc,
+    NsKind::Uts,
+    NsKind::Net,
+    NsKind::Pid,
+    NsKind::Time,
+    NsKind::Mnt,
+];
+
 /// One entry of `/proc/PID/ns`: its file name, the type in its target, the inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NsLink {

@@ -15,22 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use caps::CapSet;
 use labkit::child::fork_child;
-use labkit::ns::{NsFile, NsKind};
+use labkit::ns::NsFile;
 use labkit::{Narrator, bad_input};
 use nix::sched::setns;
-
-/// The order `exec` joins namespaces in: the user namespace first (it grants the capabilities
-/// the other joins need), the mount namespace last (it changes the root and working directory).
-const JOIN_ORDER: [NsKind; 8] = [
-    NsKind::User,
-    NsKind::Cgroup,
-    NsKind::Ipc,
-    NsKind::Uts,
-    NsKind::Net,
-    NsKind::Pid,
-    NsKind::Time,
-    NsKind::Mnt,
-];
 
 /// A container that is running now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +156,7 @@ pub fn exec(out: &mut Narrator, name: &str, cmd: &[String]) -> Result<i32> {
     // Open every namespace file first: after setns(mnt), /proc is the container's.
     let own = labkit::ns::list(None)?;
     let mut files = Vec::new();
-    for kind in JOIN_ORDER {
+    for kind in labkit::ns::JOIN_ORDER {
         let path = labkit::ns::ns_dir(Some(pid)).join(kind.name());
         if !path.exists() {
             continue;

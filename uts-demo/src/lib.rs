@@ -412,19 +412,7 @@ fn exec_or_done(out: &mut Narrator, who: &str, cmd: &[String]) -> Result<ExitCod
 // ---------------------------------------------------------------------------------------------
 // setns
 
-/// The order in which `setns --target` joins namespaces: the user namespace first (it may grant
-/// the capabilities the other joins need), the mount namespace last (joining it changes the
-/// root and working directory).
-pub const JOIN_ORDER: [NsKind; 8] = [
-    NsKind::User,
-    NsKind::Cgroup,
-    NsKind::Ipc,
-    NsKind::Uts,
-    NsKind::Net,
-    NsKind::Pid,
-    NsKind::Time,
-    NsKind::Mnt,
-];
+pub use labkit::ns::JOIN_ORDER;
 
 /// Where `setns` gets its namespace files from.
 #[derive(Debug, Clone)]
