@@ -279,7 +279,7 @@ fn host_skeleton(lower: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
     Ok(binds)
 }
 
-fn bind_ro(source: &Path, target: &Path) -> Result<()> {
+fn bind(source: &Path, target: &Path) -> Result<()> {
     mount(
         Some(source),
         target,
@@ -287,8 +287,11 @@ fn bind_ro(source: &Path, target: &Path) -> Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
-    .with_context(|| format!("mount --bind {} {}", source.display(), target.display()))?;
-    // A bind mount takes the read-only flag only in a remount.
+    .with_context(|| format!("mount --bind {} {}", source.display(), target.display()))
+}
+
+/// A bind mount takes the read-only flag only in a remount.
+fn remount_ro(target: &Path) -> Result<()> {
     mount(
         None::<&str>,
         target,
@@ -296,8 +299,12 @@ fn bind_ro(source: &Path, target: &Path) -> Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
         None::<&str>,
     )
-    .with_context(|| format!("mount -o remount,bind,ro {}", target.display()))?;
-    Ok(())
+    .with_context(|| format!("mount -o remount,bind,ro {}", target.display()))
+}
+
+fn bind_ro(source: &Path, target: &Path) -> Result<()> {
+    bind(source, target)?;
+    remount_ro(target)
 }
 
 /// The mount point for a volume inside the (not yet pivoted) root `merged`, made when missing (a
@@ -383,23 +390,9 @@ fn setup_root(
     // ANCHOR: volumes
     for v in &config.volumes {
         let target = volume_target(&merged, v)?;
-        mount(
-            Some(&v.host),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .with_context(|| format!("mount --bind {} {}", v.host.display(), v.inside.display()))?;
+        bind(&v.host, &target)?;
         if v.read_only {
-            mount(
-                None::<&str>,
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .with_context(|| format!("mount -o remount,bind,ro {}", v.inside.display()))?;
+            remount_ro(&target)?;
         }
         step(
             r,
@@ -848,22 +841,12 @@ fn child_pid(done: &labkit::child::Finished) -> i32 {
 /// Whether anything of ours is still there (temp dirs, cgroups): `minicontainer gc` reports and
 /// removes it.
 pub fn garbage() -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    if let Ok(dir) = fs::read_dir(std::env::temp_dir()) {
-        found.extend(dir.flatten().map(|e| e.path()).filter(|p| {
-            // nslab-ctr-<pid>-<n>: only when that minicontainer is gone; a running one keeps
-            // its layers.
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            name.strip_prefix("nslab-ctr-")
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|pid| pid.parse::<i32>().ok())
-                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-        }));
-    }
-    found
+    // Only when that minicontainer is gone: a running one keeps its layers.
+    state::work_dirs()
+        .into_iter()
+        .filter(|w| !w.alive())
+        .map(|w| w.path)
+        .collect()
 }
 
 /// Remove a tree even where overlayfs left a directory without permissions (its `work/work`).

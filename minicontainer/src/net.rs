@@ -178,14 +178,10 @@ pub fn gc() -> Result<Vec<String>> {
     }
     let _lock = lock()?;
     // Read under the lock: a run records its veth before making it, with the lock held.
-    let live: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-        .map(|dir| {
-            dir.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("nslab-ctr-"))
-                .filter_map(|e| std::fs::read_to_string(e.path().join("veth")).ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let live: Vec<String> = crate::state::work_dirs()
+        .iter()
+        .filter_map(|w| std::fs::read_to_string(w.path.join("veth")).ok())
+        .collect();
     let rtnl = Rtnl::open()?;
     let mut removed = Vec::new();
     for link in rtnl.links()? {

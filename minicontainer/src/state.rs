@@ -74,25 +74,48 @@ pub fn record(dir: &Path, name: &str, pid: i32, command: &str, cgroups: &[PathBu
     Ok(())
 }
 
-/// Every running container, oldest first.
-pub fn running() -> Vec<Running> {
+/// A run's work directory (`TMP/nslab-ctr-PID-N`), with the PID of its `minicontainer run`.
+#[derive(Debug, Clone)]
+pub struct WorkDir {
+    pub path: PathBuf,
+    pub runner: i32,
+}
+
+impl WorkDir {
+    /// Whether its `minicontainer run` is still there (if not, `gc` removes the directory).
+    pub fn alive(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.runner)).exists()
+    }
+}
+
+/// Every run's work directory, living or left behind.
+pub fn work_dirs() -> Vec<WorkDir> {
     let Ok(dir) = fs::read_dir(std::env::temp_dir()) else {
         return Vec::new();
     };
-    let mut found: Vec<(std::time::SystemTime, Running)> = dir
-        .flatten()
+    dir.flatten()
         .filter_map(|e| {
-            let dir = e.path();
             let file = e.file_name().to_string_lossy().into_owned();
-            let runner: i32 = file
+            let runner = file
                 .strip_prefix("nslab-ctr-")?
                 .split('-')
                 .next()?
                 .parse()
                 .ok()?;
-            if !Path::new(&format!("/proc/{runner}")).exists() {
-                return None;
-            }
+            Some(WorkDir {
+                path: e.path(),
+                runner,
+            })
+        })
+        .collect()
+}
+
+/// Every running container, oldest first.
+pub fn running() -> Vec<Running> {
+    let mut found: Vec<(std::time::SystemTime, Running)> = work_dirs()
+        .into_iter()
+        .filter(WorkDir::alive)
+        .filter_map(|WorkDir { path: dir, runner }| {
             let read = |f: &str| fs::read_to_string(dir.join(f)).ok();
             let name = read("name")?;
             let pid = read("pid")?.trim().parse().ok()?;
@@ -108,7 +131,7 @@ pub fn running() -> Vec<Running> {
                     .collect(),
                 dir,
             };
-            Some((e.metadata().ok()?.modified().ok()?, running))
+            Some((fs::metadata(&running.dir).ok()?.modified().ok()?, running))
         })
         .collect();
     found.sort_by_key(|(t, _)| *t);
