@@ -117,6 +117,29 @@ pub const JOIN_ORDER: [NsKind; 8] = [
     NsKind::Mnt,
 ];
 
+/// Open every namespace of `pid` that differs from the caller's, in [`JOIN_ORDER`], for
+/// setns(2) (like `nsenter --all --target PID`). Shared ones are left out: there is nothing to
+/// join, and setns to one's own user namespace is even EINVAL. All are opened before any is
+/// joined: once in another mount namespace, `/proc` paths could mean other things.
+pub fn to_join(pid: i32) -> Result<Vec<NsFile>> {
+    let own = list(None)?;
+    let mut files = Vec::new();
+    for kind in JOIN_ORDER {
+        let path = ns_dir(Some(pid)).join(kind.name());
+        if !path.exists() {
+            continue; // a namespace type this kernel does not have
+        }
+        let file = NsFile::open(&path)?;
+        if !own
+            .iter()
+            .any(|l| l.name == kind.name() && l.inode == file.inode)
+        {
+            files.push(file);
+        }
+    }
+    Ok(files)
+}
+
 /// One entry of `/proc/PID/ns`: its file name, the type in its target, the inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NsLink {

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use caps::CapSet;
 use labkit::child::fork_child;
-use labkit::ns::NsFile;
 use labkit::{Narrator, bad_input};
 use nix::sched::setns;
 
@@ -177,22 +176,7 @@ pub fn exec(out: &mut Narrator, name: &str, cmd: &[String]) -> Result<i32> {
     let ctr = find(name)?;
     let pid = ctr.pid;
     // Open every namespace file first: after setns(mnt), /proc is the container's.
-    let own = labkit::ns::list(None)?;
-    let mut files = Vec::new();
-    for kind in labkit::ns::JOIN_ORDER {
-        let path = labkit::ns::ns_dir(Some(pid)).join(kind.name());
-        if !path.exists() {
-            continue;
-        }
-        let file = NsFile::open(&path)?;
-        if own
-            .iter()
-            .any(|l| l.name == kind.name() && l.inode == file.inode)
-        {
-            continue; // shared with us already (setns to one's own user namespace is EINVAL)
-        }
-        files.push(file);
-    }
+    let files = labkit::ns::to_join(pid)?;
     // ANCHOR: exec
     for procs in &ctr.cgroups {
         fs::write(procs, std::process::id().to_string())

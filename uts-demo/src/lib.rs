@@ -440,18 +440,7 @@ pub fn setns_demo(
     match target {
         JoinTarget::Pid(pid) => {
             ns::check_pid(*pid)?;
-            for k in JOIN_ORDER {
-                let path = ns::ns_dir(Some(*pid)).join(k.name());
-                if !path.exists() {
-                    continue; // a namespace type this kernel does not have
-                }
-                let file = NsFile::open(&path)?;
-                let own = before.iter().find(|l| l.name == k.name()).map(|l| l.inode);
-                if own == Some(file.inode) {
-                    continue; // already shared: nothing to join (and setns to one's own user ns is EINVAL)
-                }
-                files.push(file);
-            }
+            files = ns::to_join(*pid)?;
             let list = files
                 .iter()
                 .map(|f| f.kind.name())
