@@ -707,9 +707,9 @@ fn an_oci_image_runs_with_its_config() {
     busybox_image(&layout, busybox);
     let cache = work.path().join("cache");
     let image = layout.display().to_string();
-    let with_cache = |args: &[&str]| {
+    let in_cache = |cache: &Path, args: &[&str]| {
         let out = labkit::testing::command(bin(), args)
-            .env("XDG_CACHE_HOME", &cache)
+            .env("XDG_CACHE_HOME", cache)
             .output()
             .unwrap();
         (
@@ -719,7 +719,7 @@ fn an_oci_image_runs_with_its_config() {
         )
     };
     // The image's Cmd, Env and WorkingDir; its layer unpacked into the cache.
-    let (code, stdout, stderr) = with_cache(&["run", "--image", &image, "--hostname", "bb"]);
+    let (code, stdout, stderr) = in_cache(&cache, &["run", "--image", &image, "--hostname", "bb"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "hello from bb in /srv\n");
     let cached: Vec<_> = std::fs::read_dir(cache.join("nslab/layers/sha256"))
@@ -727,19 +727,22 @@ fn an_oci_image_runs_with_its_config() {
         .collect();
     assert_eq!(cached.len(), 1, "one layer, unpacked once");
     // Arguments replace the Cmd; -e overrides the image's Env; -w its WorkingDir.
-    let (code, stdout, stderr) = with_cache(&[
-        "run",
-        "--image",
-        &image,
-        "-e",
-        "GREETING=hi",
-        "-w",
-        "/",
-        "--",
-        "sh",
-        "-c",
-        "echo $GREETING; pwd; ls /bin/busybox; test -e /usr/bin || echo no-host-usr",
-    ]);
+    let (code, stdout, stderr) = in_cache(
+        &cache,
+        &[
+            "run",
+            "--image",
+            &image,
+            "-e",
+            "GREETING=hi",
+            "-w",
+            "/",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING; pwd; ls /bin/busybox; test -e /usr/bin || echo no-host-usr",
+        ],
+    );
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "hi\n/\n/bin/busybox\nno-host-usr\n");
     assert_eq!(leftovers(), Vec::<String>::new());
@@ -757,13 +760,11 @@ fn an_oci_image_runs_with_its_config() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&config_blob, bytes).unwrap();
-    let fresh_cache = work.path().join("cache2");
-    let out = labkit::testing::command(bin(), &["run", "--image", &corrupt.display().to_string()])
-        .env("XDG_CACHE_HOME", &fresh_cache)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = in_cache(
+        &work.path().join("cache2"),
+        &["run", "--image", &corrupt.display().to_string()],
+    );
+    assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("is corrupt: expected sha256:"), "{stderr}");
     assert_eq!(leftovers(), Vec::<String>::new());
 }
