@@ -346,19 +346,26 @@ impl Background {
     /// Start `program args` and read its stdout until a line contains `marker` (so the test
     /// knows the process got that far: synchronisation by output, never by sleeping).
     pub fn start(program: &Path, args: &[&str], marker: &str) -> Background {
+        let mut bg = Background::spawn(program, args);
+        bg.read_until(marker);
+        bg
+    }
+
+    /// Start `program args` with nothing to wait for: spawn(2) returns once the program has
+    /// been executed, so its `/proc/PID/comm` is already the program's (a shell's `echo ready;
+    /// exec cat` would say `ready` while it is still `sh`).
+    pub fn spawn(program: &Path, args: &[&str]) -> Background {
         let mut cmd = command(program, args);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn background process");
         let stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut bg = Background {
+        Background {
             child,
             stdout,
             lines: Vec::new(),
-        };
-        bg.read_until(marker);
-        bg
+        }
     }
 
     /// Read stdout lines until one contains `marker`; panics at end of output.

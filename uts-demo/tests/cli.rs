@@ -106,7 +106,7 @@ fn ns_marks_the_namespace_that_differs() {
         return;
     }
     let renamed = renamed_process("nslab-ns-test");
-    let plain = Background::start(Path::new("sh"), &["-c", "echo ready; exec cat"], "ready");
+    let plain = Background::spawn(Path::new("cat"), &[]);
     let r = demo(&["ns", &plain.pid().to_string(), &renamed.pid().to_string()]);
     r.expect_code(0);
     assert!(
@@ -458,7 +458,7 @@ fn show_of_another_users_process_is_refused_with_a_hint() {
     if needs_root("show_of_another_users_process_is_refused_with_a_hint") {
         return;
     }
-    let roots = Background::start(Path::new("sh"), &["-c", "echo ready; exec cat"], "ready");
+    let roots = Background::spawn(Path::new("cat"), &[]);
     let r = run_as_nobody(bin(), &["show", "--pid", &roots.pid().to_string()]);
     r.expect_code(77);
     assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
