@@ -20,9 +20,9 @@ pub mod console;
 pub mod image;
 pub mod net;
 pub mod seccomp;
+pub mod spec;
 pub mod state;
 
-use std::ffi::OsString;
 use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::symlink;
@@ -40,6 +40,7 @@ use labkit::{Narrator, bad_input};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::CloneFlags;
 use nix::unistd::{Gid, Uid, chdir, pivot_root, sethostname, setresgid, setresuid};
+use spec::Plan;
 
 /// Where the container's root filesystem comes from.
 #[derive(Debug, Clone)]
@@ -117,31 +118,92 @@ impl std::str::FromStr for Volume {
     }
 }
 
-/// What to run, and how.
+/// What to run, and how: the container as an OCI runtime spec ([`spec`]), and what the spec has
+/// no field for (where the image's layers are, the network, the name).
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The container, in the words of the OCI runtime specification (`config.json`).
+    pub spec: oci_spec::runtime::Spec,
+    /// The layers under the spec's `root` (made into an overlay).
     pub root: Root,
-    pub hostname: String,
-    pub memory: Option<u64>,
-    pub pids: Option<u32>,
-    /// CPUs, as a fraction (1.5 = one and a half CPUs).
-    pub cpus: Option<f64>,
-    pub env: Vec<(String, String)>,
-    pub workdir: PathBuf,
-    pub user: Option<(u32, u32)>,
-    pub init: bool,
     pub net: Net,
-    pub volumes: Vec<Volume>,
     /// Its name for `ps`, `exec` and `stop` (default: `ctr-PID`, PID being minicontainer's).
     pub name: Option<String>,
-    /// Install the default seccomp filter ([`seccomp`]).
-    pub seccomp: bool,
-    /// Give the command a pseudo-terminal of the container's own ([`console`]).
-    pub tty: bool,
+    /// Run `pid_demo::init` as PID 1 (which runs the spec's process).
+    pub init: bool,
     /// Send this process's output, and so the container's, to `log` in its work directory
     /// (`run -d`; `logs NAME` reads it).
     pub log: bool,
-    pub cmd: Vec<String>,
+}
+
+/// `UID[:GID]` as numbers (GID = UID when left out).
+pub fn parse_user(text: &str) -> Option<(u32, u32)> {
+    let (u, g) = text.split_once(':').unwrap_or((text, text));
+    Some((u.parse().ok()?, g.parse().ok()?))
+}
+
+/// Where the root comes from (`--rootfs`, `--image`, or the host's /usr), with an image's
+/// defaults applied to `options` by Docker's rules: the image's Env first (`-e` overrides it),
+/// arguments replace its Cmd but not its Entrypoint, its WorkingDir and User unless given.
+pub fn resolve_root(
+    out: &mut Narrator,
+    rootfs: Option<PathBuf>,
+    image: Option<PathBuf>,
+    workdir: Option<PathBuf>,
+    options: &mut spec::RunOptions,
+) -> Result<Root> {
+    let mut workdir = workdir;
+    let root = match (rootfs, image) {
+        (Some(dir), _) => Root::Dir(dir),
+        (None, Some(path)) => {
+            let cache = image_cache();
+            let img = image::open(&path, &cache, true)?;
+            out.step(
+                "host",
+                format!(
+                    "image {}: {} layer(s) in {}",
+                    path.display(),
+                    img.layers.len(),
+                    cache.display()
+                ),
+            );
+            let mut env: Vec<(String, String)> = img
+                .env
+                .iter()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            env.append(&mut options.env);
+            options.env = env;
+            let args = if options.cmd.is_empty() {
+                img.cmd.clone()
+            } else {
+                std::mem::take(&mut options.cmd)
+            };
+            options.cmd = img.entrypoint.iter().cloned().chain(args).collect();
+            if options.cmd.is_empty() {
+                return Err(bad_input(format!(
+                    "--image {}: it has no Entrypoint or Cmd; give a command after --",
+                    path.display()
+                )));
+            }
+            workdir = workdir.or_else(|| img.workdir.as_ref().map(PathBuf::from));
+            if options.user.is_none() {
+                if let Some(u) = &img.user {
+                    options.user = Some(parse_user(u).ok_or_else(|| {
+                        bad_input(format!(
+                            "--image {}: its User {u:?} is not numeric; give --user UID[:GID]",
+                            path.display()
+                        ))
+                    })?);
+                }
+            }
+            Root::Layers(img.layers)
+        }
+        (None, None) => Root::Host,
+    };
+    options.workdir = workdir.unwrap_or_else(|| PathBuf::from("/"));
+    Ok(root)
 }
 
 /// The capabilities container runtimes keep by default (Docker's list, less CAP_MKNOD: Docker
@@ -197,12 +259,12 @@ struct Limits {
     groups: Vec<(cg::Hierarchy, Group, Group)>,
 }
 
-fn make_cgroups(out: &mut Narrator, config: &Config) -> Result<Limits> {
+fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
     let mut groups = Vec::new();
     let wanted: Vec<&str> = [
-        config.memory.map(|_| "memory"),
-        config.pids.map(|_| "pids"),
-        config.cpus.map(|_| "cpu"),
+        plan.memory.map(|_| "memory"),
+        plan.pids.map(|_| "pids"),
+        plan.cpu.map(|_| "cpu"),
     ]
     .into_iter()
     .flatten()
@@ -212,27 +274,37 @@ fn make_cgroups(out: &mut Narrator, config: &Config) -> Result<Limits> {
         let leaf = top.child("container")?;
         match (controller, h.version) {
             ("memory", Version::V1) => {
-                let limit = config.memory.unwrap_or_default().to_string();
+                let limit = plan.memory.unwrap_or_default().to_string();
                 leaf.write("memory.limit_in_bytes", &limit)?;
+                // The spec's swap is memory + swap together: memsw in v1.
+                let swap = plan.memory_swap.map_or(limit, |s| s.to_string());
                 if leaf.has("memory.memsw.limit_in_bytes") {
-                    leaf.write("memory.memsw.limit_in_bytes", &limit)?;
+                    leaf.write("memory.memsw.limit_in_bytes", &swap)?;
                 }
             }
             ("memory", Version::V2) => {
-                leaf.write("memory.max", &config.memory.unwrap_or_default().to_string())?;
+                let limit = plan.memory.unwrap_or_default();
+                leaf.write("memory.max", &limit.to_string())?;
+                // v2 counts swap alone: the spec's swap less the memory.
+                let swap = plan.memory_swap.map_or(0, |s| (s - limit).max(0));
                 if leaf.has("memory.swap.max") {
-                    leaf.write("memory.swap.max", "0")?;
+                    leaf.write("memory.swap.max", &swap.to_string())?;
                 }
             }
-            ("pids", _) => leaf.write("pids.max", &config.pids.unwrap_or_default().to_string())?,
+            ("pids", _) => leaf.write("pids.max", &plan.pids.unwrap_or_default().to_string())?,
             ("cpu", Version::V1) => {
-                let quota = (config.cpus.unwrap_or(1.0) * 100_000.0) as u64;
-                leaf.write("cpu.cfs_period_us", "100000")?;
+                let (quota, period) = plan.cpu.unwrap_or((-1, spec::CPU_PERIOD));
+                leaf.write("cpu.cfs_period_us", &period.to_string())?;
                 leaf.write("cpu.cfs_quota_us", &quota.to_string())?;
             }
             ("cpu", Version::V2) => {
-                let quota = (config.cpus.unwrap_or(1.0) * 100_000.0) as u64;
-                leaf.write("cpu.max", &format!("{quota} 100000"))?;
+                let (quota, period) = plan.cpu.unwrap_or((-1, spec::CPU_PERIOD));
+                let quota = if quota < 0 {
+                    "max".to_string()
+                } else {
+                    quota.to_string()
+                };
+                leaf.write("cpu.max", &format!("{quota} {period}"))?;
             }
             _ => {}
         }
@@ -307,25 +379,32 @@ fn bind_ro(source: &Path, target: &Path) -> Result<()> {
     remount_ro(target)
 }
 
-/// The mount point for a volume inside the (not yet pivoted) root `merged`, made when missing (a
-/// directory, or an empty file when the host path is a file). No component may be a symlink:
-/// before `pivot_root`, a link in the image such as `/data -> /etc` would resolve on the host.
-fn volume_target(merged: &Path, volume: &Volume) -> Result<PathBuf> {
+/// The mount point for a mount inside the (not yet pivoted) root `merged`, made when missing (a
+/// directory, or an empty file when a bind mount's source is a file). No component may be a
+/// symlink: before `pivot_root`, a link in the image such as `/data -> /etc` would resolve on the
+/// host.
+fn mount_target(merged: &Path, destination: &Path, file: bool) -> Result<PathBuf> {
     let mut path = merged.to_path_buf();
-    let parts: Vec<_> = volume.inside.components().skip(1).collect();
+    let parts: Vec<_> = destination.components().skip(1).collect();
     for (i, part) in parts.iter().enumerate() {
+        if matches!(part, std::path::Component::ParentDir) {
+            return Err(bad_input(format!(
+                "mount on {}: .. is not allowed",
+                destination.display()
+            )));
+        }
         path.push(part);
         let last = i + 1 == parts.len();
         match fs::symlink_metadata(&path) {
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(bad_input(format!(
-                    "-v {}: {} is a symlink in the image; refusing to follow it outside pivot_root",
-                    volume.inside.display(),
+                    "mount on {}: {} is a symlink in the image; refusing to follow it outside pivot_root",
+                    destination.display(),
                     Path::new("/").join(path.strip_prefix(merged)?).display()
                 )));
             }
             Ok(_) => {}
-            Err(_) if last && !volume.host.is_dir() => {
+            Err(_) if last && file => {
                 fs::write(&path, "").with_context(|| format!("touch {}", path.display()))?
             }
             Err(_) => fs::create_dir(&path).with_context(|| format!("mkdir {}", path.display()))?,
@@ -334,10 +413,69 @@ fn volume_target(merged: &Path, volume: &Volume) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// One mount of the spec, inside `merged`: a bind mount (read-only by a second call, as the
+/// kernel wants it), or a file system of its type with its flags and data; then its propagation.
+fn mount_one(merged: &Path, m: &spec::MountPlan) -> Result<()> {
+    let target = mount_target(
+        merged,
+        &m.destination,
+        m.bind.is_some() && !m.source.is_dir(),
+    )?;
+    let shown = || format!("{} on {}", m.typ, m.destination.display());
+    match m.bind {
+        Some(recursive) => {
+            let mut flags = MsFlags::MS_BIND;
+            if recursive {
+                flags |= MsFlags::MS_REC;
+            }
+            mount(Some(&m.source), &target, None::<&str>, flags, None::<&str>).with_context(
+                || {
+                    format!(
+                        "mount --bind {} {}",
+                        m.source.display(),
+                        m.destination.display()
+                    )
+                },
+            )?;
+            let extra = m.flags - MsFlags::MS_BIND;
+            if !extra.is_empty() {
+                mount(
+                    None::<&str>,
+                    &target,
+                    None::<&str>,
+                    flags | MsFlags::MS_REMOUNT | extra,
+                    None::<&str>,
+                )
+                .with_context(|| format!("mount -o remount,bind {}", m.destination.display()))?;
+            }
+        }
+        None => mount(
+            Some(&m.source),
+            &target,
+            Some(m.typ.as_str()),
+            m.flags,
+            (!m.data.is_empty()).then_some(m.data.as_str()),
+        )
+        .with_context(|| format!("mount {}", shown()))?,
+    }
+    if let Some(propagation) = m.propagation {
+        mount(
+            None::<&str>,
+            &target,
+            None::<&str>,
+            propagation,
+            None::<&str>,
+        )
+        .with_context(|| format!("mount --make-{propagation:?} {}", shown()))?;
+    }
+    Ok(())
+}
+
 /// Inside the child: build the root filesystem and pivot into it.
 fn setup_root(
     r: &mut Reporter,
-    config: &Config,
+    plan: &Plan,
+    root: &Root,
     work: &Path,
     binds: &[(PathBuf, PathBuf)],
 ) -> Result<()> {
@@ -355,7 +493,7 @@ fn setup_root(
         r,
         "mount(NULL, \"/\", NULL, MS_REC | MS_PRIVATE): nothing from here on reaches the host",
     );
-    let lowers: Vec<PathBuf> = match &config.root {
+    let lowers: Vec<PathBuf> = match root {
         Root::Host => vec![work.join("image")],
         Root::Dir(d) => vec![d.clone()],
         Root::Layers(layers) => layers.clone(),
@@ -387,64 +525,43 @@ fn setup_root(
             ),
         );
     }
-    // ANCHOR: volumes
-    for v in &config.volumes {
-        let target = volume_target(&merged, v)?;
-        bind(&v.host, &target)?;
-        if v.read_only {
-            remount_ro(&target)?;
-        }
-        step(
-            r,
-            format!(
-                "mount(\"{}\", \"{}\", NULL, MS_BIND | MS_REC{}): -v",
-                v.host.display(),
-                v.inside.display(),
-                if v.read_only {
-                    "), then MS_REMOUNT | MS_BIND | MS_RDONLY (read-only"
+    // ANCHOR: mounts
+    for m in &plan.mounts {
+        mount_one(&merged, m)?;
+    }
+    // ANCHOR_END: mounts
+    let shown: Vec<String> = plan
+        .mounts
+        .iter()
+        .map(|m| match m.bind {
+            Some(_) => format!(
+                "{} on {} (bind{})",
+                m.source.display(),
+                m.destination.display(),
+                if m.flags.contains(MsFlags::MS_RDONLY) {
+                    ", ro"
                 } else {
                     ""
                 }
             ),
-        );
-    }
-    // ANCHOR_END: volumes
+            None => format!(
+                "{} on {}{}",
+                m.typ,
+                m.destination.display(),
+                if m.flags.contains(MsFlags::MS_RDONLY) {
+                    " (ro)"
+                } else {
+                    ""
+                }
+            ),
+        })
+        .collect();
+    step(
+        r,
+        format!("mount(2) the config's mounts: {}", shown.join(", ")),
+    );
     let dir = |p: &str| merged.join(p.trim_start_matches('/'));
-    for d in ["proc", "sys", "dev", "tmp"] {
-        fs::create_dir_all(dir(d))?;
-    }
-    mount(
-        Some("proc"),
-        &dir("proc"),
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
-    )
-    .context("mount proc")?;
-    mount(
-        Some("sysfs"),
-        &dir("sys"),
-        Some("sysfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
-        None::<&str>,
-    )
-    .context("mount sysfs")?;
-    mount(
-        Some("tmpfs"),
-        &dir("dev"),
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )
-    .context("mount tmpfs on /dev")?;
-    mount(
-        Some("tmpfs"),
-        &dir("tmp"),
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777"),
-    )
-    .context("mount tmpfs on /tmp")?;
+    fs::create_dir_all(dir("dev"))?;
     for dev in DEVICES {
         let target = dir(&format!("dev/{dev}"));
         fs::write(&target, "").with_context(|| format!("touch {}", target.display()))?;
@@ -457,26 +574,8 @@ fn setup_root(
         )
         .with_context(|| format!("mount --bind /dev/{dev}"))?;
     }
-    fs::create_dir_all(dir("dev/pts"))?;
-    fs::create_dir_all(dir("dev/shm"))?;
-    mount(
-        Some("devpts"),
-        &dir("dev/pts"),
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=620"),
-    )
-    .context("mount devpts")?;
-    symlink("pts/ptmx", dir("dev/ptmx"))?;
-    mount(
-        Some("shm"),
-        &dir("dev/shm"),
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777,size=65536k"),
-    )
-    .context("mount shm")?;
     for (link, target) in [
+        ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
         ("stdout", "/proc/self/fd/1"),
@@ -486,10 +585,13 @@ fn setup_root(
     }
     step(
         r,
-        "mount proc (this PID namespace's), sysfs (read-only), tmpfs /dev with null zero full random urandom tty, devpts, shm; tmpfs /tmp",
+        format!(
+            "mount --bind /dev/X for X in: {}; /dev/ptmx -> pts/ptmx, /dev/fd -> /proc/self/fd",
+            DEVICES.join(" ")
+        ),
     );
     // ANCHOR: masked
-    for path in MASKED {
+    for path in &plan.masked {
         let target = dir(path);
         match fs::metadata(&target) {
             Ok(m) if m.is_dir() => mount(
@@ -511,7 +613,7 @@ fn setup_root(
             Err(_) => {}
         }
     }
-    for path in READ_ONLY {
+    for path in &plan.read_only {
         let target = dir(path);
         if target.exists() {
             bind_ro(&target, &target)?;
@@ -522,8 +624,8 @@ fn setup_root(
         r,
         format!(
             "masked: {}; read-only: {}",
-            MASKED.join(" "),
-            READ_ONLY.join(" ")
+            plan.masked.join(" "),
+            plan.read_only.join(" ")
         ),
     );
     // ANCHOR: pivot
@@ -542,44 +644,63 @@ fn setup_root(
     Ok(())
 }
 
-/// Cut the bounding and inheritable capability sets to [`DEFAULT_CAPS`] and set
-/// `no_new_privs`; returns the set kept. (The permitted and effective sets follow.)
-pub(crate) fn cut_capabilities() -> Result<caps::CapsHashSet> {
+/// Give the process the spec's user and capabilities: the bounding set cut, the inheritable
+/// set, then (keeping the permitted set across the change of user, `PR_SET_KEEPCAPS`) groups,
+/// GID and UID, then the permitted, effective and ambient sets; `no_new_privs` when asked.
+pub(crate) fn apply_identity(plan: &Plan) -> Result<()> {
+    let sets = &plan.caps;
+    for (resource, soft, hard) in &plan.rlimits {
+        nix::sys::resource::setrlimit(*resource, *soft, *hard)
+            .with_context(|| format!("setrlimit({resource:?}, {soft}, {hard})"))?;
+    }
     // ANCHOR: capabilities
-    let keep: caps::CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
     for cap in caps::all() {
-        if !keep.contains(&cap) {
+        if !sets.bounding.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap)
                 .with_context(|| format!("prctl(PR_CAPBSET_DROP, {cap})"))?;
         }
     }
-    caps::set(None, CapSet::Inheritable, &keep).context("capset(inheritable)")?;
-    nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
+    caps::set(None, CapSet::Inheritable, &sets.inheritable).context("capset(inheritable)")?;
+    nix::sys::prctl::set_keepcaps(true).context("prctl(PR_SET_KEEPCAPS, 1)")?;
+    let groups: Vec<Gid> = plan
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    match nix::unistd::setgroups(&groups) {
+        // Rootless, /proc/self/setgroups says "deny": there are no groups to drop anyway.
+        Err(nix::errno::Errno::EPERM) if groups.is_empty() => {}
+        other => other.context("setgroups")?,
+    }
+    let (uid, gid) = (Uid::from_raw(plan.uid), Gid::from_raw(plan.gid));
+    setresgid(gid, gid, gid).with_context(|| format!("setresgid({gid})"))?;
+    setresuid(uid, uid, uid).with_context(|| format!("setresuid({uid})"))?;
+    // Effective first: it must stay within the permitted set at every step.
+    caps::set(None, CapSet::Effective, &sets.effective).context("capset(effective)")?;
+    caps::set(None, CapSet::Permitted, &sets.permitted).context("capset(permitted)")?;
+    for cap in &sets.ambient {
+        caps::raise(None, CapSet::Ambient, *cap)
+            .with_context(|| format!("prctl(PR_CAP_AMBIENT_RAISE, {cap})"))?;
+    }
+    if plan.no_new_privs {
+        nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
+    }
     // ANCHOR_END: capabilities
-    Ok(keep)
+    Ok(())
 }
 
-/// The environment every process of a container starts with (before `-e`).
-pub(crate) fn base_env(hostname: &str) -> Vec<(&'static str, OsString)> {
-    vec![
-        (
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        ),
-        ("HOME", "/root".into()),
-        ("HOSTNAME", hostname.into()),
-        (
-            "TERM",
-            std::env::var_os("TERM").unwrap_or_else(|| OsString::from("xterm")),
-        ),
-    ]
-}
-
-/// Inside the child, after the root: hostname, network, identity, capabilities.
-fn setup_process(r: &mut Reporter, config: &Config, eth0: Option<(Ipv4Addr, u8)>) -> Result<()> {
-    sethostname(&config.hostname)
-        .with_context(|| format!("sethostname(\"{}\")", config.hostname))?;
-    step(r, format!("sethostname(\"{}\")", config.hostname));
+/// Inside the child, after the root: hostname, network, identity, capabilities, seccomp.
+fn setup_process(
+    r: &mut Reporter,
+    plan: &Plan,
+    eth0: Option<(Ipv4Addr, u8)>,
+    filters: &[seccompiler::BpfProgram],
+) -> Result<()> {
+    if plan.clone_flags.contains(CloneFlags::CLONE_NEWUTS) {
+        sethostname(&plan.hostname)
+            .with_context(|| format!("sethostname(\"{}\")", plan.hostname))?;
+        step(r, format!("sethostname(\"{}\")", plan.hostname));
+    }
     let rtnl = net_demo::rtnl::Rtnl::open()?;
     rtnl.set_up("lo")?;
     match eth0 {
@@ -597,53 +718,46 @@ fn setup_process(r: &mut Reporter, config: &Config, eth0: Option<(Ipv4Addr, u8)>
             );
         }
     }
-    let keep = cut_capabilities()?;
+    apply_identity(plan)?;
     step(
         r,
         format!(
-            "capabilities: the bounding set cut to {} (Docker's default less CAP_MKNOD); PR_SET_NO_NEW_PRIVS",
-            DEFAULT_CAPS.len()
+            "capabilities: the bounding set cut to {}{}; setresgid({gid}), setresuid({uid}); {} effective{}",
+            plan.caps.bounding.len(),
+            if plan.caps.bounding.len() == DEFAULT_CAPS.len() {
+                " (Docker's default less CAP_MKNOD)"
+            } else {
+                ""
+            },
+            plan.caps.effective.len(),
+            if plan.no_new_privs {
+                "; PR_SET_NO_NEW_PRIVS"
+            } else {
+                ""
+            },
+            gid = plan.gid,
+            uid = plan.uid,
         ),
     );
-    if let Some((uid, gid)) = config.user {
-        nix::unistd::setgroups(&[]).context("setgroups([])")?;
-        setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid))
-            .context("setresgid")?;
-        setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid))
-            .context("setresuid")?;
-        step(r, format!("setresgid({gid}), setresuid({uid})"));
-    } else {
-        caps::set(None, CapSet::Effective, &keep).context("capset(effective)")?;
-        caps::set(None, CapSet::Permitted, &keep).context("capset(permitted)")?;
-    }
-    chdir(&config.workdir).with_context(|| format!("chdir({})", config.workdir.display()))?;
-    if config.seccomp {
+    chdir(&plan.cwd).with_context(|| format!("chdir({})", plan.cwd.display()))?;
+    if let Some(profile) = &plan.seccomp {
         // ANCHOR: seccomp
-        seccomp::install()?;
+        seccomp::install(filters)?;
         // ANCHOR_END: seccomp
-        step(r, seccomp::describe());
+        step(r, seccomp::describe(profile));
     }
     Ok(())
 }
 
-fn command(config: &Config) -> Command {
-    let mut cmd = Command::new(&config.cmd[0]);
-    cmd.args(&config.cmd[1..])
-        .env_clear()
-        .envs(base_env(&config.hostname));
-    for (k, v) in &config.env {
-        cmd.env(k, v);
-    }
+fn command(plan: &Plan) -> Command {
+    let mut cmd = Command::new(&plan.args[0]);
+    cmd.args(&plan.args[1..]).env_clear().envs(plan.env_pairs());
     cmd
 }
 
 /// Run a container; returns the exit code of its command (128 + N if killed by signal N).
 pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<i32> {
-    if config.cmd.is_empty() {
-        return Err(bad_input(
-            "no command to run (minicontainer run [OPTIONS] -- CMD [ARGS...])",
-        ));
-    }
+    let plan = Plan::new(&config.spec)?;
     if let Root::Dir(d) = &config.root {
         if !d.is_dir() {
             return Err(bad_input(format!(
@@ -652,9 +766,7 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             )));
         }
     }
-    if privilege.is_rootless()
-        && (config.memory.is_some() || config.pids.is_some() || config.cpus.is_some())
-    {
+    if privilege.is_rootless() && plan.has_limits() {
         return Err(anyhow::Error::new(labkit::errors::MissingFeature(
             "--memory, --pids-limit and --cpus need cgroups, which need root (or a delegated cgroup); run without them rootless".into(),
         )));
@@ -664,6 +776,16 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             "--net bridge needs root: the veth's host end and the bridge live in the host's network namespace, where a user namespace grants nothing (rootless runtimes use slirp4netns or pasta instead)".into(),
         )));
     }
+    if config.net == Net::Bridge && !plan.clone_flags.contains(CloneFlags::CLONE_NEWNET) {
+        return Err(bad_input(
+            "--net bridge needs the container's own network namespace",
+        ));
+    }
+    // Compiled before clone: a profile the compiler refuses is an error of the command line.
+    let filters = match &plan.seccomp {
+        Some(profile) => seccomp::compile(profile)?,
+        None => Vec::new(),
+    };
     let name = config
         .name
         .clone()
@@ -676,6 +798,7 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
         )));
     }
     let work = TempDir::create("ctr")?;
+    spec::save(&config.spec, work.path())?;
     if config.log {
         let log = fs::File::create(work.path().join("log")).context("create the log")?;
         nix::unistd::dup2_stdout(&log).context("dup2(log, 1)")?;
@@ -695,16 +818,13 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             work.path().display()
         ),
     );
-    let limits = make_cgroups(out, config)?;
+    let limits = make_cgroups(out, &plan)?;
     // ANCHOR: clone
-    let flags = CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWNET
-        | CloneFlags::CLONE_NEWCGROUP;
+    // The namespaces of the spec (all six from `run`). The cgroup namespace is made again with
+    // unshare once the parent has put the child in its cgroups, so that its root is theirs.
+    let flags = plan.clone_flags;
     let work_path = work.path().to_path_buf();
-    let console = console::pair(config.tty)?;
+    let console = console::pair(plan.terminal)?;
     let mut child = clone_child(flags, |r| {
         r.speaker("container");
         // minicontainer holds Ctrl-C while it sets up and cleans up: the container must not.
@@ -725,30 +845,32 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             }
             None => None,
         };
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
-        setup_root(r, config, &work_path, &binds)?;
+        if plan.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP) {
+            nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
+        }
+        setup_root(r, &plan, &config.root, &work_path, &binds)?;
         let tty = match &console {
             Some((_, sock)) => Some(console::open(r, sock)?),
             None => None,
         };
-        setup_process(r, config, eth0)?;
-        let shown = config.cmd.join(" ");
+        setup_process(r, &plan, eth0, &filters)?;
+        let shown = plan.args.join(" ");
         if config.init {
             step(r, format!("PID 1 is pid_demo::init; it runs {shown:?}"));
             let report = pid_demo::init::run(|_| {
                 console::login(tty.as_deref())?;
-                let err = command(config).exec();
+                let err = command(&plan).exec();
                 // Nobody reads this process's report pipe (init reaps it like any child): say it
                 // on stderr and end as a shell does when a command cannot be run.
-                eprintln!("minicontainer: execvp(\"{}\"): {err}", config.cmd[0]);
+                eprintln!("minicontainer: execvp(\"{}\"): {err}", plan.args[0]);
                 Ok(127)
             })?;
             Ok(report.exit_code)
         } else {
             step(r, format!("execvp({shown:?}) as PID 1"));
             console::login(tty.as_deref())?;
-            let err = command(config).exec();
-            Err(err).with_context(|| format!("execvp(\"{}\")", config.cmd[0]))
+            let err = command(&plan).exec();
+            Err(err).with_context(|| format!("execvp(\"{}\")", plan.args[0]))
         }
     })?;
     // ANCHOR_END: clone
@@ -781,7 +903,7 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
         work.path(),
         &name,
         child.pid().as_raw(),
-        &config.cmd.join(" "),
+        &plan.args.join(" "),
         &procs,
     )?;
     let lease = match config.net {

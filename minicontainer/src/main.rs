@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use labkit::{Narrator, bad_input, rootless};
-use minicontainer::{Config, Root};
+use minicontainer::Config;
 
 /// A minimal container runtime, made of the mechanisms of the book: namespaces, cgroups, an
 /// overlay root with pivot_root, reduced capabilities, and an init as PID 1.
@@ -102,6 +102,10 @@ enum Cmd {
         /// Run inside a new user namespace even as root (what a normal user gets).
         #[arg(long)]
         rootless: bool,
+        /// Print the container as an OCI runtime spec (the config.json runc would read) and
+        /// exit without running it: what the engine is given.
+        #[arg(long)]
+        print_spec: bool,
         /// The command and its arguments (with --image: the image's Cmd when left out).
         #[arg(last = true, required_unless_present = "image")]
         cmd: Vec<String>,
@@ -146,12 +150,8 @@ enum Cmd {
 }
 
 fn parse_user(text: &str) -> Result<(u32, u32)> {
-    let (u, g) = text.split_once(':').unwrap_or((text, text));
-    let num = |v: &str| {
-        v.parse::<u32>()
-            .map_err(|_| bad_input(format!("--user {text:?}: expected UID[:GID] as numbers")))
-    };
-    Ok((num(u)?, num(g)?))
+    minicontainer::parse_user(text)
+        .ok_or_else(|| bad_input(format!("--user {text:?}: expected UID[:GID] as numbers")))
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -210,6 +210,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             explain,
             timings,
             rootless: force,
+            print_spec,
             cmd,
         } => {
             out.set_quiet(!explain);
@@ -226,80 +227,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .ok_or_else(|| bad_input(format!("-e {kv:?}: expected KEY=VALUE")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let mut user = user.as_deref().map(parse_user).transpose()?;
-            let (mut env, mut workdir, mut cmd) = (env, workdir, cmd);
-            let root = match (rootfs, image) {
-                (Some(dir), _) => Root::Dir(dir),
-                (None, Some(path)) => {
-                    let cache = minicontainer::image_cache();
-                    let img = minicontainer::image::open(&path, &cache, true)?;
-                    out.step(
-                        "host",
-                        format!(
-                            "image {}: {} layer(s) in {}",
-                            path.display(),
-                            img.layers.len(),
-                            cache.display()
-                        ),
-                    );
-                    // Docker's rules: the image's Env comes first (-e overrides it), arguments
-                    // replace its Cmd but not its Entrypoint.
-                    let mut image_env: Vec<(String, String)> = img
-                        .env
-                        .iter()
-                        .filter_map(|kv| kv.split_once('='))
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect();
-                    image_env.append(&mut env);
-                    env = image_env;
-                    let args = if cmd.is_empty() { img.cmd.clone() } else { cmd };
-                    cmd = img.entrypoint.iter().cloned().chain(args).collect();
-                    if cmd.is_empty() {
-                        return Err(bad_input(format!(
-                            "--image {}: it has no Entrypoint or Cmd; give a command after --",
-                            path.display()
-                        )));
-                    }
-                    workdir = workdir.or_else(|| img.workdir.as_ref().map(PathBuf::from));
-                    if user.is_none() {
-                        if let Some(u) = &img.user {
-                            user = Some(parse_user(u).map_err(|_| {
-                                bad_input(format!(
-                                    "--image {}: its User {u:?} is not numeric; give --user UID[:GID]",
-                                    path.display()
-                                ))
-                            })?);
-                        }
-                    }
-                    Root::Layers(img.layers)
-                }
-                (None, None) => Root::Host,
-            };
-            let workdir = workdir.unwrap_or_else(|| PathBuf::from("/"));
-            let config = Config {
-                root,
+            let mut options = minicontainer::spec::RunOptions {
                 hostname,
                 memory,
                 pids: pids_limit,
                 cpus,
                 env,
-                workdir,
-                user,
-                init,
-                name,
-                seccomp,
-                tty,
-                log: false,
-                net: match net {
-                    NetArg::None => minicontainer::Net::None,
-                    NetArg::Bridge => minicontainer::Net::Bridge,
-                },
+                workdir: PathBuf::from("/"),
+                user: user.as_deref().map(parse_user).transpose()?,
                 volumes: volume
                     .iter()
                     .map(|v| v.parse())
                     .collect::<Result<Vec<minicontainer::Volume>>>()?,
+                seccomp,
+                tty,
                 cmd,
             };
+            let root = minicontainer::resolve_root(&mut out, rootfs, image, workdir, &mut options)?;
+            let config = Config {
+                spec: minicontainer::spec::from_options(&options)?,
+                root,
+                net: match net {
+                    NetArg::None => minicontainer::Net::None,
+                    NetArg::Bridge => minicontainer::Net::Bridge,
+                },
+                name,
+                init,
+                log: false,
+            };
+            if print_spec {
+                print!("{}", minicontainer::spec::to_json(&config.spec)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             if detach {
                 return run_detached(out, config, force);
             }
@@ -325,7 +284,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 /// /dev/null, output to the container's log) and cleans up when it ends, as `docker run -d --rm`
 /// does; this one prints the name once `ps` knows it, and exits.
 fn run_detached(mut out: Narrator, mut config: Config, force: bool) -> Result<ExitCode> {
-    if config.tty {
+    if config.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true) {
         return Err(bad_input(
             "-d with -t: a detached container has no terminal to attach (use exec later)",
         ));

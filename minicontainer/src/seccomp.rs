@@ -8,8 +8,13 @@
 //! namespace flags the filter can check.
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 
 use anyhow::{Context, Result};
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
+    LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder,
+};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -111,72 +116,218 @@ fn arch() -> TargetArch {
     }
 }
 
-/// The two programs: EPERM for [`DENIED`] and namespace-making `clone`, ENOSYS for `clone3`.
-pub fn programs() -> Result<Vec<BpfProgram>> {
-    let mut eperm: BTreeMap<i64, Vec<SeccompRule>> =
-        DENIED.iter().map(|(_, nr, _)| (*nr, Vec::new())).collect();
-    // clone(flags, ...): one rule per flag, any of them matching refuses the call.
-    let rules = CLONE_NAMESPACE_FLAGS
-        .iter()
-        .map(|(_, flag)| {
-            let flag = u64::try_from(*flag).context("flag")?;
-            let cond = SeccompCondition::new(
-                0,
-                SeccompCmpArgLen::Qword,
-                SeccompCmpOp::MaskedEq(flag),
-                flag,
-            )?;
-            Ok(SeccompRule::new(vec![cond])?)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    eperm.insert(libc::SYS_clone, rules);
-    let eperm = SeccompFilter::new(
-        eperm,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch(),
-    )
-    .context("build the seccomp filter")?;
-    let enosys = SeccompFilter::new(
-        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch(),
-    )
-    .context("build the seccomp filter")?;
-    Ok(vec![
-        eperm.try_into().context("compile the seccomp filter")?,
-        enosys.try_into().context("compile the seccomp filter")?,
-    ])
+fn errno(action: LinuxSeccompAction, errno: u32) -> Result<LinuxSyscall> {
+    Ok(LinuxSyscallBuilder::default()
+        .names(Vec::<String>::new())
+        .action(action)
+        .errno_ret(errno)
+        .build()?)
 }
 
-/// Install the filters (`seccomp(SECCOMP_SET_MODE_FILTER)`): needs `no_new_privs` or
-/// `CAP_SYS_ADMIN`; inherited by every child and kept across execve(2), for good.
-pub fn install() -> Result<usize> {
-    let programs = programs()?;
+/// The default filter as the OCI runtime spec writes it (`linux.seccomp` in `config.json`):
+/// allow by default; EPERM for [`DENIED`], and for `clone` with any flag of
+/// [`CLONE_NAMESPACE_FLAGS`] (one entry per flag: the conditions of one entry must all hold);
+/// ENOSYS for `clone3`.
+pub fn default_profile() -> Result<LinuxSeccomp> {
+    let mut denied = errno(LinuxSeccompAction::ScmpActErrno, libc::EPERM as u32)?;
+    denied.set_names(DENIED.iter().map(|(n, _, _)| n.to_string()).collect());
+    let mut syscalls = vec![denied];
+    for (_, flag) in CLONE_NAMESPACE_FLAGS {
+        let flag = u64::try_from(*flag).context("flag")?;
+        let mut clone = errno(LinuxSeccompAction::ScmpActErrno, libc::EPERM as u32)?;
+        clone.set_names(vec!["clone".into()]);
+        clone.set_args(Some(vec![
+            LinuxSeccompArgBuilder::default()
+                .index(0usize)
+                .value(flag)
+                .value_two(flag)
+                .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+                .build()?,
+        ]));
+        syscalls.push(clone);
+    }
+    let mut clone3 = errno(LinuxSeccompAction::ScmpActErrno, libc::ENOSYS as u32)?;
+    clone3.set_names(vec!["clone3".into()]);
+    syscalls.push(clone3);
+    Ok(LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
+        .architectures(vec![if cfg!(target_arch = "aarch64") {
+            Arch::ScmpArchAarch64
+        } else {
+            Arch::ScmpArchX86_64
+        }])
+        .syscalls(syscalls)
+        .build()?)
+}
+
+fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<SeccompAction> {
+    use LinuxSeccompAction as A;
+    Ok(match action {
+        A::ScmpActAllow => SeccompAction::Allow,
+        A::ScmpActErrno => SeccompAction::Errno(errno_ret.unwrap_or(libc::EPERM as u32)),
+        A::ScmpActKill | A::ScmpActKillThread => SeccompAction::KillThread,
+        A::ScmpActKillProcess => SeccompAction::KillProcess,
+        A::ScmpActTrap => SeccompAction::Trap,
+        A::ScmpActLog => SeccompAction::Log,
+        A::ScmpActTrace => SeccompAction::Trace(errno_ret.unwrap_or(libc::EPERM as u32)),
+        other => anyhow::bail!(labkit::bad_input(format!(
+            "config: seccomp action {other:?} is not supported by minicontainer"
+        ))),
+    })
+}
+
+/// Per syscall number, its rules (`None`: whatever the arguments).
+type Rules = BTreeMap<i64, Option<Vec<SeccompRule>>>;
+
+fn rule(args: &[oci_spec::runtime::LinuxSeccompArg]) -> Result<SeccompRule> {
+    use LinuxSeccompOperator as O;
+    let conditions = args
+        .iter()
+        .map(|a| {
+            let index = u8::try_from(a.index()).context("seccomp argument index")?;
+            let (op, value) = match a.op() {
+                O::ScmpCmpNe => (SeccompCmpOp::Ne, a.value()),
+                O::ScmpCmpLt => (SeccompCmpOp::Lt, a.value()),
+                O::ScmpCmpLe => (SeccompCmpOp::Le, a.value()),
+                O::ScmpCmpEq => (SeccompCmpOp::Eq, a.value()),
+                O::ScmpCmpGe => (SeccompCmpOp::Ge, a.value()),
+                O::ScmpCmpGt => (SeccompCmpOp::Gt, a.value()),
+                O::ScmpCmpMaskedEq => (
+                    SeccompCmpOp::MaskedEq(a.value()),
+                    a.value_two().unwrap_or_default(),
+                ),
+            };
+            Ok(SeccompCondition::new(
+                index,
+                SeccompCmpArgLen::Qword,
+                op,
+                value,
+            )?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SeccompRule::new(conditions)?)
+}
+
+/// Add the rules of one entry for `nr` to `map`: an entry without arguments matches whatever
+/// the arguments (an empty rule list, in seccompiler's terms), and wins over conditional ones.
+fn add_rules(
+    map: &mut Rules,
+    nr: i64,
+    args: &[oci_spec::runtime::LinuxSeccompArg],
+) -> Result<()> {
+    let slot = map.entry(nr).or_insert_with(|| Some(Vec::new()));
+    match (slot.as_mut(), args.is_empty()) {
+        (_, true) => *slot = None,
+        (Some(rules), false) => rules.push(rule(args)?),
+        (None, false) => {}
+    }
+    Ok(())
+}
+
+fn filter(
+    map: Rules,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+) -> Result<BpfProgram> {
+    let map = map
+        .into_iter()
+        .map(|(nr, rules)| (nr, rules.unwrap_or_default()))
+        .collect();
+    SeccompFilter::new(map, mismatch, matched, arch())
+        .context("build the seccomp filter")?
+        .try_into()
+        .context("compile the seccomp filter")
+}
+
+/// Compile an OCI seccomp profile into BPF programs, one per action (seccompiler gives a filter
+/// one matching action); the kernel applies the strictest answer of all the filters. Names this
+/// architecture does not have are skipped, as runc does.
+pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
+    if profile.listener_path().is_some() {
+        anyhow::bail!(labkit::bad_input(
+            "config: seccomp listenerPath (user notification) is not supported by minicontainer"
+        ));
+    }
+    let default = action(profile.default_action(), profile.default_errno_ret())?;
+    // Per action: syscall -> rules (None: whatever the arguments).
+    let mut groups: Vec<(SeccompAction, Rules)> = Vec::new();
+    // What the default does not apply to: every syscall named with another action, and the
+    // allowed ones (only under their conditions).
+    let mut exempt: Rules = BTreeMap::new();
+    for entry in profile.syscalls().iter().flatten() {
+        let act = action(entry.action(), entry.errno_ret())?;
+        let args = entry.args().clone().unwrap_or_default();
+        for name in entry.names() {
+            let Ok(sysno) = syscalls::Sysno::from_str(name) else {
+                continue;
+            };
+            let nr = i64::from(sysno.id());
+            if act == SeccompAction::Allow {
+                add_rules(&mut exempt, nr, &args)?;
+                continue;
+            }
+            add_rules(&mut exempt, nr, &[])?;
+            let at = match groups.iter().position(|(a, _)| *a == act) {
+                Some(i) => i,
+                None => {
+                    groups.push((act.clone(), BTreeMap::new()));
+                    groups.len() - 1
+                }
+            };
+            add_rules(&mut groups[at].1, nr, &args)?;
+        }
+    }
+    let mut programs = Vec::new();
+    if default != SeccompAction::Allow {
+        programs.push(filter(exempt, default.clone(), SeccompAction::Allow)?);
+    }
+    for (act, map) in groups {
+        if act != default {
+            programs.push(filter(map, SeccompAction::Allow, act)?);
+        }
+    }
+    Ok(programs)
+}
+
+/// The default filter's programs.
+pub fn programs() -> Result<Vec<BpfProgram>> {
+    compile(&default_profile()?)
+}
+
+/// Install compiled filters (`seccomp(SECCOMP_SET_MODE_FILTER)`): needs `no_new_privs` or
+/// `CAP_SYS_ADMIN`; inherited by every child and kept across execve(2), for good. Returns the
+/// number of BPF instructions.
+pub fn install(programs: &[BpfProgram]) -> Result<usize> {
     let mut instructions = 0;
-    for program in &programs {
+    for program in programs {
         instructions += program.len();
         seccompiler::apply_filter(program).context("seccomp(SECCOMP_SET_MODE_FILTER)")?;
     }
     Ok(instructions)
 }
 
-/// One line for `--explain`.
-pub fn describe() -> String {
+/// One line for `--explain`: the default profile by its names, any other by its size.
+pub fn describe(profile: &LinuxSeccomp) -> String {
+    if default_profile().is_ok_and(|d| d == *profile) {
+        return format!(
+            "seccomp(SECCOMP_SET_MODE_FILTER): EPERM for {} calls ({}), for clone with {}; ENOSYS for clone3",
+            DENIED.len(),
+            DENIED
+                .iter()
+                .map(|(n, _, _)| *n)
+                .collect::<Vec<_>>()
+                .join(" "),
+            CLONE_NAMESPACE_FLAGS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join("|")
+        );
+    }
     format!(
-        "seccomp(SECCOMP_SET_MODE_FILTER): EPERM for {} calls ({}), for clone with {}; ENOSYS for clone3",
-        DENIED.len(),
-        DENIED
-            .iter()
-            .map(|(n, _, _)| *n)
-            .collect::<Vec<_>>()
-            .join(" "),
-        CLONE_NAMESPACE_FLAGS
-            .iter()
-            .map(|(n, _)| *n)
-            .collect::<Vec<_>>()
-            .join("|")
+        "seccomp(SECCOMP_SET_MODE_FILTER): the config's profile, default {:?}, {} entries",
+        profile.default_action(),
+        profile.syscalls().as_ref().map_or(0, Vec::len)
     )
 }
 
@@ -192,7 +343,7 @@ mod tests {
             programs[0].len() > DENIED.len(),
             "one jump at least per call"
         );
-        let text = describe();
+        let text = describe(&default_profile().unwrap());
         for name in [
             "kexec_load",
             "init_module",

@@ -13,7 +13,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use caps::CapSet;
 use labkit::child::fork_child;
 use labkit::{Narrator, bad_input};
 use nix::sched::setns;
@@ -175,6 +174,13 @@ pub fn ps() -> String {
 pub fn exec(out: &mut Narrator, name: &str, cmd: &[String]) -> Result<i32> {
     let ctr = find(name)?;
     let pid = ctr.pid;
+    // The container's own description: the same user, capabilities, environment and seccomp
+    // filter as its first process (read before setns: /tmp is the host's until then).
+    let plan = crate::spec::Plan::new(&crate::spec::load(&ctr.dir)?)?;
+    let filters = match &plan.seccomp {
+        Some(profile) => crate::seccomp::compile(profile)?,
+        None => Vec::new(),
+    };
     // Open every namespace file first: after setns(mnt), /proc is the container's.
     let files = labkit::ns::to_join(pid)?;
     // ANCHOR: exec
@@ -212,26 +218,17 @@ pub fn exec(out: &mut Narrator, name: &str, cmd: &[String]) -> Result<i32> {
     let cmd = cmd.to_vec();
     let mut child = fork_child(move |r| {
         r.speaker("container");
-        let hostname = nix::unistd::gethostname()
-            .context("gethostname()")?
-            .to_string_lossy()
-            .into_owned();
-        nix::unistd::chdir("/").context("chdir(\"/\")")?;
-        let keep = crate::cut_capabilities()?;
-        caps::set(None, CapSet::Effective, &keep).context("capset(effective)")?;
-        caps::set(None, CapSet::Permitted, &keep).context("capset(permitted)")?;
-        crate::seccomp::install()?;
+        nix::unistd::chdir(&plan.cwd).with_context(|| format!("chdir({})", plan.cwd.display()))?;
+        crate::apply_identity(&plan)?;
+        crate::seccomp::install(&filters)?;
         r.step(format!(
-            "fork() -> pid {} in the container; capabilities cut, PR_SET_NO_NEW_PRIVS, seccomp; execvp({:?})",
+            "fork() -> pid {} in the container; the config's user, capabilities, PR_SET_NO_NEW_PRIVS, seccomp; execvp({:?})",
             nix::unistd::getpid(),
             cmd.join(" ")
         ));
         r.ready_and_wait()?;
         let mut command = Command::new(&cmd[0]);
-        command
-            .args(&cmd[1..])
-            .env_clear()
-            .envs(crate::base_env(&hostname));
+        command.args(&cmd[1..]).env_clear().envs(plan.env_pairs());
         let err = command.exec();
         Err(err).with_context(|| format!("execvp(\"{}\")", cmd[0]))
     })?;

@@ -951,3 +951,89 @@ fn a_detached_container_runs_in_the_background_with_its_log() {
     r.expect_code(2);
     assert!(r.stderr.contains("-d with -t"), "{}", r.stderr);
 }
+
+#[test]
+fn print_spec_shows_the_oci_config_the_engine_is_given() {
+    // No privilege needed: nothing is run.
+    let r = run(
+        bin(),
+        &[
+            "run",
+            "--print-spec",
+            "--hostname",
+            "spec-box",
+            "--memory",
+            "64M",
+            "--pids-limit",
+            "10",
+            "--cpus",
+            "0.5",
+            "--user",
+            "1000:1000",
+            "-e",
+            "GREETING=hi",
+            "-v",
+            "/etc:/data:ro",
+            "--",
+            "sh",
+            "-c",
+            "true",
+        ],
+    );
+    r.expect_code(0);
+    let spec: oci_spec::runtime::Spec = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("{e}: not an OCI runtime spec:\n{}", r.stdout));
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(json["ociVersion"], "1.2.0");
+    assert_eq!(json["hostname"], "spec-box");
+    assert_eq!(
+        json["process"]["args"],
+        serde_json::json!(["sh", "-c", "true"])
+    );
+    assert_eq!(json["process"]["user"]["uid"], 1000);
+    assert_eq!(json["process"]["noNewPrivileges"], true);
+    assert!(
+        json["process"]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&"GREETING=hi".into())
+    );
+    // A user other than root holds no capabilities; the bounding set is the default 13.
+    assert_eq!(
+        json["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap()
+            .len(),
+        13
+    );
+    assert_eq!(
+        json["process"]["capabilities"]["effective"],
+        serde_json::json!([])
+    );
+    let resources = &json["linux"]["resources"];
+    assert_eq!(resources["memory"]["limit"], 64 << 20);
+    assert_eq!(resources["pids"]["limit"], 10);
+    assert_eq!(resources["cpu"]["quota"], 50_000);
+    assert_eq!(resources["cpu"]["period"], 100_000);
+    let namespaces: Vec<&str> = json["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        namespaces,
+        ["pid", "network", "ipc", "uts", "mount", "cgroup"]
+    );
+    let volume = json["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/data")
+        .expect("the volume is a bind mount of the spec");
+    assert_eq!(volume["source"], "/etc");
+    assert!(volume["options"].as_array().unwrap().contains(&"ro".into()));
+    assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+    // And the engine accepts it as it is.
+    minicontainer::spec::Plan::new(&spec).expect("the engine's own spec is supported");
+}

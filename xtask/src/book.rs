@@ -4,14 +4,31 @@
 //! Sources: every `{{#include}}` names an existing file, anchor and line range; snapshot includes
 //! start right after the 3-line header; every chapter but the introduction and appendices shows
 //! real output (a snapshot); every row of the claims table names a test that exists and a
-//! chapter that exists. HTML: no `{{#` is left in any built page.
+//! chapter that exists; every hint in labkit's errno table is explained, word for word, in the
+//! troubleshooting appendix; every SVG picture is well-formed, self-contained XML with a size.
+//! HTML: no `{{#` is left in any built page, and every internal link and image points to a file
+//! that exists (and a `#fragment` to an `id` on that page). [`browser`] then loads every page in
+//! headless Chromium.
+
+mod browser;
+
+pub use browser::check_browser;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
 /// Chapters that need not include program output.
-const NO_OUTPUT_NEEDED: &[&str] = &["introduction.md", "claims.md"];
+const NO_OUTPUT_NEEDED: &[&str] = &[
+    "introduction.md",
+    "claims.md",
+    "beyond.md",
+    "glossary.md",
+    "troubleshooting.md",
+];
+
+/// The appendix that explains every hint the programs print.
+const TROUBLESHOOTING: &str = "troubleshooting.md";
 
 /// One `{{#include PATH[:SPEC]}}` in a chapter.
 #[derive(Debug, PartialEq, Eq)]
@@ -240,6 +257,8 @@ pub fn check_sources(root: &Path) -> Result<()> {
         }
     }
     let rows = check_claims(root, &src, &chapters, &mut problems)?;
+    let hints = check_hints(root, &src, &chapters, &mut problems)?;
+    let pictures = check_svgs(&src, &mut problems)?;
     if !problems.is_empty() {
         bail!(
             "the book has {} problem(s):\n  {}",
@@ -248,36 +267,436 @@ pub fn check_sources(root: &Path) -> Result<()> {
         );
     }
     eprintln!(
-        "xtask: book sources ok ({} chapters, {rows} claims)",
+        "xtask: book sources ok ({} chapters, {rows} claims, {hints} hints explained, {pictures} pictures)",
         chapters.len()
     );
     Ok(())
 }
 
-/// Check the built HTML: no include left unresolved.
-pub fn check_html(dir: &Path) -> Result<()> {
-    let mut bad = Vec::new();
-    let mut pages = 0;
+/// The Rust string literals in `text`, in order, with their escapes resolved (`\` + newline
+/// skips the newline and the next line's indentation, as rustc does).
+fn string_literals(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // A char literal such as '"' must not open a string; lifetimes ('a) have no closing
+            // quote within two characters and are skipped harmlessly.
+            '\'' => {
+                if chars.peek() == Some(&'\\') {
+                    chars.next();
+                }
+                chars.next();
+                if chars.peek() == Some(&'\'') {
+                    chars.next();
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                let mut lit = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => match chars.next() {
+                            Some('\n') => {
+                                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                                    chars.next();
+                                }
+                            }
+                            Some('n') => lit.push('\n'),
+                            Some('t') => lit.push('\t'),
+                            Some(other) => lit.push(other),
+                            None => {}
+                        },
+                        _ => lit.push(c),
+                    }
+                }
+                found.push(lit);
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The hints of labkit's errno table (`const HINTS` in labkit/src/errors.rs): the second string
+/// of every `(Errno::X, "operation", "hint")` row, with the errno's name.
+pub fn labkit_hints(errors_rs: &str) -> Vec<(String, String)> {
+    let Some(start) = errors_rs.find("const HINTS") else {
+        return Vec::new();
+    };
+    let table = &errors_rs[start..];
+    let table = &table[..table.find("];").unwrap_or(table.len())];
+    table
+        .split("Errno::")
+        .skip(1)
+        .filter_map(|row| {
+            let errno: String = row
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            let lits = string_literals(row);
+            (lits.len() == 2).then(|| (errno, lits[1].clone()))
+        })
+        .collect()
+}
+
+/// Runs of whitespace made one space, so a hint wrapped in Markdown still matches.
+fn squeeze(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Every hint in labkit's table appears word for word in the troubleshooting appendix, which
+/// SUMMARY.md links to: the page cannot drift from what the programs print.
+fn check_hints(
+    root: &Path,
+    src: &Path,
+    chapters: &[PathBuf],
+    problems: &mut Vec<String>,
+) -> Result<usize> {
+    let errors_rs = std::fs::read_to_string(root.join("labkit/src/errors.rs"))
+        .context("labkit/src/errors.rs")?;
+    let hints = labkit_hints(&errors_rs);
+    let rows = errors_rs
+        .split("const HINTS")
+        .nth(1)
+        .and_then(|t| t.split("];").next())
+        .map_or(0, |t| t.matches("Errno::").count());
+    if hints.is_empty() || hints.len() != rows {
+        problems.push(format!(
+            "labkit/src/errors.rs: read {} of {rows} (Errno, \"operation\", \"hint\") rows of \
+                 const HINTS: update xtask's labkit_hints to the table's new shape",
+            hints.len()
+        ));
+        return Ok(0);
+    }
+    let page = src.join(TROUBLESHOOTING);
+    if !chapters.contains(&page) {
+        problems.push(format!("SUMMARY.md does not link to {TROUBLESHOOTING}"));
+    }
+    let Ok(text) = std::fs::read_to_string(&page) else {
+        problems.push(format!("{} is missing", page.display()));
+        return Ok(0);
+    };
+    let text = squeeze(&text);
+    for (errno, hint) in &hints {
+        if !text.contains(&squeeze(hint)) {
+            problems.push(format!(
+                "{TROUBLESHOOTING} does not explain labkit's {errno} hint (quote it word for word): {hint:?}"
+            ));
+        }
+    }
+    Ok(hints.len())
+}
+
+/// Every `*.svg` in the book's sources: well-formed XML whose root is an `<svg>` in the SVG
+/// namespace with a width, a height and a viewBox, and nothing fetched from elsewhere.
+fn check_svgs(src: &Path, problems: &mut Vec<String>) -> Result<usize> {
+    let mut count = 0;
+    for entry in std::fs::read_dir(src)? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "svg") {
+            continue;
+        }
+        count += 1;
+        let text = std::fs::read_to_string(&path)?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if let Err(why) = svg_problem(&text) {
+            problems.push(format!("{name}: {why}"));
+        }
+    }
+    Ok(count)
+}
+
+/// Why an SVG text is not a well-formed, self-contained picture, if it is not.
+pub fn svg_problem(text: &str) -> std::result::Result<(), String> {
+    let mut open: Vec<String> = Vec::new();
+    let mut root: Option<String> = None;
+    let mut rest = text;
+    while let Some(lt) = rest.find('<') {
+        check_entities(&rest[..lt])?;
+        rest = &rest[lt..];
+        let skip = [
+            ("<!--", "-->"),
+            ("<?", "?>"),
+            ("<![CDATA[", "]]>"),
+            ("<!", ">"),
+        ]
+        .into_iter()
+        .find(|(opener, _)| rest.starts_with(opener));
+        if let Some((opener, closer)) = skip {
+            let end = rest
+                .find(closer)
+                .ok_or(format!("{opener} is never closed"))?;
+            rest = &rest[end + closer.len()..];
+            continue;
+        }
+        // A tag: find its end outside quoted attribute values.
+        let mut quote = None;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| match quote {
+                Some(q) => {
+                    if c == q {
+                        quote = None;
+                    }
+                    false
+                }
+                None => {
+                    if c == '"' || c == '\'' {
+                        quote = Some(c);
+                    }
+                    c == '>'
+                }
+            })
+            .map(|(i, _)| i)
+            .ok_or("a tag is never closed with >")?;
+        let tag = &rest[1..end];
+        rest = &rest[end + 1..];
+        if let Some(name) = tag.strip_prefix('/') {
+            let name = name.trim();
+            match open.pop() {
+                Some(o) if o == name => {}
+                Some(o) => return Err(format!("</{name}> closes <{o}>")),
+                None => return Err(format!("</{name}> closes nothing")),
+            }
+            continue;
+        }
+        let name: String = tag
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '/')
+            .collect();
+        if name.is_empty() {
+            return Err("a < that starts no tag (write &lt;)".into());
+        }
+        check_entities(tag)?;
+        for attr in ["href=\"", "xlink:href=\"", "src=\""] {
+            for (i, _) in tag.match_indices(attr) {
+                if !tag[i + attr.len()..].starts_with('#') {
+                    return Err(format!(
+                        "<{name}> refers to another file ({attr}...): a picture must be self-contained"
+                    ));
+                }
+            }
+        }
+        if root.is_none() {
+            if open.is_empty() && name != "svg" {
+                return Err(format!("the root element is <{name}>, not <svg>"));
+            }
+            for needed in [
+                "xmlns=\"http://www.w3.org/2000/svg\"",
+                "width=\"",
+                "height=\"",
+                "viewBox=\"",
+            ] {
+                if !tag.contains(needed) {
+                    return Err(format!("<svg> lacks {needed}..."));
+                }
+            }
+            root = Some(name.clone());
+        } else if open.is_empty() {
+            return Err(format!("<{name}> after the root element ended"));
+        }
+        if !tag.trim_end().ends_with('/') {
+            open.push(name);
+        }
+    }
+    check_entities(rest)?;
+    match (root, open.pop()) {
+        (None, _) => Err("no <svg> element".into()),
+        (_, Some(o)) => Err(format!("<{o}> is never closed")),
+        _ => Ok(()),
+    }
+}
+
+/// Every `&` in XML text starts an entity XML knows without a DTD.
+fn check_entities(text: &str) -> std::result::Result<(), String> {
+    for (i, _) in text.match_indices('&') {
+        let ent = &text[i + 1..];
+        let ok = ["amp;", "lt;", "gt;", "quot;", "apos;"]
+            .iter()
+            .any(|e| ent.starts_with(e))
+            || ent.strip_prefix('#').is_some_and(|num| {
+                let end = num.find(';').unwrap_or(0);
+                end > 0
+                    && num[..end]
+                        .trim_start_matches('x')
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit())
+            });
+        if !ok {
+            let near: String = text[i..].chars().take(12).collect();
+            return Err(format!("a bare & (write &amp;) near {near:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Pages mdBook writes for a web server, not for reading from disk: `404.html` sets
+/// `<base href="/">`, so its relative links resolve against the server's root.
+const SERVED_ONLY: &[&str] = &["404.html"];
+
+/// The built HTML pages under `dir`, sorted, without [`SERVED_ONLY`] ones.
+pub fn html_pages(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut pages = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).with_context(|| format!("{}", d.display()))? {
             let path = entry?.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "html") {
-                pages += 1;
-                if std::fs::read_to_string(&path)?.contains("{{#") {
-                    bad.push(path.display().to_string());
-                }
+            } else if path.extension().is_some_and(|e| e == "html")
+                && !SERVED_ONLY.iter().any(|s| path.ends_with(s))
+            {
+                pages.push(path);
             }
         }
     }
-    if pages == 0 {
+    pages.sort();
+    if pages.is_empty() {
         bail!("no HTML pages in {}", dir.display());
     }
-    if !bad.is_empty() {
-        bail!("unresolved {{{{#...}}}} left in: {}", bad.join(", "));
+    Ok(pages)
+}
+
+/// The values of `attr="..."` in an HTML text, with `&amp;` decoded.
+fn attr_values(html: &str, attr: &str) -> Vec<String> {
+    let pattern = format!(" {attr}=\"");
+    html.match_indices(&pattern)
+        .filter_map(|(i, p)| {
+            let rest = &html[i + p.len()..];
+            rest.find('"').map(|end| rest[..end].replace("&amp;", "&"))
+        })
+        .collect()
+}
+
+/// `%XX` escapes decoded (fragments of non-ASCII headings arrive that way).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
     }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The broken internal links of one page: `href`s and `src`s that are not absolute URLs must
+/// name a file that exists, and a `#fragment` must be an `id` (or `name`) in the page it
+/// points to. `ids` caches the ids of pages already read.
+fn broken_links(
+    dir: &Path,
+    page: &Path,
+    html: &str,
+    ids: &mut std::collections::HashMap<PathBuf, std::collections::HashSet<String>>,
+) -> Vec<String> {
+    let mut broken = Vec::new();
+    let here = page.parent().unwrap_or(dir);
+    let links = attr_values(html, "href")
+        .into_iter()
+        .chain(attr_values(html, "src"));
+    for link in links {
+        let external = link.contains("://")
+            || link.starts_with("//")
+            || ["mailto:", "javascript:", "data:", "tel:"]
+                .iter()
+                .any(|s| link.starts_with(s));
+        if external || link.is_empty() {
+            continue;
+        }
+        let (file, fragment) = match link.split_once('#') {
+            Some((f, frag)) => (f, Some(percent_decode(frag))),
+            None => (link.as_str(), None),
+        };
+        let file = file.split('?').next().unwrap_or(file);
+        let target = if file.is_empty() {
+            page.to_path_buf()
+        } else if let Some(abs) = file.strip_prefix('/') {
+            dir.join(abs)
+        } else {
+            here.join(percent_decode(file))
+        };
+        let target = if target.is_dir() {
+            target.join("index.html")
+        } else {
+            target
+        };
+        if !target.is_file() {
+            broken.push(format!("{link} (no file {})", target.display()));
+            continue;
+        }
+        let Some(fragment) = fragment.filter(|f| !f.is_empty()) else {
+            continue;
+        };
+        if target.extension().is_none_or(|e| e != "html") {
+            continue;
+        }
+        let known = ids.entry(target.clone()).or_insert_with(|| {
+            let text = std::fs::read_to_string(&target).unwrap_or_default();
+            attr_values(&text, "id")
+                .into_iter()
+                .chain(attr_values(&text, "name"))
+                .collect()
+        });
+        if !known.contains(&fragment) {
+            broken.push(format!(
+                "{link} (no id {fragment:?} in {})",
+                target.display()
+            ));
+        }
+    }
+    broken
+}
+
+/// Check the built HTML: no include left unresolved, no broken internal link or image.
+pub fn check_html(dir: &Path) -> Result<()> {
+    let mut problems = Vec::new();
+    let mut ids = std::collections::HashMap::new();
+    let pages = html_pages(dir)?;
+    let mut links = 0;
+    for page in &pages {
+        let html = std::fs::read_to_string(page).with_context(|| format!("{}", page.display()))?;
+        let name = page.strip_prefix(dir).unwrap_or(page).display().to_string();
+        if html.contains("{{#") {
+            problems.push(format!(
+                "{name}: an unresolved {{{{#...}}}} is left in the page"
+            ));
+        }
+        links += attr_values(&html, "href").len() + attr_values(&html, "src").len();
+        for link in broken_links(dir, page, &html, &mut ids) {
+            problems.push(format!("{name}: broken link {link}"));
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "the built book has {} problem(s):\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        );
+    }
+    eprintln!(
+        "xtask: built book ok ({} pages, {links} links and images checked)",
+        pages.len()
+    );
     Ok(())
 }
 
@@ -302,6 +721,86 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn hints_are_read_from_the_table_with_continued_lines_joined() {
+        let rs = r#"
+fn x() { let c = '"'; }
+    const HINTS: &[(Errno, &str, &str)] = &[
+        (
+            Errno::EPERM,
+            "setns", // a comment with "quotes"
+            "joining needs \
+             CAP_SYS_ADMIN: \"run\" as root",
+        ),
+        (Errno::ENOSYS, "", "no such call"),
+    ];
+    const OTHER: &str = "not a hint";
+"#;
+        assert_eq!(
+            labkit_hints(rs),
+            vec![
+                (
+                    "EPERM".into(),
+                    "joining needs CAP_SYS_ADMIN: \"run\" as root".into()
+                ),
+                ("ENOSYS".into(), "no such call".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_real_hint_table_is_read_whole() {
+        let rs = std::fs::read_to_string(crate::root().join("labkit/src/errors.rs")).unwrap();
+        let hints = labkit_hints(&rs);
+        assert!(hints.len() > 10, "{hints:?}");
+        assert!(
+            hints
+                .iter()
+                .all(|(e, h)| e.starts_with('E') && h.len() > 20)
+        );
+    }
+
+    #[test]
+    fn well_formed_svgs_pass_and_broken_ones_say_why() {
+        let good = r##"<?xml version="1.0"?>
+<!-- a picture -->
+<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10" viewBox="0 0 10 10">
+  <defs><marker id="m"><path d="M0 0"/></marker></defs>
+  <text x="1" y="1">a &lt; b &amp; c &#x2192;</text><use href="#m"/>
+</svg>"##;
+        assert_eq!(svg_problem(good), Ok(()));
+        let cases = [
+            (good.replace("</svg>", ""), "never closed"),
+            (good.replace("&amp;", "&"), "bare &"),
+            (good.replace("</text>", "</tspan>"), "closes <text>"),
+            (good.replace(" width=\"10\"", ""), "lacks width"),
+            (good.replace("#m", "other.svg"), "self-contained"),
+            ("<html></html>".to_string(), "not <svg>"),
+        ];
+        for (svg, why) in cases {
+            let err = svg_problem(&svg).unwrap_err();
+            assert!(err.contains(why), "{err:?} should say {why:?}");
+        }
+    }
+
+    #[test]
+    fn broken_links_and_fragments_are_found() {
+        let dir = std::env::temp_dir().join(format!("nslab-xtask-links-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let page = dir.join("a.html");
+        std::fs::write(dir.join("b.html"), r#"<h2 id="here">x</h2>"#).unwrap();
+        let html = r##"<a href="b.html#here">ok</a> <a href="https://man7.org/">ext</a>
+            <a href="b.html#gone">bad</a> <img src="pic.svg"> <a href="c.html">none</a>
+            <h1 id="top"></h1> <a href="#top">self</a>"##;
+        std::fs::write(&page, html).unwrap();
+        let broken = broken_links(&dir, &page, html, &mut Default::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(broken.len(), 3, "{broken:?}");
+        assert!(broken[0].starts_with("b.html#gone"));
+        assert!(broken[1].starts_with("c.html"));
+        assert!(broken[2].starts_with("pic.svg"));
     }
 
     /// The real book: run by `cargo test`, so a broken include fails the tests.

@@ -2,8 +2,10 @@
 //! a Makefile).
 //!
 //! - `ci`: what `.ci/run` runs after installing packages: fmt check, clippy, the tests, the book.
-//! - `book`: build the book with mdBook and check it (sources and built HTML).
-//! - `book-check`: check the book's sources only (no mdBook needed; `cargo test` runs this too).
+//! - `book`: build the book with mdBook and check it (sources, built HTML and links, then every
+//!   page in headless Chromium when it is installed).
+//! - `book-check`: check the book's sources (no mdBook needed; `cargo test` runs this part too),
+//!   then, if the book was built, its HTML and the pages in headless Chromium.
 //! - `vm-test [--accept]`: the cgroup tests on a pure cgroup v2 machine, in a QEMU VM.
 //! - `vm`: the same VM as a classroom sandbox: every demo on the PATH, a root shell.
 //! - `bench [--runs N] [--warmup N] [--install] [--minicontainer PATH]`: time starting a container
@@ -43,8 +45,22 @@ fn book() -> Result<()> {
     book::check_sources(&root())?;
     run("mdbook", &["build", "book"])?;
     book::check_html(&root().join("book/book"))?;
+    book::check_browser(&root().join("book/book"))?;
     eprintln!("xtask: the book is built in book/book and checked");
     Ok(())
+}
+
+fn book_check() -> Result<()> {
+    book::check_sources(&root())?;
+    let built = root().join("book/book");
+    if !built.join("index.html").is_file() {
+        eprintln!(
+            "xtask: the book is not built: SKIPPED its HTML and browser checks (cargo xtask book builds and checks it)"
+        );
+        return Ok(());
+    }
+    book::check_html(&built)?;
+    book::check_browser(&built)
 }
 
 fn ci() -> Result<()> {
@@ -69,7 +85,7 @@ fn main() -> ExitCode {
     let result = match task.as_str() {
         "ci" => ci(),
         "book" => book(),
-        "book-check" => book::check_sources(&root()),
+        "book-check" => book_check(),
         "vm-test" => vm::vm_test(&root(), std::env::args().any(|a| a == "--accept")),
         "vm" => vm::sandbox(&root()),
         "bench" => bench::bench(&root(), &std::env::args().skip(2).collect::<Vec<_>>()),

@@ -1,0 +1,673 @@
+//! The container, described with the types of the OCI runtime specification (`config.json`,
+//! the `oci-spec` crate): the same description runc and crun read from a bundle.
+//!
+//! `run`'s flags become a [`Spec`] ([`from_options`]); the engine never reads the flags, only a
+//! [`Plan`]: the spec checked once ([`Plan::new`]), every field it does not support refused with
+//! a message naming the field rather than ignored. `minicontainer run --print-spec` shows the
+//! spec a command line makes.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, Result, bail};
+use caps::CapsHashSet;
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder,
+    LinuxSeccomp, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use crate::{DEFAULT_CAPS, MASKED, READ_ONLY, Volume, seccomp};
+
+/// The version of the runtime specification these configs follow.
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// What `minicontainer run` was asked for, in the words of its flags.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub hostname: String,
+    pub memory: Option<u64>,
+    pub pids: Option<u32>,
+    /// CPUs, as a fraction (1.5 = one and a half CPUs).
+    pub cpus: Option<f64>,
+    /// `-e KEY=VALUE`, over the image's environment.
+    pub env: Vec<(String, String)>,
+    pub workdir: PathBuf,
+    pub user: Option<(u32, u32)>,
+    pub volumes: Vec<Volume>,
+    pub seccomp: bool,
+    pub tty: bool,
+    pub cmd: Vec<String>,
+}
+
+/// The CPU period the `--cpus` quota is a share of, in microseconds (the kernel's default).
+pub const CPU_PERIOD: u64 = 100_000;
+
+fn oci_cap(cap: caps::Capability) -> Result<Capability> {
+    serde_json::from_value(serde_json::Value::String(cap.to_string()))
+        .with_context(|| format!("{cap} has no name in the OCI spec"))
+}
+
+fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
+    Ok(MountBuilder::default()
+        .destination(destination)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+        .build()?)
+}
+
+/// The file systems every container gets, in order (as runc's default `config.json` has them;
+/// without `gid=5` for devpts, which a rootless container may not have mapped).
+pub fn default_mounts() -> Result<Vec<Mount>> {
+    Ok(vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+            ],
+        )?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?,
+        mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"])?,
+    ])
+}
+
+/// The environment every process of a container starts with, before the image's and `-e`.
+pub fn base_env(hostname: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ),
+        ("HOME".into(), "/root".into()),
+        ("HOSTNAME".into(), hostname.into()),
+        (
+            "TERM".into(),
+            std::env::var("TERM").unwrap_or_else(|_| "xterm".into()),
+        ),
+    ]
+}
+
+/// `KEY=VALUE` strings, a later KEY replacing an earlier one in its place.
+fn env_list(pairs: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in pairs {
+        match out.iter_mut().find(|(key, _)| *key == k) {
+            Some(slot) => slot.1 = v,
+            None => out.push((k, v)),
+        }
+    }
+    out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// The namespaces `run` asks for. A user namespace is not among them: rootless,
+/// `labkit::rootless` enters one before anything else, and the container's are made inside it.
+pub const NAMESPACES: &[LinuxNamespaceType] = &[
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Mount,
+    LinuxNamespaceType::Cgroup,
+];
+
+/// The OCI spec for `run`'s flags.
+pub fn from_options(o: &RunOptions) -> Result<Spec> {
+    let keep: Vec<Capability> = DEFAULT_CAPS
+        .iter()
+        .map(|c| oci_cap(*c))
+        .collect::<Result<_>>()?;
+    let keep: oci_spec::runtime::Capabilities = keep.into_iter().collect();
+    // A user other than root starts with empty permitted and effective sets (the kernel clears
+    // them at setuid), as with Docker's --user.
+    let is_root = o.user.is_none_or(|(uid, _)| uid == 0);
+    let held = if is_root {
+        keep.clone()
+    } else {
+        Default::default()
+    };
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(keep.clone())
+        .inheritable(keep)
+        .permitted(held.clone())
+        .effective(held)
+        .ambient(oci_spec::runtime::Capabilities::default())
+        .build()?;
+    let (uid, gid) = o.user.unwrap_or((0, 0));
+    let env = env_list(base_env(&o.hostname).into_iter().chain(o.env.clone()));
+    let process = ProcessBuilder::default()
+        .terminal(o.tty)
+        .user(UserBuilder::default().uid(uid).gid(gid).build()?)
+        .args(o.cmd.clone())
+        .env(env)
+        .cwd(o.workdir.clone())
+        .capabilities(capabilities)
+        .rlimits(Vec::new())
+        .no_new_privileges(true)
+        .build()?;
+    let mut mounts = default_mounts()?;
+    for v in &o.volumes {
+        let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+        if v.read_only {
+            options.push("ro".into());
+        }
+        mounts.push(
+            MountBuilder::default()
+                .destination(&v.inside)
+                .typ("bind")
+                .source(&v.host)
+                .options(options)
+                .build()?,
+        );
+    }
+    let mut resources = LinuxResourcesBuilder::default();
+    if let Some(bytes) = o.memory {
+        let bytes = i64::try_from(bytes).context("--memory: too large")?;
+        // swap = limit: memory + swap together may not exceed the limit, i.e. no swap.
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(bytes)
+                .swap(bytes)
+                .build()?,
+        );
+    }
+    if let Some(pids) = o.pids {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(i64::from(pids)).build()?);
+    }
+    if let Some(cpus) = o.cpus {
+        let quota = (cpus * CPU_PERIOD as f64) as i64;
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .quota(quota)
+                .period(CPU_PERIOD)
+                .build()?,
+        );
+    }
+    let namespaces = NAMESPACES
+        .iter()
+        .map(|t| LinuxNamespaceBuilder::default().typ(*t).build())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .resources(resources.build()?)
+        .masked_paths(MASKED.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+        .readonly_paths(READ_ONLY.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+        .rootfs_propagation("rprivate");
+    if o.seccomp {
+        linux = linux.seccomp(seccomp::default_profile()?);
+    }
+    Ok(SpecBuilder::default()
+        .version(OCI_VERSION)
+        .root(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(false)
+                .build()?,
+        )
+        .process(process)
+        .hostname(o.hostname.clone())
+        .mounts(mounts)
+        .linux(linux.build()?)
+        .build()?)
+}
+
+/// One mount of the spec, its options decoded into mount(2)'s flags and data.
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    pub destination: PathBuf,
+    pub typ: String,
+    pub source: PathBuf,
+    /// A bind mount (`bind`/`rbind`, or type `bind`): `MS_BIND`, recursive for `rbind`.
+    pub bind: Option<bool>,
+    pub flags: MsFlags,
+    /// The options mount(2) passes to the file system (`mode=755,size=65536k`).
+    pub data: String,
+    /// `private`, `rslave`, ...: a second mount(2) call after the first.
+    pub propagation: Option<MsFlags>,
+}
+
+/// Decode `options` the way mount(8) and runc do: flags, propagation, and the rest as data.
+pub fn decode_options(options: &[String]) -> (MsFlags, Option<bool>, Option<MsFlags>, String) {
+    let (mut flags, mut bind, mut propagation, mut data) =
+        (MsFlags::empty(), None, None, Vec::new());
+    for option in options {
+        let (set, clear) = match option.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "mand" | "nomand" | "defaults" => (MsFlags::empty(), MsFlags::empty()),
+            "bind" => {
+                bind = Some(bind.unwrap_or(false));
+                continue;
+            }
+            "rbind" => {
+                bind = Some(true);
+                continue;
+            }
+            other => {
+                let p = match other {
+                    "private" => Some(MsFlags::MS_PRIVATE),
+                    "rprivate" => Some(MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+                    "shared" => Some(MsFlags::MS_SHARED),
+                    "rshared" => Some(MsFlags::MS_SHARED | MsFlags::MS_REC),
+                    "slave" => Some(MsFlags::MS_SLAVE),
+                    "rslave" => Some(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+                    "unbindable" => Some(MsFlags::MS_UNBINDABLE),
+                    "runbindable" => Some(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
+                    _ => None,
+                };
+                match p {
+                    Some(p) => propagation = Some(p),
+                    None => data.push(other.to_string()),
+                }
+                continue;
+            }
+        };
+        flags.insert(set);
+        flags.remove(clear);
+    }
+    (flags, bind, propagation, data.join(","))
+}
+
+/// The five capability sets of the process.
+#[derive(Debug, Clone, Default)]
+pub struct CapSets {
+    pub bounding: CapsHashSet,
+    pub effective: CapsHashSet,
+    pub permitted: CapsHashSet,
+    pub inheritable: CapsHashSet,
+    pub ambient: CapsHashSet,
+}
+
+/// What the engine does, read from a [`Spec`] once, with everything it cannot do refused.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub args: Vec<String>,
+    /// `KEY=VALUE`.
+    pub env: Vec<String>,
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub terminal: bool,
+    pub hostname: String,
+    /// The namespaces to make with clone(2).
+    pub clone_flags: CloneFlags,
+    pub mounts: Vec<MountPlan>,
+    pub masked: Vec<String>,
+    pub read_only: Vec<String>,
+    pub caps: CapSets,
+    pub no_new_privs: bool,
+    /// setrlimit(2) for each: (resource, soft, hard).
+    pub rlimits: Vec<(nix::sys::resource::Resource, u64, u64)>,
+    pub seccomp: Option<LinuxSeccomp>,
+    pub memory: Option<i64>,
+    pub memory_swap: Option<i64>,
+    pub pids: Option<i64>,
+    /// (quota, period) in microseconds.
+    pub cpu: Option<(i64, u64)>,
+}
+
+fn unsupported(field: &str) -> anyhow::Error {
+    labkit::bad_input(format!(
+        "config: {field} is not supported by minicontainer (it would be ignored, so it is refused)"
+    ))
+}
+
+fn resource(typ: oci_spec::runtime::PosixRlimitType) -> Result<nix::sys::resource::Resource> {
+    use nix::sys::resource::Resource as R;
+    use oci_spec::runtime::PosixRlimitType as T;
+    Ok(match typ {
+        T::RlimitCpu => R::RLIMIT_CPU,
+        T::RlimitFsize => R::RLIMIT_FSIZE,
+        T::RlimitData => R::RLIMIT_DATA,
+        T::RlimitStack => R::RLIMIT_STACK,
+        T::RlimitCore => R::RLIMIT_CORE,
+        T::RlimitRss => R::RLIMIT_RSS,
+        T::RlimitNproc => R::RLIMIT_NPROC,
+        T::RlimitNofile => R::RLIMIT_NOFILE,
+        T::RlimitMemlock => R::RLIMIT_MEMLOCK,
+        T::RlimitAs => R::RLIMIT_AS,
+        T::RlimitLocks => R::RLIMIT_LOCKS,
+        T::RlimitSigpending => R::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => R::RLIMIT_MSGQUEUE,
+        T::RlimitNice => R::RLIMIT_NICE,
+        T::RlimitRtprio => R::RLIMIT_RTPRIO,
+        T::RlimitRttime => R::RLIMIT_RTTIME,
+        #[allow(unreachable_patterns)]
+        other => return Err(unsupported(&format!("process.rlimits {other:?}"))),
+    })
+}
+
+fn caps_of(set: Option<&oci_spec::runtime::Capabilities>) -> Result<CapsHashSet> {
+    set.into_iter()
+        .flatten()
+        .map(|c| {
+            let name = serde_json::to_value(c)?;
+            let name = name.as_str().context("capability name")?;
+            caps::Capability::from_str(name).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+        })
+        .collect()
+}
+
+impl Plan {
+    /// Check a spec and read it into a plan.
+    pub fn new(spec: &Spec) -> Result<Plan> {
+        if spec.hooks().is_some() {
+            return Err(unsupported("hooks"));
+        }
+        if spec.domainname().as_deref().is_some_and(|d| !d.is_empty()) {
+            return Err(unsupported("domainname"));
+        }
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| labkit::bad_input("config: no process to run"))?;
+        let args = process.args().clone().unwrap_or_default();
+        if args.is_empty() {
+            bail!(labkit::bad_input(
+                "no command to run (minicontainer run [OPTIONS] -- CMD [ARGS...])"
+            ));
+        }
+        if process.apparmor_profile().is_some() || process.selinux_label().is_some() {
+            return Err(unsupported("process.apparmorProfile / selinuxLabel"));
+        }
+        if process.oom_score_adj().is_some() {
+            return Err(unsupported("process.oomScoreAdj"));
+        }
+        if process.user().umask().is_some() {
+            return Err(unsupported("process.user.umask"));
+        }
+        let linux = spec
+            .linux()
+            .as_ref()
+            .ok_or_else(|| labkit::bad_input("config: no linux section"))?;
+        if linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()) {
+            return Err(unsupported("linux.sysctl"));
+        }
+        if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return Err(unsupported("linux.devices"));
+        }
+        if linux.cgroups_path().is_some() {
+            return Err(unsupported("linux.cgroupsPath"));
+        }
+        if linux.uid_mappings().is_some() || linux.gid_mappings().is_some() {
+            return Err(unsupported("linux.uidMappings / gidMappings"));
+        }
+        if let Some(p) = linux.rootfs_propagation() {
+            if !matches!(p.as_str(), "private" | "rprivate" | "") {
+                return Err(unsupported(&format!("linux.rootfsPropagation {p:?}")));
+            }
+        }
+        let mut clone_flags = CloneFlags::empty();
+        for ns in linux.namespaces().iter().flatten() {
+            if ns.path().is_some() {
+                return Err(unsupported("linux.namespaces[].path"));
+            }
+            clone_flags |= match ns.typ() {
+                LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+                LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+                LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+                LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+                LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+                LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+                other => return Err(unsupported(&format!("a {other:?} namespace"))),
+            };
+        }
+        if !clone_flags.contains(CloneFlags::CLONE_NEWNS) {
+            return Err(labkit::bad_input(
+                "config: minicontainer needs a mount namespace (it pivots the root)",
+            ));
+        }
+        let mut mounts = Vec::new();
+        for m in spec.mounts().iter().flatten() {
+            if !m.destination().is_absolute() {
+                bail!(labkit::bad_input(format!(
+                    "config: mount destination {} is not absolute",
+                    m.destination().display()
+                )));
+            }
+            let options = m.options().clone().unwrap_or_default();
+            let (flags, mut bind, propagation, data) = decode_options(&options);
+            let typ = m.typ().clone().unwrap_or_default();
+            if typ == "bind" {
+                bind = Some(bind.unwrap_or(false));
+            }
+            if !matches!(
+                typ.as_str(),
+                "bind" | "proc" | "sysfs" | "tmpfs" | "devpts" | "mqueue" | ""
+            ) {
+                return Err(unsupported(&format!(
+                    "a mount of type {typ:?} on {}",
+                    m.destination().display()
+                )));
+            }
+            mounts.push(MountPlan {
+                destination: m.destination().clone(),
+                typ,
+                source: m.source().clone().unwrap_or_default(),
+                bind,
+                flags,
+                data,
+                propagation,
+            });
+        }
+        let c = process.capabilities().as_ref();
+        let caps = CapSets {
+            bounding: caps_of(c.and_then(|c| c.bounding().as_ref()))?,
+            effective: caps_of(c.and_then(|c| c.effective().as_ref()))?,
+            permitted: caps_of(c.and_then(|c| c.permitted().as_ref()))?,
+            inheritable: caps_of(c.and_then(|c| c.inheritable().as_ref()))?,
+            ambient: caps_of(c.and_then(|c| c.ambient().as_ref()))?,
+        };
+        let resources = linux.resources().as_ref();
+        if let Some(r) = resources {
+            if r.devices().as_ref().is_some_and(|d| !d.is_empty())
+                || r.block_io().is_some()
+                || r.hugepage_limits().is_some()
+                || r.network().is_some()
+                || r.rdma().is_some()
+                || r.unified().is_some()
+            {
+                return Err(unsupported(
+                    "linux.resources other than memory, cpu (quota, period) and pids",
+                ));
+            }
+        }
+        let memory = resources.and_then(|r| r.memory().as_ref());
+        let cpu = resources.and_then(|r| r.cpu().as_ref());
+        let cpu = match cpu {
+            Some(c) if c.quota().is_some() => {
+                Some((c.quota().unwrap_or(-1), c.period().unwrap_or(CPU_PERIOD)))
+            }
+            Some(c) if c.shares().is_some() || c.cpus().is_some() || c.mems().is_some() => {
+                return Err(unsupported(
+                    "linux.resources.cpu other than quota and period",
+                ));
+            }
+            _ => None,
+        };
+        let user = process.user();
+        Ok(Plan {
+            args,
+            env: process.env().clone().unwrap_or_default(),
+            cwd: process.cwd().clone(),
+            uid: user.uid(),
+            gid: user.gid(),
+            additional_gids: user.additional_gids().clone().unwrap_or_default(),
+            terminal: process.terminal().unwrap_or(false),
+            hostname: spec.hostname().clone().unwrap_or_default(),
+            clone_flags,
+            mounts,
+            masked: linux.masked_paths().clone().unwrap_or_default(),
+            read_only: linux.readonly_paths().clone().unwrap_or_default(),
+            caps,
+            no_new_privs: process.no_new_privileges().unwrap_or(false),
+            rlimits: process
+                .rlimits()
+                .iter()
+                .flatten()
+                .map(|l| Ok((resource(l.typ())?, l.soft(), l.hard())))
+                .collect::<Result<_>>()?,
+            seccomp: linux.seccomp().clone(),
+            memory: memory.and_then(|m| m.limit()),
+            memory_swap: memory.and_then(|m| m.swap()),
+            pids: resources.and_then(|r| r.pids().as_ref()).map(|p| p.limit()),
+            cpu,
+        })
+    }
+
+    /// Whether the spec asks for any limit (and so for cgroups).
+    pub fn has_limits(&self) -> bool {
+        self.memory.is_some() || self.pids.is_some() || self.cpu.is_some()
+    }
+
+    /// The environment as pairs, for `Command::envs`.
+    pub fn env_pairs(&self) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect()
+    }
+}
+
+/// Write `spec` as `config.json` into `dir`.
+pub fn save(spec: &Spec, dir: &Path) -> Result<()> {
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(spec)?)
+        .with_context(|| format!("write {}", path.display()))
+}
+
+/// Read `config.json` from `dir`.
+pub fn load(dir: &Path) -> Result<Spec> {
+    let path = dir.join("config.json");
+    let text = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))
+}
+
+/// The spec as `config.json` text.
+pub fn to_json(spec: &Spec) -> Result<String> {
+    Ok(serde_json::to_string_pretty(spec)? + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn options() -> RunOptions {
+        RunOptions {
+            hostname: "box".into(),
+            memory: Some(64 << 20),
+            pids: Some(20),
+            cpus: Some(0.5),
+            env: vec![("PATH".into(), "/bin".into()), ("A".into(), "1".into())],
+            workdir: "/".into(),
+            seccomp: true,
+            cmd: vec!["sh".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn flags_become_a_spec_and_the_spec_a_plan() {
+        let spec = from_options(&options()).unwrap();
+        let plan = Plan::new(&spec).unwrap();
+        assert_eq!(plan.memory, Some(64 << 20));
+        assert_eq!(plan.pids, Some(20));
+        assert_eq!(plan.cpu, Some((50_000, CPU_PERIOD)));
+        assert_eq!(plan.hostname, "box");
+        assert!(
+            plan.env.contains(&"PATH=/bin".to_string()),
+            "{:?}",
+            plan.env
+        );
+        assert_eq!(plan.env[0], "PATH=/bin", "-e replaces in place");
+        assert!(plan.env.contains(&"A=1".to_string()));
+        assert!(plan.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP));
+        assert_eq!(plan.caps.bounding.len(), DEFAULT_CAPS.len());
+        assert!(plan.no_new_privs && plan.seccomp.is_some());
+        assert_eq!(plan.mounts[0].typ, "proc");
+        // The JSON round trip is what a bundle's config.json is.
+        let json = to_json(&spec).unwrap();
+        let back: Spec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, spec);
+        assert!(json.contains("\"CAP_CHOWN\""), "{json}");
+    }
+
+    #[test]
+    fn unsupported_fields_are_refused_by_name() {
+        let mut spec = from_options(&options()).unwrap();
+        let mut linux = spec.linux().clone().unwrap();
+        linux.set_sysctl(Some(HashMap::from([(
+            "net.ipv4.ip_forward".into(),
+            "1".into(),
+        )])));
+        spec.set_linux(Some(linux));
+        let err = Plan::new(&spec).unwrap_err().to_string();
+        assert!(err.contains("linux.sysctl"), "{err}");
+    }
+
+    #[test]
+    fn mount_options_decode_like_mount8() {
+        let opts: Vec<String> = ["nosuid", "ro", "rbind", "rslave", "mode=755", "size=1k"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (flags, bind, prop, data) = decode_options(&opts);
+        assert_eq!(flags, MsFlags::MS_NOSUID | MsFlags::MS_RDONLY);
+        assert_eq!(bind, Some(true));
+        assert_eq!(prop, Some(MsFlags::MS_SLAVE | MsFlags::MS_REC));
+        assert_eq!(data, "mode=755,size=1k");
+    }
+}
