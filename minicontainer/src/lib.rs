@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod console;
+pub mod doctor;
 pub mod image;
 pub mod net;
 pub mod seccomp;

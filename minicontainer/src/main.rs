@@ -147,6 +147,8 @@ enum Cmd {
     },
     /// Remove what a killed minicontainer left behind (temp directories, cgroups, the bridge).
     Gc,
+    /// Tell which of run's features work on this machine, and why not (nothing is created).
+    Doctor,
 }
 
 fn parse_user(text: &str) -> Result<(u32, u32)> {
@@ -183,6 +185,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Kill { signal, name } => {
             let signal = minicontainer::state::parse_signal(&signal)?;
             minicontainer::state::kill(&mut out, &name, signal)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Doctor => {
+            let findings = labkit::doctor::examine()?;
+            let checks = minicontainer::doctor::checks(&findings);
+            print!("{}", minicontainer::doctor::render(&findings, &checks));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Gc => {

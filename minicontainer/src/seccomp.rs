@@ -210,11 +210,7 @@ fn rule(args: &[oci_spec::runtime::LinuxSeccompArg]) -> Result<SeccompRule> {
 
 /// Add the rules of one entry for `nr` to `map`: an entry without arguments matches whatever
 /// the arguments (an empty rule list, in seccompiler's terms), and wins over conditional ones.
-fn add_rules(
-    map: &mut Rules,
-    nr: i64,
-    args: &[oci_spec::runtime::LinuxSeccompArg],
-) -> Result<()> {
+fn add_rules(map: &mut Rules, nr: i64, args: &[oci_spec::runtime::LinuxSeccompArg]) -> Result<()> {
     let slot = map.entry(nr).or_insert_with(|| Some(Vec::new()));
     match (slot.as_mut(), args.is_empty()) {
         (_, true) => *slot = None,
@@ -224,11 +220,7 @@ fn add_rules(
     Ok(())
 }
 
-fn filter(
-    map: Rules,
-    mismatch: SeccompAction,
-    matched: SeccompAction,
-) -> Result<BpfProgram> {
+fn filter(map: Rules, mismatch: SeccompAction, matched: SeccompAction) -> Result<BpfProgram> {
     let map = map
         .into_iter()
         .map(|(nr, rules)| (nr, rules.unwrap_or_default()))

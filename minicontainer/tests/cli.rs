@@ -1037,3 +1037,38 @@ fn print_spec_shows_the_oci_config_the_engine_is_given() {
     // And the engine accepts it as it is.
     minicontainer::spec::Plan::new(&spec).expect("the engine's own spec is supported");
 }
+
+#[test]
+fn doctor_tells_which_features_work_here_and_why() {
+    if needs_root("doctor_tells_which_features_work_here_and_why") {
+        return;
+    }
+    let r = run(bin(), &["doctor"]);
+    r.expect_code(0);
+    for row in [
+        "cgroups",
+        "minicontainer run, on this machine",
+        "--memory",
+        "--net bridge",
+        "seccomp",
+    ] {
+        assert!(r.stdout.contains(row), "{row}:\n{}", r.stdout);
+    }
+    let bridge = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("--net bridge"))
+            .map(|l| l.split_whitespace().nth(2).unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        bridge(&r.stdout),
+        "yes",
+        "root may make bridges:\n{}",
+        r.stdout
+    );
+    // The same machine, seen by an unprivileged user: the bridge needs root, and says so.
+    let nobody = run_as_nobody(bin(), &["doctor"]);
+    nobody.expect_code(0);
+    assert_eq!(bridge(&nobody.stdout), "no", "{}", nobody.stdout);
+    assert!(nobody.stdout.contains("needs root"), "{}", nobody.stdout);
+}
