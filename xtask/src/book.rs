@@ -258,7 +258,7 @@ pub fn check_sources(root: &Path) -> Result<()> {
     }
     let rows = check_claims(root, &src, &chapters, &mut problems)?;
     let hints = check_hints(root, &src, &chapters, &mut problems)?;
-    let pictures = check_svgs(&src, &mut problems)?;
+    let pictures = check_svgs(&src, &chapters, &mut problems)?;
     if !problems.is_empty() {
         bail!(
             "the book has {} problem(s):\n  {}",
@@ -396,8 +396,13 @@ fn check_hints(
 }
 
 /// Every `*.svg` in the book's sources: well-formed XML whose root is an `<svg>` in the SVG
-/// namespace with a width, a height and a viewBox, and nothing fetched from elsewhere.
-fn check_svgs(src: &Path, problems: &mut Vec<String>) -> Result<usize> {
+/// namespace with a width, a height and a viewBox, nothing fetched from elsewhere, and shown
+/// by a chapter (a picture no page shows is one that went stale unnoticed).
+fn check_svgs(src: &Path, chapters: &[PathBuf], problems: &mut Vec<String>) -> Result<usize> {
+    let shown: String = chapters
+        .iter()
+        .filter_map(|c| std::fs::read_to_string(c).ok())
+        .collect();
     let mut count = 0;
     for entry in std::fs::read_dir(src)? {
         let path = entry?.path();
@@ -409,6 +414,9 @@ fn check_svgs(src: &Path, problems: &mut Vec<String>) -> Result<usize> {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         if let Err(why) = svg_problem(&text) {
             problems.push(format!("{name}: {why}"));
+        }
+        if !shown.contains(&format!("]({name})")) && !shown.contains(&format!("src=\"{name}\"")) {
+            problems.push(format!("{name}: no chapter shows it (![...]({name}))"));
         }
     }
     Ok(count)
