@@ -4,7 +4,7 @@
 //! Sources: every `{{#include}}` names an existing file, anchor and line range; snapshot includes
 //! start right after the 3-line header; every chapter but the introduction and appendices shows
 //! real output (a snapshot); every row of the claims table names a test that exists and a
-//! chapter that exists; every hint in labkit's errno table is explained, word for word, in the
+//! chapter that exists and names the claim; every hint in labkit's errno table is explained, word for word, in the
 //! troubleshooting appendix; every SVG picture is well-formed, self-contained XML with a size.
 //! HTML: no `{{#` is left in any built page, and every internal link and image points to a file
 //! that exists (and a `#fragment` to an `id` on that page). [`browser`] then loads every page in
@@ -157,6 +157,12 @@ fn test_names(root: &Path) -> Result<std::collections::BTreeMap<String, usize>> 
     Ok(names)
 }
 
+/// Whether `text` names the claim `id` (`UTS-1`, but not as the start of `UTS-10`).
+fn mentions(text: &str, id: &str) -> bool {
+    text.match_indices(id)
+        .any(|(i, _)| !text[i + id.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
 /// Check the claims table: `| ID | Command | Test | Chapter |`.
 fn check_claims(
     root: &Path,
@@ -219,7 +225,14 @@ fn check_claims(
             .and_then(|r| r.split(')').next())
             .map(|t| t.split('#').next().unwrap_or(t));
         match target {
-            Some(t) if chapters.contains(&src.join(t)) => {}
+            Some(t) if chapters.contains(&src.join(t)) => {
+                let text = std::fs::read_to_string(src.join(t)).unwrap_or_default();
+                if !mentions(&text, id) {
+                    problems.push(format!(
+                        "claims.md: {id}: its chapter {t} never names {id} (say where the claim is shown)"
+                    ));
+                }
+            }
             _ => problems.push(format!(
                 "claims.md: {id}: chapter {chapter:?} is not a link to a chapter in SUMMARY.md"
             )),
@@ -729,6 +742,13 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_claim_is_named_only_by_its_whole_id() {
+        assert!(mentions("*Claim CG-1.* and CG-10", "CG-10"));
+        assert!(mentions("*Claim CG-1.*", "CG-1"));
+        assert!(!mentions("*Claim CG-10.*", "CG-1"));
     }
 
     #[test]
