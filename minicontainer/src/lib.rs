@@ -53,6 +53,9 @@ pub enum Root {
     Dir(PathBuf),
     /// An image's unpacked layers ([`image::open`]), top-most first.
     Layers(Vec<PathBuf>),
+    /// An OCI bundle's root filesystem, used as it is (no overlay: writes land in it), as runc
+    /// does.
+    Bundle(PathBuf),
 }
 
 /// Where unpacked image layers are kept: `$XDG_CACHE_HOME/nslab`, or `~/.cache/nslab`.
@@ -265,7 +268,8 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
     let wanted: Vec<&str> = [
         plan.memory.map(|_| "memory"),
         plan.pids.map(|_| "pids"),
-        plan.cpu.map(|_| "cpu"),
+        (plan.cpu.is_some() || plan.cpu_shares.is_some()).then_some("cpu"),
+        plan.cpuset.as_ref().map(|_| "cpuset"),
     ]
     .into_iter()
     .flatten()
@@ -294,18 +298,45 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
             }
             ("pids", _) => leaf.write("pids.max", &plan.pids.unwrap_or_default().to_string())?,
             ("cpu", Version::V1) => {
-                let (quota, period) = plan.cpu.unwrap_or((-1, spec::CPU_PERIOD));
-                leaf.write("cpu.cfs_period_us", &period.to_string())?;
-                leaf.write("cpu.cfs_quota_us", &quota.to_string())?;
+                if let Some((quota, period)) = plan.cpu {
+                    leaf.write("cpu.cfs_period_us", &period.to_string())?;
+                    leaf.write("cpu.cfs_quota_us", &quota.to_string())?;
+                }
+                if let Some(shares) = plan.cpu_shares {
+                    leaf.write("cpu.shares", &shares.to_string())?;
+                }
             }
             ("cpu", Version::V2) => {
-                let (quota, period) = plan.cpu.unwrap_or((-1, spec::CPU_PERIOD));
-                let quota = if quota < 0 {
-                    "max".to_string()
-                } else {
-                    quota.to_string()
+                if let Some((quota, period)) = plan.cpu {
+                    let quota = if quota < 0 {
+                        "max".to_string()
+                    } else {
+                        quota.to_string()
+                    };
+                    leaf.write("cpu.max", &format!("{quota} {period}"))?;
+                }
+                if let Some(shares) = plan.cpu_shares {
+                    // v1 shares (2..262144) onto v2 weights (1..10000), as runc converts them.
+                    let weight = 1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142;
+                    leaf.write("cpu.weight", &weight.to_string())?;
+                }
+            }
+            ("cpuset", _) => {
+                let (cpus, mems) = plan.cpuset.clone().unwrap_or_default();
+                // A new v1 cpuset group starts empty: what is not asked for comes from above.
+                let (cpus, mems) = match h.version {
+                    Version::V1 => (
+                        cpus.or_else(|| top.read("cpuset.cpus").ok()),
+                        mems.or_else(|| top.read("cpuset.mems").ok()),
+                    ),
+                    Version::V2 => (cpus, mems),
                 };
-                leaf.write("cpu.max", &format!("{quota} {period}"))?;
+                if let Some(mems) = mems {
+                    leaf.write("cpuset.mems", &mems)?;
+                }
+                if let Some(cpus) = cpus {
+                    leaf.write("cpuset.cpus", &cpus)?;
+                }
             }
             _ => {}
         }
@@ -498,18 +529,36 @@ fn setup_root(
         Root::Host => vec![work.join("image")],
         Root::Dir(d) => vec![d.clone()],
         Root::Layers(layers) => layers.clone(),
+        Root::Bundle(_) => Vec::new(),
     };
-    let lowers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
-    let (upper, overlay_work, merged) =
-        (work.join("upper"), work.join("work"), work.join("rootfs"));
-    let options = cow_demo::mount_overlay(&lowers, &upper, &overlay_work, &merged, "")?;
-    step(
-        r,
-        format!(
-            "mount(\"overlay\", rootfs, \"overlay\", \"{}\")",
-            options.replace(&format!("{}/", work.display()), "")
-        ),
-    );
+    let merged = match root {
+        Root::Bundle(dir) => {
+            // pivot_root(2) wants the new root to be a mount point: bind it onto itself.
+            bind(dir, dir)?;
+            step(
+                r,
+                format!(
+                    "mount(\"{0}\", \"{0}\", NULL, MS_BIND | MS_REC): the bundle's rootfs, as it is",
+                    dir.display()
+                ),
+            );
+            dir.clone()
+        }
+        _ => {
+            let lowers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
+            let (upper, overlay_work, merged) =
+                (work.join("upper"), work.join("work"), work.join("rootfs"));
+            let options = cow_demo::mount_overlay(&lowers, &upper, &overlay_work, &merged, "")?;
+            step(
+                r,
+                format!(
+                    "mount(\"overlay\", rootfs, \"overlay\", \"{}\")",
+                    options.replace(&format!("{}/", work.display()), "")
+                ),
+            );
+            merged
+        }
+    };
     for (host, inside) in binds {
         bind_ro(host, &merged.join(inside))?;
     }
@@ -591,6 +640,26 @@ fn setup_root(
             DEVICES.join(" ")
         ),
     );
+    make_devices(r, &merged, plan)?;
+    // Per-namespace kernel settings, through the container's own /proc/sys, before it turns
+    // read-only: the domain name (UTS) and the spec's sysctls (network, IPC).
+    for (key, value) in &plan.sysctl {
+        let file = dir("proc/sys").join(key.replace('.', "/"));
+        fs::write(&file, value).with_context(|| format!("sysctl {key}={value}"))?;
+    }
+    if !plan.sysctl.is_empty() {
+        step(
+            r,
+            format!(
+                "sysctl (write /proc/sys/...): {}",
+                plan.sysctl
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        );
+    }
     // ANCHOR: masked
     for path in &plan.masked {
         let target = dir(path);
@@ -642,6 +711,20 @@ fn setup_root(
         r,
         "pivot_root(rootfs, rootfs/.oldroot); umount2(\"/.oldroot\", MNT_DETACH): the host's tree is gone from here",
     );
+    if plan.root_readonly {
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .context("mount -o remount,bind,ro /")?;
+        step(
+            r,
+            "mount(NULL, \"/\", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY): root.readonly",
+        );
+    }
     Ok(())
 }
 
@@ -702,22 +785,24 @@ fn setup_process(
             .with_context(|| format!("sethostname(\"{}\")", plan.hostname))?;
         step(r, format!("sethostname(\"{}\")", plan.hostname));
     }
-    let rtnl = net_demo::rtnl::Rtnl::open()?;
-    rtnl.set_up("lo")?;
-    match eth0 {
-        None => step(
+    if !plan.clone_flags.contains(CloneFlags::CLONE_NEWNET) {
+        step(
             r,
-            "RTM_SETLINK lo up (ip link set lo up): the network namespace has nothing else",
-        ),
-        Some((address, prefix)) => {
-            net::configure_inside(&rtnl, address, prefix)?;
-            step(
-                r,
-                format!(
-                    "RTM_SETLINK lo up; RTM_NEWADDR {address}/{prefix} dev eth0; eth0 up (no default route: only the bridge's subnet is reachable)"
-                ),
-            );
-        }
+            "no network namespace of its own: the host's, or the one joined",
+        );
+    } else {
+        let rtnl = net_demo::rtnl::Rtnl::open()?;
+        rtnl.set_up("lo")?;
+        setup_net(r, &rtnl, eth0)?;
+    }
+    if let Some(score) = plan.oom_score_adj {
+        fs::write("/proc/self/oom_score_adj", score.to_string())
+            .context("write /proc/self/oom_score_adj")?;
+        step(r, format!("echo {score} > /proc/self/oom_score_adj"));
+    }
+    if let Some(mask) = plan.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+        step(r, format!("umask({mask:#o})"));
     }
     apply_identity(plan)?;
     step(
@@ -750,19 +835,146 @@ fn setup_process(
     Ok(())
 }
 
+/// `lo` is up; with a lease, `eth0` too.
+fn setup_net(
+    r: &mut Reporter,
+    rtnl: &net_demo::rtnl::Rtnl,
+    eth0: Option<(Ipv4Addr, u8)>,
+) -> Result<()> {
+    match eth0 {
+        None => step(
+            r,
+            "RTM_SETLINK lo up (ip link set lo up): the network namespace has nothing else",
+        ),
+        Some((address, prefix)) => {
+            net::configure_inside(rtnl, address, prefix)?;
+            step(
+                r,
+                format!(
+                    "RTM_SETLINK lo up; RTM_NEWADDR {address}/{prefix} dev eth0; eth0 up (no default route: only the bridge's subnet is reachable)"
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 fn command(plan: &Plan) -> Command {
     let mut cmd = Command::new(&plan.args[0]);
     cmd.args(&plan.args[1..]).env_clear().envs(plan.env_pairs());
     cmd
 }
 
+/// `create`'s extras (the OCI runtime command line): the FIFO the container's process waits on
+/// before exec until `start` opens it, and the caller's console socket for `process.terminal`.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub fifo: PathBuf,
+    pub console_socket: Option<PathBuf>,
+}
+
+/// A container made by `create`, set up and waiting for `start`.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// Host PID of its process.
+    pub pid: i32,
+    /// The groups made for its limits (the top of each, with its cgroup version), for `delete`.
+    pub cgroups: Vec<(PathBuf, String)>,
+}
+
+enum Outcome {
+    Exited(i32),
+    Created(Created),
+}
+
 /// Run a container; returns the exit code of its command (128 + N if killed by signal N).
 pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<i32> {
+    match engine(out, config, privilege, None)? {
+        Outcome::Exited(code) => Ok(code),
+        Outcome::Created(_) => unreachable!("run waits for its container"),
+    }
+}
+
+/// Set up a container up to the exec of its process, which waits on `options.fifo`; returns
+/// once it waits. Its cgroups stay until `delete`; nothing waits for it here (`create` ends,
+/// and the process goes to the caller's subreaper, as with runc).
+pub fn create(
+    out: &mut Narrator,
+    config: &Config,
+    privilege: Privilege,
+    options: &CreateOptions,
+) -> Result<Created> {
+    match engine(out, config, privilege, Some(options))? {
+        Outcome::Created(c) => Ok(c),
+        Outcome::Exited(_) => unreachable!("create does not wait"),
+    }
+}
+
+/// Make the spec's device nodes in the container's /dev (before pivot_root: `dev` is the new
+/// root's). As root, mknod(2); in a user namespace, where mknod of a device is refused, a bind
+/// mount of the host's node, as runc does rootless.
+fn make_devices(r: &mut Reporter, merged: &Path, plan: &Plan) -> Result<()> {
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+    for d in &plan.devices {
+        let target = merged.join(d.path.strip_prefix("/")?);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let _ = fs::remove_file(&target);
+        let kind = match d.kind {
+            'b' => SFlag::S_IFBLK,
+            'p' => SFlag::S_IFIFO,
+            _ => SFlag::S_IFCHR,
+        };
+        let dev = makedev(d.major as u64, d.minor as u64);
+        match mknod(&target, kind, Mode::from_bits_truncate(d.mode), dev) {
+            Ok(()) => nix::unistd::chown(
+                &target,
+                Some(Uid::from_raw(d.uid)),
+                Some(Gid::from_raw(d.gid)),
+            )
+            .with_context(|| format!("chown {}", d.path.display()))?,
+            Err(nix::errno::Errno::EPERM) if d.path.exists() => {
+                fs::write(&target, "")?;
+                bind(&d.path, &target)?;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("mknod({}, {})", d.path.display(), d.kind));
+            }
+        }
+    }
+    if !plan.devices.is_empty() {
+        step(
+            r,
+            format!(
+                "mknod(2) the config's devices: {}",
+                plan.devices
+                    .iter()
+                    .map(|d| format!("{} ({} {}:{})", d.path.display(), d.kind, d.major, d.minor))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn engine(
+    out: &mut Narrator,
+    config: &Config,
+    privilege: Privilege,
+    create: Option<&CreateOptions>,
+) -> Result<Outcome> {
     let plan = Plan::new(&config.spec)?;
-    if let Root::Dir(d) = &config.root {
+    if let Root::Dir(d) | Root::Bundle(d) = &config.root {
         if !d.is_dir() {
             return Err(bad_input(format!(
-                "--rootfs {}: not a directory",
+                "{} {}: not a directory",
+                if matches!(config.root, Root::Dir(_)) {
+                    "--rootfs"
+                } else {
+                    "root.path"
+                },
                 d.display()
             )));
         }
@@ -770,6 +982,11 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
     if privilege.is_rootless() && plan.has_limits() {
         return Err(anyhow::Error::new(labkit::errors::MissingFeature(
             "--memory, --pids-limit and --cpus need cgroups, which need root (or a delegated cgroup); run without them rootless".into(),
+        )));
+    }
+    if privilege.is_rootless() && plan.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
+        return Err(anyhow::Error::new(labkit::errors::MissingFeature(
+            "a user namespace in the config, rootless: minicontainer already runs in one of its own; leave it out".into(),
         )));
     }
     if config.net == Net::Bridge && privilege.is_rootless() {
@@ -782,50 +999,104 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             "--net bridge needs the container's own network namespace",
         ));
     }
+    if create.is_some_and(|c| c.console_socket.is_none()) && plan.terminal {
+        return Err(bad_input(
+            "process.terminal is true: create needs --console-socket to hand the terminal to",
+        ));
+    }
     // Compiled before clone: a profile the compiler refuses is an error of the command line.
     let filters = match &plan.seccomp {
         Some(profile) => seccomp::compile(profile)?,
         None => Vec::new(),
     };
+    // Namespaces joined by path: opened here, joined by the child first of all.
+    let joins: Vec<(CloneFlags, fs::File)> = plan
+        .join
+        .iter()
+        .map(|(flag, path)| {
+            fs::File::open(path)
+                .map(|f| (*flag, f))
+                .with_context(|| format!("open({}) to join it", path.display()))
+        })
+        .collect::<Result<_>>()?;
     let name = config
         .name
         .clone()
         .unwrap_or_else(|| format!("ctr-{}", std::process::id()));
-    state::validate_name(&name)?;
-    if let Some(other) = state::running().into_iter().find(|r| r.name == name) {
-        return Err(bad_input(format!(
-            "--name {name}: already in use by the container of minicontainer {} (PID 1 = {})",
-            other.runner, other.pid
-        )));
+    if create.is_none() {
+        state::validate_name(&name)?;
+        if let Some(other) = state::running().into_iter().find(|r| r.name == name) {
+            return Err(bad_input(format!(
+                "--name {name}: already in use by the container of minicontainer {} (PID 1 = {})",
+                other.runner, other.pid
+            )));
+        }
     }
-    let work = TempDir::create("ctr")?;
-    spec::save(&config.spec, work.path())?;
-    if config.log {
-        let log = fs::File::create(work.path().join("log")).context("create the log")?;
-        nix::unistd::dup2_stdout(&log).context("dup2(log, 1)")?;
-        nix::unistd::dup2_stderr(&log).context("dup2(log, 2)")?;
+    // A work directory for the layers and `ps`'s records; `create` keeps its state elsewhere.
+    let work = match create {
+        None => Some(TempDir::create("ctr")?),
+        Some(_) => None,
+    };
+    let work_path = work
+        .as_ref()
+        .map_or_else(PathBuf::new, |w| w.path().to_path_buf());
+    if let Some(work) = &work {
+        spec::save(&config.spec, work.path())?;
+        if config.log {
+            let log = fs::File::create(work.path().join("log")).context("create the log")?;
+            nix::unistd::dup2_stdout(&log).context("dup2(log, 1)")?;
+            nix::unistd::dup2_stderr(&log).context("dup2(log, 2)")?;
+        }
     }
     let binds = match config.root {
-        Root::Host => host_skeleton(&work.path().join("image"))?,
-        Root::Dir(_) | Root::Layers(_) => Vec::new(),
+        Root::Host => host_skeleton(&work_path.join("image"))?,
+        Root::Dir(_) | Root::Layers(_) | Root::Bundle(_) => Vec::new(),
     };
-    for d in ["upper", "work", "rootfs"] {
-        fs::create_dir_all(work.path().join(d))?;
+    if !matches!(config.root, Root::Bundle(_)) {
+        for d in ["upper", "work", "rootfs"] {
+            fs::create_dir_all(work_path.join(d))?;
+        }
+        out.step(
+            "host",
+            format!(
+                "mkdir {} (image skeleton, upper and work layers, rootfs)",
+                work_path.display()
+            ),
+        );
     }
-    out.step(
-        "host",
-        format!(
-            "mkdir {} (image skeleton, upper and work layers, rootfs)",
-            work.path().display()
-        ),
-    );
     let limits = make_cgroups(out, &plan)?;
+    // The exec FIFO, opened O_PATH: the child reopens it through /proc/self/fd once it is in
+    // its new root, where the FIFO's path means nothing.
+    let fifo = match create {
+        Some(c) => Some(
+            nix::fcntl::open(
+                &c.fifo,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .with_context(|| format!("open({}, O_PATH)", c.fifo.display()))?,
+        ),
+        None => None,
+    };
+    // The terminal's master side goes to our own end of a socket pair (`run -t`), or to the
+    // caller's console socket (`create`).
+    let (host_end, container_end) = match (create, plan.terminal) {
+        (_, false) => (None, None),
+        (Some(c), true) => {
+            let path = c.console_socket.as_ref().expect("checked above");
+            let sock = std::os::unix::net::UnixStream::connect(path)
+                .with_context(|| format!("connect({})", path.display()))?;
+            (None, Some(sock))
+        }
+        (None, true) => match console::pair(true)? {
+            Some((h, c)) => (Some(h), Some(c)),
+            None => (None, None),
+        },
+    };
     // ANCHOR: clone
     // The namespaces of the spec (all six from `run`). The cgroup namespace is made again with
     // unshare once the parent has put the child in its cgroups, so that its root is theirs.
     let flags = plan.clone_flags;
-    let work_path = work.path().to_path_buf();
-    let console = console::pair(plan.terminal)?;
     let mut child = clone_child(flags, |r| {
         r.speaker("container");
         // minicontainer holds Ctrl-C while it sets up and cleans up: the container must not.
@@ -846,16 +1117,48 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
             }
             None => None,
         };
+        for (flag, file) in &joins {
+            nix::sched::setns(file, *flag)
+                .with_context(|| format!("setns({})", labkit::child::flag_names(*flag)))?;
+        }
+        if !joins.is_empty() {
+            step(
+                r,
+                format!(
+                    "setns(2) into the config's namespaces: {}",
+                    plan.join
+                        .iter()
+                        .map(|(_, p)| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            );
+        }
         if plan.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP) {
             nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
         }
         setup_root(r, &plan, &config.root, &work_path, &binds)?;
-        let tty = match &console {
-            Some((_, sock)) => Some(console::open(r, sock)?),
+        let tty = match &container_end {
+            Some(sock) => Some(console::open(r, sock)?),
             None => None,
         };
         setup_process(r, &plan, eth0, &filters)?;
         let shown = plan.args.join(" ");
+        if let Some(fifo) = &fifo {
+            // Set up: `create` may return. From here this process outlives it.
+            step(
+                r,
+                "waiting for start: open(exec.fifo, O_WRONLY) blocks until it is opened",
+            );
+            r.ready();
+            nix::sys::prctl::set_pdeathsig(None).context("prctl(PR_SET_PDEATHSIG, 0)")?;
+            use std::os::fd::AsRawFd;
+            let mut gate = fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/proc/self/fd/{}", fifo.as_raw_fd()))
+                .context("open(exec.fifo)")?;
+            std::io::Write::write_all(&mut gate, b"0").context("write(exec.fifo)")?;
+        }
         if config.init {
             step(r, format!("PID 1 is pid_demo::init; it runs {shown:?}"));
             let report = pid_demo::init::run(|_| {
@@ -886,6 +1189,21 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
     // SIGTERM and SIGHUP sent to minicontainer (held since it started) go to the container.
     labkit::signals::forward_to(child.pid().as_raw())?;
     child.relay_until_ready(out, "container")?;
+    if let (Some(uid_map), Some(gid_map)) = (&plan.uid_map, &plan.gid_map) {
+        let pid = child.pid();
+        fs::write(format!("/proc/{pid}/uid_map"), uid_map)
+            .with_context(|| format!("write /proc/{pid}/uid_map"))?;
+        fs::write(format!("/proc/{pid}/gid_map"), gid_map)
+            .with_context(|| format!("write /proc/{pid}/gid_map"))?;
+        out.step(
+            "host",
+            format!(
+                "write /proc/{pid}/uid_map ({}), gid_map ({})",
+                uid_map.trim().replace('\n', ", "),
+                gid_map.trim().replace('\n', ", ")
+            ),
+        );
+    }
     for (_, leaf, _) in &limits.groups {
         leaf.attach(child.pid().as_raw())?;
     }
@@ -900,18 +1218,20 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
         .iter()
         .map(|(_, leaf, _)| leaf.path.join("cgroup.procs"))
         .collect();
-    state::record(
-        work.path(),
-        &name,
-        child.pid().as_raw(),
-        &plan.args.join(" "),
-        &procs,
-    )?;
+    if let Some(work) = &work {
+        state::record(
+            work.path(),
+            &name,
+            child.pid().as_raw(),
+            &plan.args.join(" "),
+            &procs,
+        )?;
+    }
     let lease = match config.net {
         Net::None => None,
         Net::Bridge => Some(net::attach(
             child.pid().as_raw(),
-            &work.path().join("veth"),
+            &work_path.join("veth"),
             &mut |s| out.step("host", s),
         )?),
     };
@@ -919,11 +1239,21 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
         Some(l) => format!("eth0 {}/{}", l.address, l.prefix),
         None => "none".into(),
     })?;
-    let console = match console {
-        Some((host_end, container_end)) => {
-            drop(container_end);
-            console::Console::attach(out, &host_end)?
-        }
+    if create.is_some() {
+        // Set up and waiting on the FIFO: leave it to the caller; its cgroups stay for delete.
+        child.relay_until_ready(out, "container")?;
+        let cgroups = limits
+            .groups
+            .iter()
+            .map(|(h, _, top)| (top.path.clone(), h.version.to_string()))
+            .collect();
+        std::mem::forget(limits);
+        let pid = child.detach().as_raw();
+        return Ok(Outcome::Created(Created { pid, cgroups }));
+    }
+    drop(container_end);
+    let console = match host_end {
+        Some(host_end) => console::Console::attach(out, &host_end)?,
         None => None,
     };
     let done = child.finish(out, "container")?;
@@ -934,7 +1264,7 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
         format!(
             "waitpid({}) -> exit code {code}; removing the cgroups and {}",
             child_pid(&done),
-            work.path().display()
+            work_path.display()
         ),
     );
     if let Some(lease) = lease {
@@ -954,7 +1284,7 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
     }
     drop(limits);
     drop(work);
-    Ok(code)
+    Ok(Outcome::Exited(code))
 }
 
 fn child_pid(done: &labkit::child::Finished) -> i32 {

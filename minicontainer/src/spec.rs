@@ -316,6 +316,45 @@ pub fn decode_options(options: &[String]) -> (MsFlags, Option<bool>, Option<MsFl
     (flags, bind, propagation, data.join(","))
 }
 
+/// A device node the spec asks for in the container's /dev.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub path: PathBuf,
+    /// `c`, `b`, `u` or `p`.
+    pub kind: char,
+    pub major: i64,
+    pub minor: i64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The sysctls a container may set: those of its own IPC, UTS and network namespaces (runc's
+/// list). The rest are the host's.
+pub fn namespaced_sysctl(key: &str, flags: CloneFlags) -> bool {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    (flags.contains(CloneFlags::CLONE_NEWIPC)
+        && (IPC.contains(&key) || key.starts_with("fs.mqueue.")))
+        || (flags.contains(CloneFlags::CLONE_NEWNET) && key.starts_with("net."))
+        || (flags.contains(CloneFlags::CLONE_NEWUTS)
+            && matches!(key, "kernel.domainname" | "kernel.hostname"))
+}
+
+fn id_map(maps: &[oci_spec::runtime::LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
 /// The five capability sets of the process.
 #[derive(Debug, Clone, Default)]
 pub struct CapSets {
@@ -348,6 +387,23 @@ pub struct Plan {
     /// setrlimit(2) for each: (resource, soft, hard).
     pub rlimits: Vec<(nix::sys::resource::Resource, u64, u64)>,
     pub seccomp: Option<LinuxSeccomp>,
+    /// `root.path` (relative to the bundle) and `root.readonly`.
+    pub root_path: Option<PathBuf>,
+    pub root_readonly: bool,
+    /// Written to the container's /proc/sys before it turns read-only (`domainname` is
+    /// `kernel.domainname`).
+    pub sysctl: Vec<(String, String)>,
+    pub oom_score_adj: Option<i32>,
+    pub umask: Option<u32>,
+    /// Namespaces joined by path (setns) instead of made.
+    pub join: Vec<(CloneFlags, PathBuf)>,
+    /// With a user namespace: `linux.uidMappings` and `gidMappings` as `/proc/PID/uid_map` text.
+    pub uid_map: Option<String>,
+    pub gid_map: Option<String>,
+    /// `linux.devices`: (path, type, major, minor, mode, uid, gid).
+    pub devices: Vec<Device>,
+    pub cpu_shares: Option<u64>,
+    pub cpuset: Option<(Option<String>, Option<String>)>,
     pub memory: Option<i64>,
     pub memory_swap: Option<i64>,
     pub pids: Option<i64>,
@@ -403,9 +459,6 @@ impl Plan {
         if spec.hooks().is_some() {
             return Err(unsupported("hooks"));
         }
-        if spec.domainname().as_deref().is_some_and(|d| !d.is_empty()) {
-            return Err(unsupported("domainname"));
-        }
         let process = spec
             .process()
             .as_ref()
@@ -419,27 +472,12 @@ impl Plan {
         if process.apparmor_profile().is_some() || process.selinux_label().is_some() {
             return Err(unsupported("process.apparmorProfile / selinuxLabel"));
         }
-        if process.oom_score_adj().is_some() {
-            return Err(unsupported("process.oomScoreAdj"));
-        }
-        if process.user().umask().is_some() {
-            return Err(unsupported("process.user.umask"));
-        }
         let linux = spec
             .linux()
             .as_ref()
             .ok_or_else(|| labkit::bad_input("config: no linux section"))?;
-        if linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()) {
-            return Err(unsupported("linux.sysctl"));
-        }
-        if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            return Err(unsupported("linux.devices"));
-        }
         if linux.cgroups_path().is_some() {
             return Err(unsupported("linux.cgroupsPath"));
-        }
-        if linux.uid_mappings().is_some() || linux.gid_mappings().is_some() {
-            return Err(unsupported("linux.uidMappings / gidMappings"));
         }
         if let Some(p) = linux.rootfs_propagation() {
             if !matches!(p.as_str(), "private" | "rprivate" | "") {
@@ -447,20 +485,98 @@ impl Plan {
             }
         }
         let mut clone_flags = CloneFlags::empty();
+        let mut join = Vec::new();
         for ns in linux.namespaces().iter().flatten() {
-            if ns.path().is_some() {
-                return Err(unsupported("linux.namespaces[].path"));
-            }
-            clone_flags |= match ns.typ() {
+            let flag = match ns.typ() {
                 LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
                 LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
                 LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
                 LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
                 LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
                 LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+                LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
                 other => return Err(unsupported(&format!("a {other:?} namespace"))),
             };
+            match ns.path() {
+                // Joined with setns(2) by the child: a PID namespace would hold only its
+                // children, a mount or user namespace cannot be joined mid-way by this engine.
+                Some(path)
+                    if matches!(
+                        ns.typ(),
+                        LinuxNamespaceType::Pid
+                            | LinuxNamespaceType::Mount
+                            | LinuxNamespaceType::User
+                    ) =>
+                {
+                    return Err(unsupported(&format!(
+                        "joining a {:?} namespace by path ({})",
+                        ns.typ(),
+                        path.display()
+                    )));
+                }
+                Some(path) => join.push((flag, path.clone())),
+                None => clone_flags |= flag,
+            }
         }
+        let has_user = clone_flags.contains(CloneFlags::CLONE_NEWUSER);
+        let (uid_map, gid_map) = match (linux.uid_mappings(), linux.gid_mappings()) {
+            (Some(u), Some(g)) if has_user && !u.is_empty() && !g.is_empty() => {
+                (Some(id_map(u)), Some(id_map(g)))
+            }
+            (None, None) if !has_user => (None, None),
+            _ => {
+                return Err(labkit::bad_input(
+                    "config: a user namespace needs linux.uidMappings and gidMappings, and mappings need a user namespace",
+                ));
+            }
+        };
+        let mut sysctl: Vec<(String, String)> = linux
+            .sysctl()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        sysctl.sort();
+        if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+            sysctl.push(("kernel.domainname".into(), d.to_string()));
+        }
+        if let Some((key, _)) = sysctl
+            .iter()
+            .find(|(k, _)| !namespaced_sysctl(k, clone_flags))
+        {
+            return Err(labkit::bad_input(format!(
+                "config: sysctl {key} is not one of the container's namespaces (it would change the host)"
+            )));
+        }
+        let devices = linux
+            .devices()
+            .iter()
+            .flatten()
+            .map(|d| {
+                let kind = match d.typ() {
+                    oci_spec::runtime::LinuxDeviceType::C => 'c',
+                    oci_spec::runtime::LinuxDeviceType::B => 'b',
+                    oci_spec::runtime::LinuxDeviceType::U => 'u',
+                    oci_spec::runtime::LinuxDeviceType::P => 'p',
+                    oci_spec::runtime::LinuxDeviceType::A => 'a',
+                };
+                if kind == 'a' || !d.path().starts_with("/dev") {
+                    return Err(labkit::bad_input(format!(
+                        "config: device {}: a node of type c, b, u or p under /dev",
+                        d.path().display()
+                    )));
+                }
+                Ok(Device {
+                    path: d.path().clone(),
+                    kind,
+                    major: d.major(),
+                    minor: d.minor(),
+                    mode: d.file_mode().unwrap_or(0o666),
+                    uid: d.uid().unwrap_or(0),
+                    gid: d.gid().unwrap_or(0),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         if !clone_flags.contains(CloneFlags::CLONE_NEWNS) {
             return Err(labkit::bad_input(
                 "config: minicontainer needs a mount namespace (it pivots the root)",
@@ -509,8 +625,22 @@ impl Plan {
         };
         let resources = linux.resources().as_ref();
         if let Some(r) = resources {
-            if r.devices().as_ref().is_some_and(|d| !d.is_empty())
-                || r.block_io().is_some()
+            // The default rule runtimes write (deny everything) is what a container gets here
+            // anyway without a devices cgroup: only its own device nodes exist. Other rules are
+            // refused.
+            let only_deny_all = r.devices().iter().flatten().all(|d| {
+                !d.allow()
+                    && d.typ()
+                        .is_none_or(|t| t == oci_spec::runtime::LinuxDeviceType::A)
+                    && d.major().is_none()
+                    && d.minor().is_none()
+            });
+            if !only_deny_all {
+                return Err(unsupported(
+                    "linux.resources.devices rules (other than deny all)",
+                ));
+            }
+            if r.block_io().is_some()
                 || r.hugepage_limits().is_some()
                 || r.network().is_some()
                 || r.rdma().is_some()
@@ -523,17 +653,20 @@ impl Plan {
         }
         let memory = resources.and_then(|r| r.memory().as_ref());
         let cpu = resources.and_then(|r| r.cpu().as_ref());
-        let cpu = match cpu {
-            Some(c) if c.quota().is_some() => {
-                Some((c.quota().unwrap_or(-1), c.period().unwrap_or(CPU_PERIOD)))
-            }
-            Some(c) if c.shares().is_some() || c.cpus().is_some() || c.mems().is_some() => {
-                return Err(unsupported(
-                    "linux.resources.cpu other than quota and period",
-                ));
-            }
-            _ => None,
-        };
+        if cpu.is_some_and(|c| {
+            c.realtime_runtime().is_some() || c.realtime_period().is_some() || c.idle().is_some()
+        }) {
+            return Err(unsupported(
+                "linux.resources.cpu realtimeRuntime, realtimePeriod, idle",
+            ));
+        }
+        let cpu_shares = cpu.and_then(|c| c.shares());
+        let cpuset = cpu
+            .filter(|c| c.cpus().is_some() || c.mems().is_some())
+            .map(|c| (c.cpus().clone(), c.mems().clone()));
+        let cpu = cpu
+            .filter(|c| c.quota().is_some())
+            .map(|c| (c.quota().unwrap_or(-1), c.period().unwrap_or(CPU_PERIOD)));
         let user = process.user();
         Ok(Plan {
             args,
@@ -557,6 +690,20 @@ impl Plan {
                 .map(|l| Ok((resource(l.typ())?, l.soft(), l.hard())))
                 .collect::<Result<_>>()?,
             seccomp: linux.seccomp().clone(),
+            root_path: spec.root().as_ref().map(|r| r.path().clone()),
+            root_readonly: spec
+                .root()
+                .as_ref()
+                .is_some_and(|r| r.readonly() == Some(true)),
+            sysctl,
+            oom_score_adj: process.oom_score_adj(),
+            umask: process.user().umask(),
+            join,
+            uid_map,
+            gid_map,
+            devices,
+            cpu_shares,
+            cpuset,
             memory: memory.and_then(|m| m.limit()),
             memory_swap: memory.and_then(|m| m.swap()),
             pids: resources.and_then(|r| r.pids().as_ref()).map(|p| p.limit()),
@@ -566,7 +713,11 @@ impl Plan {
 
     /// Whether the spec asks for any limit (and so for cgroups).
     pub fn has_limits(&self) -> bool {
-        self.memory.is_some() || self.pids.is_some() || self.cpu.is_some()
+        self.memory.is_some()
+            || self.pids.is_some()
+            || self.cpu.is_some()
+            || self.cpu_shares.is_some()
+            || self.cpuset.is_some()
     }
 
     /// The environment as pairs, for `Command::envs`.
@@ -649,13 +800,21 @@ mod tests {
     fn unsupported_fields_are_refused_by_name() {
         let mut spec = from_options(&options()).unwrap();
         let mut linux = spec.linux().clone().unwrap();
+        // A sysctl of the container's network namespace is fine; one of the host's is not.
         linux.set_sysctl(Some(HashMap::from([(
             "net.ipv4.ip_forward".into(),
             "1".into(),
         )])));
+        spec.set_linux(Some(linux.clone()));
+        assert_eq!(Plan::new(&spec).unwrap().sysctl.len(), 1);
+        linux.set_sysctl(Some(HashMap::from([("kernel.panic".into(), "1".into())])));
         spec.set_linux(Some(linux));
         let err = Plan::new(&spec).unwrap_err().to_string();
-        assert!(err.contains("linux.sysctl"), "{err}");
+        assert!(err.contains("kernel.panic"), "{err}");
+        let mut spec = from_options(&options()).unwrap();
+        spec.set_hooks(Some(Default::default()));
+        let err = Plan::new(&spec).unwrap_err().to_string();
+        assert!(err.contains("hooks"), "{err}");
     }
 
     #[test]
