@@ -56,10 +56,12 @@ const PROBE: &str = r#"<script>(function () {
   });
 })();</script>"#;
 
-/// Where Chromium is, if installed.
+/// Where Chromium is, if installed: `NSLAB_CHROMIUM` when set (the only candidate then, so
+/// `NSLAB_CHROMIUM=/nonexistent` shows what happens without it), else `chromium` or
+/// `chromium-browser` on the `PATH` or in /usr/bin.
 fn find_chromium() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("NSLAB_CHROMIUM") {
-        return Some(PathBuf::from(path));
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
