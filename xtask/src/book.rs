@@ -4,8 +4,9 @@
 //! Sources: every `{{#include}}` names an existing file, anchor and line range; snapshot includes
 //! start right after the 3-line header; every chapter but the introduction and appendices shows
 //! real output (a snapshot); every row of the claims table names a test that exists and a
-//! chapter that exists and names the claim; every hint in labkit's errno table is explained, word for word, in the
-//! troubleshooting appendix; every SVG picture is well-formed, self-contained XML with a size.
+//! chapter that exists and names the claim; every hint in labkit's errno table is explained,
+//! word for word, in the troubleshooting appendix; every SVG picture is well-formed,
+//! self-contained XML with a size, and some chapter shows it.
 //! HTML: no `{{#` is left in any built page, and every internal link and image points to a file
 //! that exists (and a `#fragment` to an `id` on that page). [`browser`] then loads every page in
 //! headless Chromium.
@@ -340,7 +341,7 @@ fn string_literals(text: &str) -> Vec<String> {
 
 /// The hints of labkit's errno table (`const HINTS` in labkit/src/errors.rs): the second string
 /// of every `(Errno::X, "operation", "hint")` row, with the errno's name.
-pub fn labkit_hints(errors_rs: &str) -> Vec<(String, String)> {
+fn labkit_hints(errors_rs: &str) -> Vec<(String, String)> {
     let Some(start) = errors_rs.find("const HINTS") else {
         return Vec::new();
     };
@@ -436,7 +437,7 @@ fn check_svgs(src: &Path, chapters: &[PathBuf], problems: &mut Vec<String>) -> R
 }
 
 /// Why an SVG text is not a well-formed, self-contained picture, if it is not.
-pub fn svg_problem(text: &str) -> std::result::Result<(), String> {
+fn svg_problem(text: &str) -> std::result::Result<(), String> {
     let mut open: Vec<String> = Vec::new();
     let mut root: Option<String> = None;
     let mut rest = text;
@@ -564,7 +565,7 @@ fn check_entities(text: &str) -> std::result::Result<(), String> {
 const SERVED_ONLY: &[&str] = &["404.html"];
 
 /// The built HTML pages under `dir`, sorted, without [`SERVED_ONLY`] ones.
-pub fn html_pages(dir: &Path) -> Result<Vec<PathBuf>> {
+fn html_pages(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut pages = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -117,7 +117,7 @@ fn copy_with_probe(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// What went wrong on one page, judged from the dumped DOM and Chromium's stderr.
-pub fn page_problems(dom: &str, stderr: &str, is_chapter: bool) -> Vec<String> {
+fn page_problems(dom: &str, stderr: &str, is_chapter: bool) -> Vec<String> {
     let mut problems = Vec::new();
     for line in stderr.lines() {
         if line.contains(":CONSOLE") && (line.contains("Uncaught") || line.contains("Error")) {
