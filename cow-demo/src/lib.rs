@@ -49,6 +49,15 @@ pub fn mount_overlay(
     merged: &Path,
     extra: &str,
 ) -> Result<String> {
+    // lab:begin cow-overlay-mount tests=overlay_merges_read_only,a_write_copies_the_whole_file
+    // TODO(lab): mount the overlay of `lowers` and `upper` on `merged`; return its options.
+    // TODO(lab): The lower layers are read-only, the first one on top; `upper` takes the writes.
+    // TODO(lab): overlayfs takes its layers as mount options, lowerdir=A:B,upperdir=U,workdir=W
+    // TODO(lab): (W: an empty directory on the same filesystem as U). Inside a user namespace,
+    // TODO(lab): add "userxattr"; then the caller's `extra` options, if any.
+    // lab:hint Build the string with format! and lowers joined by ':'; in_user_namespace() says
+    // lab:hint when to add ",userxattr". mount(Some("overlay"), merged, Some("overlay"),
+    // lab:hint MsFlags::empty(), Some(options.as_str())), then Ok(options).
     let lowerdir: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
     let mut options = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -79,6 +88,7 @@ pub fn mount_overlay(
     })?;
     // ANCHOR_END: mount_overlay
     Ok(options)
+    // lab:end cow-overlay-mount
 }
 
 /// Run `body` in a lab: a child in a new mount namespace, all mounts made private first. The
@@ -771,6 +781,14 @@ fn mib(kib: u64) -> u64 {
 }
 
 pub fn rollup() -> Result<(u64, u64, u64)> {
+    // lab:begin cow-smaps-rollup tests=written_pages_stop_being_shared
+    // TODO(lab): read this process's Rss, Shared_Dirty and Private_Dirty, in KiB.
+    // TODO(lab): /proc/self/smaps_rollup sums the memory map: one "Name:   N kB" line per
+    // TODO(lab): field. After fork() the written pages are Shared_Dirty in both processes until
+    // TODO(lab): one of them writes a page again: then the kernel copies it, and the copy is
+    // TODO(lab): Private_Dirty. A missing field counts as 0.
+    // lab:hint fs::read_to_string("/proc/self/smaps_rollup"); for each name, find the line that
+    // lab:hint strip_prefix("Shared_Dirty:") accepts, trim, strip_suffix("kB"), trim, parse.
     let text = fs::read_to_string("/proc/self/smaps_rollup").context("/proc/self/smaps_rollup")?;
     let field = |name: &str| -> u64 {
         text.lines()
@@ -789,6 +807,7 @@ pub fn rollup() -> Result<(u64, u64, u64)> {
         field("Shared_Dirty:"),
         field("Private_Dirty:"),
     ))
+    // lab:end cow-smaps-rollup
 }
 
 /// `memory --size SIZE`: after `fork()`, parent and child share a buffer's pages until one of

@@ -27,6 +27,12 @@ pub const MQ_NAME: &str = "/nslab-demo";
 
 /// The `/proc/sysvipc/<file>` lines (besides the header) whose key is `key`.
 fn listed(file: &str, key: sysv::Key) -> Result<usize> {
+    // lab:begin ipc-sysv-listed tests=sysv_objects_are_found_only
+    // TODO(lab): count the objects with this key that /proc/sysvipc/FILE lists.
+    // TODO(lab): The file shows the System V objects of the reader's IPC namespace: a header
+    // TODO(lab): line, then one line per object, whose first column is the key (in decimal).
+    // lab:hint fs::read_to_string(format!("/proc/sysvipc/{file}")), skip(1) the header, and count
+    // lab:hint the lines whose first split_whitespace() word parses (as i64) to i64::from(key).
     let text = fs::read_to_string(format!("/proc/sysvipc/{file}"))
         .with_context(|| format!("/proc/sysvipc/{file}"))?;
     Ok(text
@@ -39,6 +45,7 @@ fn listed(file: &str, key: sysv::Key) -> Result<usize> {
                 == Some(i64::from(key))
         })
         .count())
+    // lab:end ipc-sysv-listed
 }
 
 /// An ID, or the errno's name (`ENOENT`).
@@ -206,6 +213,18 @@ pub fn mqueue_demo(out: &mut Narrator) -> Result<()> {
             ));
             let other = clone_child(CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWNS, |c| {
                 c.speaker("new ns");
+                // lab:begin ipc-mq-new-ns tests=posix_queues_live_in_the_mqueue
+                // TODO(lab): from a new IPC namespace, look for the lab's POSIX queue, two ways.
+                // TODO(lab): First through the inherited mqueue mount (ls), then with mq_open(2);
+                // TODO(lab): then mount mqueue again on the same directory and list it.
+                // TODO(lab): The mount shows the queues of the namespace that mounted it, and
+                // TODO(lab): mq_open looks in the caller's own namespace: the two answers differ.
+                // lab:hint Step "ls /tmp/mqueue (the lab's mount, inherited) -> " with
+                // lab:hint ls("/tmp/mqueue")?; mq_open(MQ_NAME, MQ_OFlag::O_RDONLY,
+                // lab:hint Mode::empty(), None) and step "mq_open(\"/nslab-demo\", O_RDONLY) ->
+                // lab:hint ENOENT..." (the error's to_string); close it if it opened;
+                // lab:hint mount(Some("mqueue"), "/tmp/mqueue", Some("mqueue"), MsFlags::empty(),
+                // lab:hint None::<&str>) and step "mount(...) again -> ls: (empty)".
                 // The inherited mount still shows the lab's namespace: the mount decides, not the reader.
                 c.step(format!(
                     "ls /tmp/mqueue (the lab's mount, inherited) -> {}",
@@ -234,6 +253,7 @@ pub fn mqueue_demo(out: &mut Narrator) -> Result<()> {
                     ls("/tmp/mqueue")?
                 ));
                 Ok(0)
+                // lab:end ipc-mq-new-ns
             })?;
             lab.step(format!(
                 "clone(CLONE_NEWIPC | CLONE_NEWNS | SIGCHLD) -> pid {}",

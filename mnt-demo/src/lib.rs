@@ -485,6 +485,16 @@ pub fn root_propagation(out: &mut Narrator) -> Result<()> {
             fs::create_dir_all(&back)?;
             let mut child = clone_child(CloneFlags::CLONE_NEWNS, |c| {
                 c.speaker("container");
+                // lab:begin mnt-private-first tests=a_runtime_must_make_its_root_private
+                // TODO(lab): make the container's root private (or slave) before it mounts.
+                // TODO(lab): `first` holds the flags of this case's runtime (None: it changes
+                // TODO(lab): nothing). Apply them to "/" in the container's new mount namespace
+                // TODO(lab): and report the call; then a mount in the container stays out of
+                // TODO(lab): the (stand-in) host.
+                // lab:hint mount(None::<&str>, "/", None::<&str>, flags, None::<&str>): no
+                // lab:hint source, no type, only propagation flags. Step "mount(NULL, \"/\",
+                // lab:hint NULL, MS_REC | MS_PRIVATE)" or "... MS_REC | MS_SLAVE)", whichever
+                // lab:hint flags.contains().
                 if let Some(flags) = first {
                     mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
                         .context("mount(\"/\")")?;
@@ -497,6 +507,7 @@ pub fn root_propagation(out: &mut Narrator) -> Result<()> {
                         }
                     ));
                 }
+                // lab:end mnt-private-first
                 mount_tmpfs(&target)?;
                 c.step(format!("mount(\"tmpfs\", \"{target}\", \"tmpfs\")"));
                 c.ready_and_wait()?;
@@ -625,6 +636,14 @@ pub fn chroot_vs_pivot(out: &mut Narrator) -> Result<()> {
 
         let pivoter = clone_child(CloneFlags::CLONE_NEWNS, |c| {
             c.speaker("pivot_root");
+            // lab:begin mnt-pivot-root tests=chroot_can_be_escaped
+            // TODO(lab): make `rootfs` the root with pivot_root(2) and let go of the old root.
+            // TODO(lab): Once the old root is unmounted, no path leads out of the new one.
+            // TODO(lab): pivot_root wants the new root to be a mount point, and the old root put on
+            // TODO(lab): a directory below it; then unmount that and remove the directory.
+            // lab:hint Bind-mount rootfs onto itself (MS_BIND | MS_REC), chdir(rootfs),
+            // lab:hint mkdir "old-root", pivot_root(".", "old-root"), chdir("/"),
+            // lab:hint umount2("/old-root", MntFlags::MNT_DETACH), fs::remove_dir("/old-root").
             // ANCHOR: pivot
             // pivot_root(2) wants the new root to be a mount point: bind it onto itself.
             mount(
@@ -644,6 +663,7 @@ pub fn chroot_vs_pivot(out: &mut Narrator) -> Result<()> {
                 .context("umount2(\"/old-root\", MNT_DETACH)")?;
             fs::remove_dir("/old-root").context("rmdir(\"/old-root\")")?;
             // ANCHOR_END: pivot
+            // lab:end mnt-pivot-root
             c.step(format!(
                 "mount --bind {rootfs} {rootfs}, pivot_root(\".\", \"old-root\"), umount2(\"/old-root\", MNT_DETACH)"
             ));

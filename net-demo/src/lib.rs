@@ -69,11 +69,20 @@ where
 {
     let mut helper = fork_child(|h| {
         h.speaker("lab");
+        // lab:begin net-configure-in tests=a_veth_pair_carries_packets
+        // TODO(lab): join the network namespace of `pid`, then run `body` with netlink there.
+        // TODO(lab): This helper process joins the namespace; `body` gets an Rtnl opened in it.
+        // TODO(lab): A netlink socket talks to the namespace it was opened in: open it after the
+        // TODO(lab): setns(2), as `nsenter --net --target PID ip ...` would.
+        // lab:hint NsFile::open(Path::new(&format!("/proc/{pid}/ns/net")))?, then
+        // lab:hint setns(&target.file, CloneFlags::CLONE_NEWNET), Rtnl::open()?,
+        // lab:hint body(h, &rtnl)? and Ok(0).
         let target = NsFile::open(Path::new(&format!("/proc/{pid}/ns/net")))?;
         setns(&target.file, CloneFlags::CLONE_NEWNET).context("setns(CLONE_NEWNET)")?;
         let rtnl = Rtnl::open()?;
         body(h, &rtnl)?;
         Ok(0)
+        // lab:end net-configure-in
     })?;
     helper.forward(up)?;
     helper.wait()?;
@@ -365,9 +374,16 @@ pub fn veth(out: &mut Narrator, privilege: Privilege) -> Result<()> {
         rtnl.set_up(hostside)?;
         lab.step(format!("RTM_NEWADDR, RTM_SETLINK  (ip addr add {lab_ip}/24 dev {hostside}; ip link set {hostside} up)"));
         configure_in(lab, pid, |h, r| {
+            // lab:begin net-wire-eth0 tests=a_veth_pair_carries_packets
+            // TODO(lab): wire the container's eth0: lo up, eth0's address, eth0 up.
+            // TODO(lab): The address is container_ip/24; `r` talks to the container's namespace.
+            // lab:hint r.set_up("lo")?; r.add_addr("eth0", container_ip, 24)?; r.set_up("eth0")?.
+            // lab:hint Each call is one RTM_SETLINK or RTM_NEWADDR message; the transcript
+            // lab:hint lists lo UP too.
             r.set_up("lo")?;
             r.add_addr("eth0", container_ip, 24)?;
             r.set_up("eth0")?;
+            // lab:end net-wire-eth0
             h.step(format!("setns(/proc/{pid}/ns/net): ip link set lo up; ip addr add {container_ip}/24 dev eth0; ip link set eth0 up"));
             Ok(())
         })?;

@@ -78,6 +78,13 @@ fn level(report: &mut Reporter, k: u32, depth: u32) -> Result<i32> {
     ));
     report.say(format!("NSpid: {} (/proc/self/status)", join(&nspid)));
     report.data(format!("{k} {} {}", ns::inode(None, "pid")?, join(&nspid)));
+    // lab:begin pid-nested-level tests=tree_numbers_each_process
+    // TODO(lab): below the deepest level, make the next level in a new PID namespace.
+    // TODO(lab): The next level is a child in a new PID namespace that runs level(k + 1):
+    // TODO(lab): report the clone, pass its report lines up, and wait for it.
+    // lab:hint clone_child(CloneFlags::CLONE_NEWPID, |r| level(r, k + 1, depth))?; then
+    // lab:hint report.step("clone(CLONE_NEWPID | SIGCHLD) -> child pid N"), next.forward(report)?
+    // lab:hint (its lines come before ours end) and next.wait()?. Return Ok(0).
     if k < depth {
         let mut next = clone_child(CloneFlags::CLONE_NEWPID, |r| level(r, k + 1, depth))?;
         report.step(format!(
@@ -88,6 +95,7 @@ fn level(report: &mut Reporter, k: u32, depth: u32) -> Result<i32> {
         next.wait()?;
     }
     Ok(0)
+    // lab:end pid-nested-level
 }
 // ANCHOR_END: level
 
@@ -588,6 +596,12 @@ pub fn proc_view(out: &mut Narrator) -> Result<()> {
             None::<&str>,
         )
         .context("mount(\"/\", MS_REC | MS_PRIVATE)")?;
+        // lab:begin pid-mount-proc tests=proc_shows_the_namespace_only
+        // TODO(lab): mount a new procfs on /proc: one that shows this PID namespace.
+        // TODO(lab): A procfs shows the PID namespace of the process that mounted it; the /proc
+        // TODO(lab): this child inherited is the host's. (The mounts were made private above.)
+        // lab:hint mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>) with the flags
+        // lab:hint every distribution uses for /proc: MS_NOSUID | MS_NODEV | MS_NOEXEC.
         mount(
             Some("proc"),
             "/proc",
@@ -596,6 +610,7 @@ pub fn proc_view(out: &mut Narrator) -> Result<()> {
             None::<&str>,
         )
         .context("mount(\"proc\", \"/proc\", \"proc\")")?;
+        // lab:end pid-mount-proc
         // ANCHOR_END: mount_proc
         r.step("mount(NULL, \"/\", NULL, MS_REC | MS_PRIVATE)");
         r.step("mount(\"proc\", \"/proc\", \"proc\", MS_NOSUID | MS_NODEV | MS_NOEXEC)");

@@ -144,6 +144,12 @@ fn id_line() -> Result<String> {
 /// Write a child's maps from outside, the way a runtime (or newuidmap) does.
 fn write_maps(out: &mut Narrator, pid: i32, uids: &[IdRange], gids: &[IdRange]) -> Result<()> {
     let base = format!("/proc/{pid}");
+    // lab:begin user-write-maps tests=ids_are_nobody_until_mapped,ids_with_a_range_map_as_root
+    // TODO(lab): write the child's uid_map and gid_map from outside, as a runtime does.
+    // TODO(lab): Each map is written once, whole, in one write(2) of "INSIDE OUTSIDE COUNT" lines.
+    // TODO(lab): For gid_map, setgroups(2) must be denied in that process first (USER-4).
+    // lab:hint fs::write(format!("{base}/uid_map"), map_text(uids)); then "deny" into
+    // lab:hint {base}/setgroups; then fs::write(format!("{base}/gid_map"), map_text(gids)).
     fs::write(format!("{base}/uid_map"), map_text(uids))
         .with_context(|| format!("write({base}/uid_map)"))?;
     // gid_map: an unprivileged writer must deny setgroups(2) first (USER-4).
@@ -151,6 +157,7 @@ fn write_maps(out: &mut Narrator, pid: i32, uids: &[IdRange], gids: &[IdRange]) 
         .with_context(|| format!("write({base}/setgroups)"))?;
     fs::write(format!("{base}/gid_map"), map_text(gids))
         .with_context(|| format!("write({base}/gid_map)"))?;
+    // lab:end user-write-maps
     // ANCHOR_END: write_maps
     let show = |r: &[IdRange]| {
         r.iter()
@@ -433,6 +440,16 @@ fn errno_name(e: &std::io::Error) -> String {
 /// Drop to nobody (when root) in the calling process: the rules below are those of an
 /// unprivileged writer.
 fn become_unprivileged() -> Result<()> {
+    // lab:begin user-drop-privilege tests=gid_map_needs_setgroups_denied,namespaces_are_owned_by
+    // TODO(lab): as root, become nobody for good: groups, group IDs, then user IDs.
+    // TODO(lab): NOBODY is 65534. Drop the supplementary groups, then set the real, effective
+    // TODO(lab): and saved group IDs, then the same three user IDs.
+    // TODO(lab): The order matters: once the user ID is not 0, changing groups is refused. And
+    // TODO(lab): a process that changed IDs is no longer "dumpable": its /proc files stay
+    // TODO(lab): root's, and so would its children's uid_map. Make it dumpable again.
+    // lab:hint setgroups(&[]), setresgid(g, g, g) and setresuid(u, u, u) with
+    // lab:hint Gid::from_raw(NOBODY) / Uid::from_raw(NOBODY); then
+    // lab:hint nix::sys::prctl::set_dumpable(true). Nothing to do when geteuid() is not root.
     if geteuid().is_root() {
         setgroups(&[]).context("setgroups([])")?;
         setresgid(
@@ -452,6 +469,7 @@ fn become_unprivileged() -> Result<()> {
         nix::sys::prctl::set_dumpable(true).context("prctl(PR_SET_DUMPABLE, 1)")?;
     }
     Ok(())
+    // lab:end user-drop-privilege
 }
 
 /// `setgroups`: an unprivileged process can write a gid_map for its child only after writing

@@ -234,6 +234,14 @@ fn clone_and_rename(
 ) -> Result<ChildView> {
     let child = clone_child(flags, |child| {
         // This closure runs in the child, on the stack clone_child gave it.
+        // lab:begin uts-child-renames tests=clone_changes_the_parents_hostname
+        // TODO(lab): rename the child's UTS namespace and report what uname() then says.
+        // TODO(lab): Set the hostname (and the domain name when one is given), one step each;
+        // TODO(lab): say what uname() answers; send the child's UTS inode to the parent as data.
+        // lab:hint nix's sethostname(name) and labkit::sys::setdomainname(domain); names() reads
+        // lab:hint both back. The lines: child.step("sethostname(\"NAME\")"), the same for
+        // lab:hint setdomainname, child.say("uname() -> hostname \"H\", domainname \"D\""),
+        // lab:hint then child.data(uts_inode()?) and Ok(0).
         sethostname(name).with_context(|| format!("sethostname(\"{name}\")"))?;
         child.step(format!("sethostname(\"{name}\")"));
         if let Some(domain) = domain {
@@ -247,6 +255,7 @@ fn clone_and_rename(
         ));
         child.data(uts_inode()?);
         Ok(0)
+        // lab:end uts-child-renames
     })?;
     let call = if flags.is_empty() {
         "SIGCHLD".to_string()
@@ -472,6 +481,13 @@ pub fn setns_demo(
         }
     }
     for file in &files {
+        // lab:begin ns-setns-join tests=setns_joins_the_uts_namespace,setns_with_a_type
+        // TODO(lab): join the namespace of one opened file with setns(2), then report the call.
+        // TODO(lab): With --type, pass that type's CLONE_NEW* flag so the kernel checks the file's
+        // TODO(lab): type (EINVAL if it differs); without it, pass 0 (any type).
+        // lab:hint kind.map_or(CloneFlags::empty(), NsKind::flag) is the nstype; setns(&file.file,
+        // lab:hint nstype). The error context and the step are both "setns(PATH, FLAG)" with FLAG
+        // lab:hint from kind.map_or("0", NsKind::flag_name): out.step("host", call).
         // ANCHOR: setns
         // nstype 0 accepts a namespace of any type; a CLONE_NEW* flag makes the kernel check it.
         let nstype = kind.map_or(CloneFlags::empty(), NsKind::flag);
@@ -483,6 +499,7 @@ pub fn setns_demo(
         setns(&file.file, nstype).context(call.clone())?;
         // ANCHOR_END: setns
         out.step("host", call);
+        // lab:end ns-setns-join
     }
     // Once in another mount namespace, /proc may be another PID namespace's procfs, where this
     // process has no /proc/self: say what changed from the files joined, not from /proc.
@@ -572,10 +589,19 @@ pub fn setns_demo(
 /// Create a child in a new UTS namespace that sets `name`, and wait until it is ready to exit.
 fn start_named_child(out: &mut Narrator, name: &str) -> Result<labkit::child::Child> {
     let mut child = clone_child(CloneFlags::CLONE_NEWUTS, |child| {
+        // ANCHOR: lab_region
+        // lab:begin uts-named-child tests=persist_keeps_a_namespace_alive
+        // TODO(lab): name the child's new UTS namespace, then stay alive until the parent is done.
+        // TODO(lab): The parent opens /proc/CHILD/ns/uts while the child still exists: the child
+        // TODO(lab): must tell it that it is ready and wait to be released.
+        // lab:hint sethostname(name), then child.step("sethostname(\"NAME\")"), then
+        // lab:hint child.ready_and_wait()? (it returns once the parent calls release()); Ok(0).
         sethostname(name).with_context(|| format!("sethostname(\"{name}\")"))?;
         child.step(format!("sethostname(\"{name}\")"));
         child.ready_and_wait()?;
         Ok(0)
+        // lab:end uts-named-child
+        // ANCHOR_END: lab_region
     })?;
     out.step(
         "host",
@@ -728,6 +754,13 @@ pub fn persist(
 /// `unpin FILE`: unmount a pin made by `persist --pin` and remove the file. Once no process and
 /// no file refer to the namespace, the kernel frees it.
 pub fn unpin(out: &mut Narrator, pin: &Path) -> Result<()> {
+    // lab:begin ns-unpin tests=persist_pin_outlives_the_run,unpin_rejects_a_file
+    // TODO(lab): release a namespace pinned by a bind mount: unmount the pin, then remove the file.
+    // TODO(lab): First open the pin as a namespace file (this refuses a plain file) and report
+    // TODO(lab): it; after the unmount, show that the file is no longer a namespace file.
+    // lab:hint NsFile::open(pin)? gives .kind and .inode; drop it before umount2(pin,
+    // lab:hint MntFlags::empty()). The steps: "open(PIN) -> uts:[INODE]", "umount2(PIN)", then say
+    // lab:hint "PIN is a plain empty file again" and step "unlink(PIN)" after remove_file.
     let held = NsFile::open(pin)?;
     out.step(
         "host",
@@ -751,4 +784,5 @@ pub fn unpin(out: &mut Narrator, pin: &Path) -> Result<()> {
     std::fs::remove_file(pin).with_context(|| format!("unlink({})", pin.display()))?;
     out.step("host", format!("unlink({})", pin.display()));
     Ok(())
+    // lab:end ns-unpin
 }

@@ -10,10 +10,13 @@
 //! - `vm`: the same VM as a classroom sandbox: every demo on the PATH, a root shell.
 //! - `bench [--runs N] [--warmup N] [--install] [--minicontainer PATH]`: time starting a container
 //!   that runs /bin/true with minicontainer, crun, runc, bwrap and unshare; medians and ratios.
+//! - `lab [next | watch | check ID | hint ID | reset ID | verify]`: the classroom exercises cut
+//!   out of the demos, checked by their snapshot tests (see `lab.rs`).
 #![forbid(unsafe_code)]
 
 mod bench;
 mod book;
+mod lab;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -89,9 +92,10 @@ fn main() -> ExitCode {
         "vm-test" => vm::vm_test(&root(), std::env::args().any(|a| a == "--accept")),
         "vm" => vm::sandbox(&root()),
         "bench" => bench::bench(&root(), &std::env::args().skip(2).collect::<Vec<_>>()),
+        "lab" => lab::lab(&root(), &std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | book | book-check | vm-test [--accept] | vm | bench [--runs N] [--install]>"
+                "usage: cargo xtask <ci | book | book-check | vm-test [--accept] | vm | bench [--runs N] [--install] | lab [next | check ID | hint ID | verify]>"
             );
             return ExitCode::from(2);
         }
