@@ -9,8 +9,8 @@
 //! well-formed XML fails here) and writes what it found into a `<pre id="nslab-probe">`.
 //! `chromium --dump-dom` prints the DOM after the page settled, and its stderr (with
 //! `--enable-logging=stderr`) any console line the probe could not catch. One Chromium per
-//! page: slower than one instance driven over the DevTools protocol, but it needs no protocol
-//! client, and the book has few pages.
+//! page, a few at a time: slower than one instance driven over the DevTools protocol, but it
+//! needs no protocol client, and the book has few pages.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -153,6 +153,56 @@ fn page_problems(dom: &str, stderr: &str, is_chapter: bool) -> Vec<String> {
     problems
 }
 
+/// What loading one page found.
+struct Loaded {
+    problems: Vec<String>,
+    pictures: usize,
+}
+
+/// Load one page in a fresh headless Chromium (profile in `profile`, removed afterwards).
+fn load_page(chromium: &Path, page: &Path, profile: &Path) -> Result<Loaded> {
+    let output = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=2000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .with_context(|| format!("run {}", chromium.display()))?;
+    let _ = std::fs::remove_dir_all(profile);
+    if !output.status.success() {
+        return Ok(Loaded {
+            problems: vec![format!("chromium failed ({})", output.status)],
+            pictures: 0,
+        });
+    }
+    let dom = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let name = page.file_name().unwrap_or_default().to_string_lossy();
+    let is_chapter = !matches!(name.as_ref(), "toc.html" | "print.html");
+    let pictures = dom
+        .split("<pre id=\"nslab-probe\" data-images=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    Ok(Loaded {
+        problems: page_problems(&dom, &stderr, is_chapter),
+        pictures,
+    })
+}
+
 /// Load every page of the built book at `dir` in headless Chromium. Without Chromium, say so
 /// loudly and succeed, unless `NSLAB_NO_SKIP` is set (as in CI), which makes it a failure.
 pub fn check_browser(dir: &Path) -> Result<()> {
@@ -170,48 +220,42 @@ pub fn check_browser(dir: &Path) -> Result<()> {
     let tmp = TempDir::new()?;
     let copy = tmp.0.join("book");
     copy_with_probe(dir, &copy)?;
+    // A few Chromiums at once: most of a page's time is the browser starting up.
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, Result<Loaded>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|worker| {
+                let (next, pages, copy, tmp, chromium) = (&next, &pages, &copy, &tmp, &chromium);
+                scope.spawn(move || {
+                    let profile = tmp.0.join(format!("profile-{worker}"));
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(page) = pages.get(i) else {
+                            return done;
+                        };
+                        let rel = page.strip_prefix(dir).unwrap_or(page);
+                        done.push((i, load_page(chromium, &copy.join(rel), &profile)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a browser-check thread panicked"))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
     let mut problems = Vec::new();
     let mut pictures = 0;
-    for page in &pages {
-        let rel = page.strip_prefix(dir).unwrap_or(page);
-        let profile = tmp.0.join("profile");
-        let output = Command::new(&chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--enable-logging=stderr",
-                "--v=0",
-                "--virtual-time-budget=2000",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg("--dump-dom")
-            .arg(format!("file://{}", copy.join(rel).display()))
-            .output()
-            .with_context(|| format!("run {}", chromium.display()))?;
-        let _ = std::fs::remove_dir_all(&profile);
-        let name = rel.display().to_string();
-        if !output.status.success() {
-            problems.push(format!("{name}: chromium failed ({})", output.status));
-            continue;
-        }
-        let dom = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let is_chapter = !matches!(name.as_str(), "toc.html" | "print.html");
-        pictures += dom
-            .split("<pre id=\"nslab-probe\" data-images=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(0);
-        for problem in page_problems(&dom, &stderr, is_chapter) {
-            problems.push(format!("{name}: {problem}"));
-        }
+    for (i, result) in results {
+        let name = pages[i].strip_prefix(dir).unwrap_or(&pages[i]).display();
+        let loaded = result?;
+        pictures += loaded.pictures;
+        problems.extend(loaded.problems.iter().map(|p| format!("{name}: {p}")));
     }
     if !problems.is_empty() {
         bail!(
