@@ -7,8 +7,9 @@
 //!
 //! ```text
 //!         // lab:begin uts-named-child tests=persist_keeps_a_namespace_alive
-//!         // TODO(lab): set the hostname in the child, then tell the parent and wait for it.
-//!         // lab:hint sethostname(name) changes only the child's own UTS namespace ...
+//!         // TODO(lab): name the child's new UTS namespace, then stay alive until the parent is done.
+//!         // TODO(lab): ... (more guidance lines)
+//!         // lab:hint sethostname(name), then child.step(...), then child.ready_and_wait()? ...
 //!         sethostname(name).with_context(|| format!("sethostname(\"{name}\")"))?;
 //!         ...
 //!         // lab:end uts-named-child
@@ -47,20 +48,25 @@
 //! # Adding an exercise
 //!
 //! 1. Put `// lab:begin ID tests=...` and `// lab:end ID` around the statements in the demo's
-//!    source, with one or more `// TODO(lab):` lines (what to do, in the reader's words) and
-//!    `// lab:hint` lines (the call to use, the trap to avoid). For the container chapter use
-//!    the prefix `ctr-`.
+//!    source, with one or more `// TODO(lab):` lines (what to do, in the reader's words; the
+//!    first, a one-line title) and `// lab:hint` lines (the call to use, the trap to avoid).
+//!    The tests are those of `tests/cli.rs` (`--test cli`). Pick tests whose snapshot or
+//!    assertion shows the region's work, and keep them few: they run on every check. Put the
+//!    markers outside a book `ANCHOR` region where you can, so the book does not show them.
+//!    For the container chapter (`minicontainer`, book/src/container.md) use the prefix `ctr-`;
+//!    once it has two, drop its exception from the "two per chapter" check in [`verify`].
 //! 2. Run `cargo xtask lab verify ID`: the splice must give back the file byte for byte, the
 //!    skeleton must compile, and the named tests must exist, fail with it and pass with the
 //!    reference.
-//! 3. List it under "Lab exercises" at the end of its chapter in `book/src/` (verify checks
-//!    that every ID appears in its chapter).
+//! 3. List it in the table "In code: `cargo xtask lab`" at the end of its chapter in
+//!    `book/src/` (verify checks that every ID appears, in backquotes, in its chapter).
 //!
 //! # Without root
 //!
-//! The tests need root. Not automated yet: building the spliced crate's test binary statically
-//! and running it in the QEMU machine of `cargo xtask vm-test` (book/src/labs.md shows the
-//! steps by hand). `vm.rs` would need its crate list and workspace root as parameters.
+//! The tests need root. Checking in the VM is not automated yet: it would build the spliced
+//! crate's test binary statically in `target/lab/ws` and run it, with the exercise's filters,
+//! in the QEMU machine of `cargo xtask vm-test`, whose `build` and `initramfs` would need the
+//! crate list and the workspace root as parameters (book/src/labs.md, "Without root").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -688,7 +694,7 @@ fn list(root: &Path, all: &[Exercise]) -> Result<()> {
 }
 
 /// Check one exercise with the learner's code; record and print the result.
-fn check_one(root: &Path, all: &[Exercise], e: &Exercise, scratch: &Scratch) -> Result<bool> {
+fn check_one(root: &Path, e: &Exercise, scratch: &Scratch) -> Result<bool> {
     let body = learner_body(root, e)?;
     let mut overrides = BTreeMap::new();
     let text = std::fs::read_to_string(root.join(&e.file))?;
@@ -727,7 +733,6 @@ fn check_one(root: &Path, all: &[Exercise], e: &Exercise, scratch: &Scratch) -> 
     let mut progress = load_progress(root);
     progress.insert(e.id.clone(), (passed, fnv(&body)));
     save_progress(root, &progress)?;
-    let _ = all;
     Ok(passed)
 }
 
@@ -774,7 +779,7 @@ fn next(root: &Path, all: &[Exercise]) -> Result<bool> {
         return Ok(true);
     };
     let scratch = Scratch::new(root, false);
-    if !check_one(root, all, e, &scratch)? {
+    if !check_one(root, e, &scratch)? {
         return Ok(false);
     }
     let progress = load_progress(root);
@@ -994,7 +999,7 @@ pub fn lab(root: &Path, args: &[String]) -> Result<()> {
             let scratch = Scratch::new(root, false);
             let mut failed = Vec::new();
             for e in &chosen {
-                if !check_one(root, &all, e, &scratch)? {
+                if !check_one(root, e, &scratch)? {
                     failed.push(e.id.clone());
                 }
             }

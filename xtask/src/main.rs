@@ -1,7 +1,8 @@
 //! Developer tasks, run as `cargo xtask <task>` (the cargo-xtask pattern: plain Rust instead of
 //! a Makefile).
 //!
-//! - `ci`: what `.ci/run` runs after installing packages: fmt check, clippy, the tests, the book.
+//! - `ci`: what `.ci/run` runs after installing packages: fmt check, clippy, the tests, the book,
+//!   the labs.
 //! - `book`: build the book with mdBook and check it (sources, built HTML and links, then every
 //!   page in headless Chromium when it is installed).
 //! - `book-check`: check the book's sources (no mdBook needed; `cargo test` runs this part too),
@@ -80,7 +81,8 @@ fn ci() -> Result<()> {
         ],
     )?;
     run("cargo", &["test", "--workspace"])?;
-    book()
+    book()?;
+    lab::lab(&root(), &["verify".to_string()])
 }
 
 fn main() -> ExitCode {
