@@ -793,10 +793,12 @@ fn next(root: &Path, all: &[Exercise]) -> Result<bool> {
     Ok(true)
 }
 
-/// `next`, again each time the current exercise's file changes.
+/// `next`, again each time the current exercise's file changes. After a pass, the next
+/// exercise is checked once its file has been saved.
 fn watch(root: &Path, all: &[Exercise]) -> Result<()> {
     ensure_lab_files(root, all)?;
     let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut check_now = true;
     loop {
         let progress = load_progress(root);
         let Some(e) = current(root, all, &progress) else {
@@ -805,18 +807,22 @@ fn watch(root: &Path, all: &[Exercise]) -> Result<()> {
         };
         let path = e.lab_file(root);
         let before = stamp(&path);
-        next(root, all)?;
-        let progress = load_progress(root);
-        if current(root, all, &progress).map(|n| &n.id) != Some(&e.id) {
-            continue; // passed: the next one is checked right away
+        if check_now {
+            next(root, all)?;
+            let progress = load_progress(root);
+            if current(root, all, &progress).map(|n| &n.id) != Some(&e.id) {
+                check_now = false; // passed: wait for the next one's file
+                continue;
+            }
         }
         println!(
-            "lab: watching lab/{}.rs (save to check again, Ctrl-C to stop)",
+            "lab: watching lab/{}.rs (save to check it, Ctrl-C to stop)",
             e.id
         );
         while stamp(&path) == before {
             std::thread::sleep(Duration::from_millis(500));
         }
+        check_now = true;
     }
 }
 
