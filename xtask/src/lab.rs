@@ -1112,6 +1112,14 @@ mod tests {
     }
 
     #[test]
+    fn the_workspace_exercises_splice_back_and_are_in_the_book() {
+        let root = crate::root();
+        let all = exercises(&root).unwrap();
+        assert!(all.len() >= 18, "{} exercises", all.len());
+        verify(&root, &all, &[], true).unwrap();
+    }
+
+    #[test]
     fn unbalanced_or_unknown_markers_are_refused() {
         let mut all = Vec::new();
         let open = SRC.replace("// lab:end ns-demo", "");
