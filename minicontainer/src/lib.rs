@@ -20,6 +20,7 @@ pub mod console;
 pub mod doctor;
 pub mod image;
 pub mod net;
+pub mod oci;
 pub mod seccomp;
 pub mod spec;
 pub mod state;
@@ -481,14 +482,21 @@ fn mount_one(merged: &Path, m: &spec::MountPlan) -> Result<()> {
                 .with_context(|| format!("mount -o remount,bind {}", m.destination.display()))?;
             }
         }
-        None => mount(
+        None => match mount(
             Some(&m.source),
             &target,
             Some(m.typ.as_str()),
             m.flags,
             (!m.data.is_empty()).then_some(m.data.as_str()),
-        )
-        .with_context(|| format!("mount {}", shown()))?,
+        ) {
+            // A sysfs needs the network namespace to belong to our user namespace; a joined
+            // one of the host's does not: bind the host's /sys instead, read-only (as runc).
+            Err(nix::errno::Errno::EPERM) if m.typ == "sysfs" => {
+                bind(Path::new("/sys"), &target)?;
+                remount_ro(&target)?;
+            }
+            other => other.with_context(|| format!("mount {}", shown()))?,
+        },
     }
     if let Some(propagation) = m.propagation {
         mount(
@@ -698,19 +706,33 @@ fn setup_root(
             plan.read_only.join(" ")
         ),
     );
-    // ANCHOR: pivot
-    let old = merged.join(".oldroot");
-    fs::create_dir_all(&old)?;
-    chdir(&merged).context("chdir(rootfs)")?;
-    pivot_root(".", ".oldroot").context("pivot_root(\".\", \".oldroot\")")?;
-    chdir("/").context("chdir(\"/\")")?;
-    umount2("/.oldroot", MntFlags::MNT_DETACH).context("umount2(\"/.oldroot\", MNT_DETACH)")?;
-    fs::remove_dir("/.oldroot").context("rmdir(\"/.oldroot\")")?;
-    // ANCHOR_END: pivot
-    step(
-        r,
-        "pivot_root(rootfs, rootfs/.oldroot); umount2(\"/.oldroot\", MNT_DETACH): the host's tree is gone from here",
-    );
+    if matches!(root, Root::Bundle(_)) {
+        // A bundle's rootfs may not be writable by the container's root (a mapped one, or a
+        // read-only tree): no directory for the old root, then. pivot_root(".", ".") stacks the
+        // old root under the new one, on the same directory; unmounting "." takes it away.
+        chdir(&merged).context("chdir(rootfs)")?;
+        pivot_root(".", ".").context("pivot_root(\".\", \".\")")?;
+        umount2(".", MntFlags::MNT_DETACH).context("umount2(\".\", MNT_DETACH)")?;
+        chdir("/").context("chdir(\"/\")")?;
+        step(
+            r,
+            "pivot_root(\".\", \".\"); umount2(\".\", MNT_DETACH): the host's tree is gone from here",
+        );
+    } else {
+        // ANCHOR: pivot
+        let old = merged.join(".oldroot");
+        fs::create_dir_all(&old)?;
+        chdir(&merged).context("chdir(rootfs)")?;
+        pivot_root(".", ".oldroot").context("pivot_root(\".\", \".oldroot\")")?;
+        chdir("/").context("chdir(\"/\")")?;
+        umount2("/.oldroot", MntFlags::MNT_DETACH).context("umount2(\"/.oldroot\", MNT_DETACH)")?;
+        fs::remove_dir("/.oldroot").context("rmdir(\"/.oldroot\")")?;
+        // ANCHOR_END: pivot
+        step(
+            r,
+            "pivot_root(rootfs, rootfs/.oldroot); umount2(\"/.oldroot\", MNT_DETACH): the host's tree is gone from here",
+        );
+    }
     if plan.root_readonly {
         mount(
             None::<&str>,
@@ -1093,6 +1115,26 @@ fn engine(
             None => (None, None),
         },
     };
+    // Namespaces joined by path: this process joins them just before clone, and the child,
+    // which makes no namespace of those types, inherits them. (Joined from inside a new user
+    // namespace, they would be refused: they belong to the host's.) The cgroups are made.
+    for (flag, file) in &joins {
+        nix::sched::setns(file, *flag)
+            .with_context(|| format!("setns({})", labkit::child::flag_names(*flag)))?;
+    }
+    if !joins.is_empty() {
+        out.step(
+            "host",
+            format!(
+                "setns(2) into the config's namespaces before clone: {}",
+                plan.join
+                    .iter()
+                    .map(|(_, p)| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        );
+    }
     // ANCHOR: clone
     // The namespaces of the spec (all six from `run`). The cgroup namespace is made again with
     // unshare once the parent has put the child in its cgroups, so that its root is theirs.
@@ -1117,22 +1159,12 @@ fn engine(
             }
             None => None,
         };
-        for (flag, file) in &joins {
-            nix::sched::setns(file, *flag)
-                .with_context(|| format!("setns({})", labkit::child::flag_names(*flag)))?;
-        }
-        if !joins.is_empty() {
-            step(
-                r,
-                format!(
-                    "setns(2) into the config's namespaces: {}",
-                    plan.join
-                        .iter()
-                        .map(|(_, p)| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
-            );
+        if plan.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
+            // The maps are written: become the namespace's root (still the host's root's IDs,
+            // which the map does not name, until now).
+            let zero = (Uid::from_raw(0), Gid::from_raw(0));
+            setresgid(zero.1, zero.1, zero.1).context("setresgid(0) in the user namespace")?;
+            setresuid(zero.0, zero.0, zero.0).context("setresuid(0) in the user namespace")?;
         }
         if plan.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP) {
             nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
@@ -1150,8 +1182,9 @@ fn engine(
                 r,
                 "waiting for start: open(exec.fifo, O_WRONLY) blocks until it is opened",
             );
-            r.ready();
+            // Outlive `create` (before telling it so: it ends as soon as it knows).
             nix::sys::prctl::set_pdeathsig(None).context("prctl(PR_SET_PDEATHSIG, 0)")?;
+            r.ready();
             use std::os::fd::AsRawFd;
             let mut gate = fs::OpenOptions::new()
                 .write(true)
@@ -1191,6 +1224,11 @@ fn engine(
     child.relay_until_ready(out, "container")?;
     if let (Some(uid_map), Some(gid_map)) = (&plan.uid_map, &plan.gid_map) {
         let pid = child.pid();
+        if !nix::unistd::geteuid().is_root() {
+            // Without CAP_SETGID in the parent namespace, gid_map needs setgroups denied.
+            fs::write(format!("/proc/{pid}/setgroups"), "deny")
+                .with_context(|| format!("write /proc/{pid}/setgroups"))?;
+        }
         fs::write(format!("/proc/{pid}/uid_map"), uid_map)
             .with_context(|| format!("write /proc/{pid}/uid_map"))?;
         fs::write(format!("/proc/{pid}/gid_map"), gid_map)

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use labkit::{Narrator, bad_input, rootless};
-use minicontainer::Config;
+use minicontainer::{Config, oci};
 
 /// A minimal container runtime, made of the mechanisms of the book: namespaces, cgroups, an
 /// overlay root with pivot_root, reduced capabilities, and an init as PID 1.
@@ -18,8 +18,44 @@ use minicontainer::Config;
 #[derive(Debug, Parser)]
 #[command(name = "minicontainer", version, max_term_width = 100)]
 struct Cli {
+    /// Where the OCI commands (create, start, state, kill, delete, list) keep their containers'
+    /// state [default: /run/nslab as root, else $XDG_RUNTIME_DIR/nslab].
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Also write errors to FILE (runc's --log, which container managers read).
+    #[arg(long, global = true, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// The format of --log: text or json.
+    #[arg(long = "log-format", global = true, default_value = "text")]
+    log_format: String,
+    /// Accepted for runc's command line; cgroups are made by this program, never by systemd.
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc's command line (minicontainer has --explain instead).
+    #[arg(long, global = true)]
+    debug: bool,
     #[command(subcommand)]
     command: Cmd,
+}
+
+/// The options runc's create and run share.
+#[derive(Debug, Clone, clap::Args)]
+struct OciArgs {
+    /// The bundle: a directory with config.json and the root filesystem it names.
+    #[arg(short = 'b', long, default_value = ".")]
+    bundle: PathBuf,
+    /// Write the container's PID here.
+    #[arg(long = "pid-file", value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// With process.terminal: send the terminal's master side to this Unix socket.
+    #[arg(long = "console-socket", value_name = "SOCK")]
+    console_socket: Option<PathBuf>,
+    /// Accepted for runc's command line (the root is always pivoted).
+    #[arg(long = "no-pivot", hide = true)]
+    no_pivot: bool,
+    /// Accepted for runc's command line (no session keyring is made).
+    #[arg(long = "no-new-keyring", hide = true)]
+    no_new_keyring: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -106,8 +142,16 @@ enum Cmd {
         /// exit without running it: what the engine is given.
         #[arg(long)]
         print_spec: bool,
+        /// OCI: runc's `run ID`: create and start the bundle's container (with -d, return once
+        /// it runs; else wait for it, then delete it).
+        #[command(flatten)]
+        oci: OciArgs,
+        /// OCI: the container's ID (runc's `run [--bundle DIR] ID`); the bundle's config replaces
+        /// every option above.
+        #[arg(value_name = "ID")]
+        id: Option<String>,
         /// The command and its arguments (with --image: the image's Cmd when left out).
-        #[arg(last = true, required_unless_present = "image")]
+        #[arg(last = true, required_unless_present_any = ["image", "id"])]
         cmd: Vec<String>,
     },
     /// List the running containers: name, host PID of PID 1, PID of their minicontainer, command.
@@ -137,13 +181,63 @@ enum Cmd {
         /// The container's name (see `ps`).
         name: String,
     },
-    /// Send a signal to a running container's PID 1.
+    /// Send a signal to a container's process: one of `ps` by name (default KILL), or an OCI
+    /// container by ID (`kill ID [SIGNAL]`, default TERM, as runc).
     Kill {
-        /// The signal, by name or number.
-        #[arg(short = 's', long = "signal", default_value = "KILL")]
-        signal: String,
-        /// The container's name (see `ps`).
+        /// The signal, by name (KILL or SIGKILL) or number.
+        #[arg(short = 's', long = "signal")]
+        signal: Option<String>,
+        /// runc's --all (every process of the container): accepted, the signal goes to its
+        /// process, whose PID namespace ends with it.
+        #[arg(short = 'a', long = "all")]
+        all: bool,
+        /// The container's name (see `ps`) or OCI ID (see `list`).
         name: String,
+        /// The signal, as runc takes it after the ID.
+        signal_arg: Option<String>,
+    },
+    /// OCI: set up a container from a bundle (DIR/config.json and its root); its process waits
+    /// for `start`.
+    Create {
+        #[command(flatten)]
+        oci: OciArgs,
+        /// The container's ID.
+        id: String,
+    },
+    /// OCI: let a created container's process run.
+    Start {
+        /// The container's ID.
+        id: String,
+    },
+    /// OCI: print a container's state as the runtime specification defines it (JSON).
+    State {
+        /// The container's ID.
+        id: String,
+    },
+    /// OCI: remove a stopped container (its state and cgroups); --force kills it first.
+    Delete {
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// The container's ID.
+        id: String,
+    },
+    /// OCI: list the containers in the state root.
+    List {
+        /// table or json.
+        #[arg(short = 'f', long = "format", default_value = "table")]
+        format: String,
+        /// Only the IDs.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// OCI: write a default config.json (sh on a terminal, root in ./rootfs) into the bundle.
+    Spec {
+        /// The bundle directory.
+        #[arg(short = 'b', long, default_value = ".")]
+        bundle: PathBuf,
+        /// A config for a user without root: a user namespace mapping you to root, no limits.
+        #[arg(long)]
+        rootless: bool,
     },
     /// Remove what a killed minicontainer left behind (temp directories, cgroups, the bridge).
     Gc,
@@ -156,8 +250,48 @@ fn parse_user(text: &str) -> Result<(u32, u32)> {
         .ok_or_else(|| bad_input(format!("--user {text:?}: expected UID[:GID] as numbers")))
 }
 
+fn create_args(args: &OciArgs) -> oci::CreateArgs {
+    oci::CreateArgs {
+        bundle: args.bundle.clone(),
+        pid_file: args.pid_file.clone(),
+        console_socket: args.console_socket.clone(),
+    }
+}
+
+/// runc's `run ID`: create and start; in the foreground, wait for the process (it is this
+/// process's child), then delete the container; its exit status is ours.
+fn oci_run(
+    out: &mut Narrator,
+    store: &oci::Store,
+    id: &str,
+    args: &OciArgs,
+    detach: bool,
+) -> Result<ExitCode> {
+    out.set_quiet(true);
+    let record = oci::create(out, store, id, &create_args(args))?;
+    if let Err(e) = oci::start(store, id) {
+        let _ = oci::delete(store, id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(record.pid), None)
+        .context("waitpid(the container's process)")?;
+    oci::delete(store, id, true)?;
+    Ok(ExitCode::from(
+        u8::try_from(labkit::child::exit_code(status)).unwrap_or(1),
+    ))
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let mut out = Narrator::new();
+    if cli.systemd_cgroup {
+        return Err(bad_input(
+            "--systemd-cgroup: minicontainer makes its cgroups itself, with no systemd; leave it out (podman: --cgroup-manager=cgroupfs)",
+        ));
+    }
+    let store = oci::Store::new(cli.root.clone());
     match cli.command {
         Cmd::Ps => {
             print!("{}", minicontainer::state::ps());
@@ -182,9 +316,59 @@ fn run(cli: Cli) -> Result<ExitCode> {
             std::io::Write::write_all(&mut std::io::stdout(), &text)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Kill { signal, name } => {
-            let signal = minicontainer::state::parse_signal(&signal)?;
-            minicontainer::state::kill(&mut out, &name, signal)?;
+        Cmd::Kill {
+            signal,
+            all: _,
+            name,
+            signal_arg,
+        } => {
+            let oci = store.load(&name).is_ok();
+            let default = if oci { "TERM" } else { "KILL" };
+            let text = signal.or(signal_arg).unwrap_or_else(|| default.into());
+            let signal = minicontainer::state::parse_signal(&text)?;
+            if oci {
+                oci::kill_container(&store, &name, signal)?;
+            } else {
+                minicontainer::state::kill(&mut out, &name, signal)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Create { oci: args, id } => {
+            out.set_quiet(true);
+            oci::create(&mut out, &store, &id, &create_args(&args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Start { id } => {
+            oci::start(&store, &id)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::State { id } => {
+            println!("{}", serde_json::to_string_pretty(&store.state(&id)?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Delete { force, id } => {
+            oci::delete(&store, &id, force)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::List { format, quiet } => {
+            let records = store.list();
+            if quiet {
+                for r in &records {
+                    println!("{}", r.id);
+                }
+            } else if format == "json" {
+                let states: Vec<_> = records
+                    .iter()
+                    .filter_map(|r| store.state(&r.id).ok())
+                    .collect();
+                println!("{}", serde_json::to_string(&states)?);
+            } else {
+                print!("{}", oci::list(&store));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Spec { bundle, rootless } => {
+            oci::write_default_spec(&bundle, rootless)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Doctor => {
@@ -219,8 +403,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             timings,
             rootless: force,
             print_spec,
+            oci,
+            id,
             cmd,
         } => {
+            if let Some(id) = id {
+                return oci_run(&mut out, &store, &id, &oci, detach);
+            }
             out.set_quiet(!explain);
             let memory = memory.as_deref().map(cgroup_demo::parse_size).transpose()?;
             if cpus.is_some_and(|c| !(0.01..=1024.0).contains(&c)) {
@@ -349,7 +538,33 @@ fn cow_like_validate(hostname: &str) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    labkit::errors::run_main("minicontainer", || run(cli))
+    let log = cli.log.clone().map(|f| (f, cli.log_format == "json"));
+    labkit::errors::run_main("minicontainer", || {
+        let result = run(cli);
+        if let (Err(err), Some((file, json))) = (&result, &log) {
+            write_log(file, *json, &format!("{err:#}"));
+        }
+        result
+    })
+}
+
+/// runc's --log: one line per error, as text or as JSON ({"level","msg","time"}).
+fn write_log(file: &std::path::Path, json: bool, msg: &str) {
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let line = if json {
+        serde_json::json!({ "level": "error", "msg": msg, "time": time }).to_string()
+    } else {
+        format!("level=error msg={msg:?} time={time}")
+    };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+    {
+        let _ = std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes());
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,450 @@
+//! The OCI runtime command line, with runc's names and meanings, on the same engine as `run`:
+//! `create`, `start`, `state`, `kill`, `delete`, `run ID`, `spec`, `list`.
+//!
+//! A container made by `create` has a directory in the state root (`--root`, by default
+//! `/run/nslab` as root): `state.json` (its PID, bundle, cgroups, and the PID's start time, so
+//! that a reused PID is never mistaken for it) and `exec.fifo`. Its process waits, set up, in
+//! open(2) of the FIFO for writing; `start` opens it for reading, which lets the process write
+//! one byte and exec. The FIFO's absence means the process has been started. There is no
+//! daemon: each command reads the directory and the kernel's `/proc/PID`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use labkit::rootless::Privilege;
+use labkit::{Narrator, bad_input};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use oci_spec::runtime::{ContainerState, Spec, State};
+use serde::{Deserialize, Serialize};
+
+use crate::{Config, CreateOptions, Net, Root};
+
+/// The state root when none is given: `/run/nslab` for root, else `$XDG_RUNTIME_DIR/nslab`
+/// (or `/tmp/nslab-oci-UID`).
+pub fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/run/nslab");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("nslab"),
+        None => std::env::temp_dir().join(format!("nslab-oci-{}", nix::unistd::geteuid())),
+    }
+}
+
+/// What `create` records of a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub pid: i32,
+    /// The process's start time (field 22 of /proc/PID/stat), against PID reuse.
+    pub starttime: u64,
+    pub bundle: PathBuf,
+    /// Seconds since the epoch.
+    pub created: u64,
+    /// The top group of each limit, with its cgroup version (`v1`, `v2`), for `delete`.
+    pub cgroups: Vec<(PathBuf, String)>,
+    pub annotations: HashMap<String, String>,
+}
+
+/// A container's ID: 1 to 1024 of `[A-Za-z0-9_+.-]` (runc's rule), not `.` or `..`.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = (1..=1024).contains(&id.len())
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad_input(format!(
+            "container ID {id:?}: letters, digits, '_', '+', '.' or '-' only"
+        )))
+    }
+}
+
+fn starttime(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, field 2, is in parentheses and may hold spaces: count after its end.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); starttime is field 22.
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// The state root and one container's directory in it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+impl Store {
+    pub fn new(root: Option<PathBuf>) -> Store {
+        Store {
+            root: root.unwrap_or_else(default_root),
+        }
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// The record of `id`, or an error naming it.
+    pub fn load(&self, id: &str) -> Result<Record> {
+        validate_id(id)?;
+        let path = self.dir(id).join("state.json");
+        let text = fs::read(&path).map_err(|_| {
+            bad_input(format!(
+                "container {id} does not exist (no {})",
+                path.display()
+            ))
+        })?;
+        serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))
+    }
+
+    /// The status the kernel shows now.
+    pub fn status(&self, record: &Record) -> ContainerState {
+        if starttime(record.pid) != Some(record.starttime) {
+            ContainerState::Stopped
+        } else if self.dir(&record.id).join("exec.fifo").exists() {
+            ContainerState::Created
+        } else {
+            ContainerState::Running
+        }
+    }
+
+    /// The OCI state of `id`, as the specification defines it.
+    pub fn state(&self, id: &str) -> Result<State> {
+        let record = self.load(id)?;
+        let status = self.status(&record);
+        let mut state = State::default();
+        state
+            .set_version(crate::spec::OCI_VERSION.to_string())
+            .set_id(record.id.clone())
+            .set_status(status)
+            .set_pid(match status {
+                ContainerState::Stopped => None,
+                _ => Some(record.pid),
+            })
+            .set_bundle(record.bundle.clone())
+            .set_annotations(Some(record.annotations.clone()));
+        Ok(state)
+    }
+
+    /// Every container in the state root, by ID.
+    pub fn list(&self) -> Vec<Record> {
+        let mut all: Vec<Record> = fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| self.load(&e.file_name().to_string_lossy()).ok())
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+}
+
+/// The bundle's config and root filesystem.
+fn open_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf)> {
+    let bundle = fs::canonicalize(bundle)
+        .map_err(|e| bad_input(format!("bundle {}: {e}", bundle.display())))?;
+    let config = bundle.join("config.json");
+    let text = fs::read(&config).map_err(|e| bad_input(format!("{}: {e}", config.display())))?;
+    let spec: Spec = serde_json::from_slice(&text).map_err(|e| {
+        bad_input(format!(
+            "{}: not an OCI runtime config: {e}",
+            config.display()
+        ))
+    })?;
+    let rootfs = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .ok_or_else(|| bad_input(format!("{}: no root", config.display())))?;
+    let rootfs = bundle.join(rootfs);
+    let rootfs = fs::canonicalize(&rootfs)
+        .map_err(|e| bad_input(format!("root.path {}: {e}", rootfs.display())))?;
+    Ok((bundle, spec, rootfs))
+}
+
+/// `create`'s options.
+#[derive(Debug, Clone, Default)]
+pub struct CreateArgs {
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+}
+
+/// Removes a half-made container's directory unless told it is complete.
+struct Pending(Option<PathBuf>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// `create ID`: set the container up from its bundle; its process waits for `start`.
+pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) -> Result<Record> {
+    validate_id(id)?;
+    let (bundle, spec, rootfs) = open_bundle(&args.bundle)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(&store.root)
+        .with_context(|| format!("mkdir {}", store.root.display()))?;
+    let dir = store.dir(id);
+    match fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(bad_input(format!("container {id} already exists")));
+        }
+        Err(e) => return Err(e).with_context(|| format!("mkdir {}", dir.display())),
+    }
+    let pending = Pending(Some(dir.clone()));
+    let fifo = dir.join("exec.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .with_context(|| format!("mkfifo {}", fifo.display()))?;
+    // The container's process may not be root: it opens the FIFO for writing.
+    fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622))?;
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let config = Config {
+        spec,
+        root: Root::Bundle(rootfs),
+        net: Net::None,
+        name: Some(id.to_string()),
+        init: false,
+        log: false,
+    };
+    let created = crate::create(
+        out,
+        &config,
+        Privilege::Root,
+        &CreateOptions {
+            fifo,
+            console_socket: args.console_socket.clone(),
+        },
+    )?;
+    let record = Record {
+        id: id.to_string(),
+        pid: created.pid,
+        starttime: starttime(created.pid).context("the container's process is gone")?,
+        bundle,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        cgroups: created.cgroups,
+        annotations,
+    };
+    let path = dir.join("state.json");
+    fs::write(&path, serde_json::to_vec_pretty(&record)?)
+        .with_context(|| format!("write {}", path.display()))?;
+    if let Some(pid_file) = &args.pid_file {
+        // Written whole, then renamed: a reader never sees half a number.
+        let tmp = pid_file.with_extension("nslab-tmp");
+        fs::write(&tmp, created.pid.to_string())
+            .and_then(|()| fs::rename(&tmp, pid_file))
+            .with_context(|| format!("write the PID file {}", pid_file.display()))?;
+    }
+    std::mem::forget(pending);
+    Ok(record)
+}
+
+/// `start ID`: let a created container's process exec.
+pub fn start(store: &Store, id: &str) -> Result<()> {
+    let record = store.load(id)?;
+    match store.status(&record) {
+        ContainerState::Created => {}
+        other => {
+            return Err(bad_input(format!(
+                "container {id} is {other}: only a created container can be started"
+            )));
+        }
+    }
+    let fifo = store.dir(id).join("exec.fifo");
+    // O_NONBLOCK: if the process died meanwhile, there is no writer and nothing to wait for.
+    let mut gate = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .with_context(|| format!("open({}, O_RDONLY)", fifo.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut byte = [0u8; 1];
+    loop {
+        match gate.read(&mut byte) {
+            Ok(1) => break,
+            Ok(_) | Err(_) if starttime(record.pid) != Some(record.starttime) => {
+                let _ = fs::remove_file(&fifo);
+                bail!("container {id}: its process ended before it could start");
+            }
+            _ if Instant::now() > deadline => {
+                bail!("container {id}: its process did not take the start within 10 s");
+            }
+            _ => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    fs::remove_file(&fifo).with_context(|| format!("rm {}", fifo.display()))?;
+    Ok(())
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// A signal by name (`KILL`, `SIGKILL`) or number.
+pub fn parse_signal(text: &str) -> Result<Signal> {
+    crate::state::parse_signal(text)
+}
+
+/// `kill ID [SIGNAL]`: signal a created or running container's process.
+pub fn kill_container(store: &Store, id: &str, signal: Signal) -> Result<()> {
+    let record = store.load(id)?;
+    if store.status(&record) == ContainerState::Stopped {
+        return Err(bad_input(format!("container {id} is not running")));
+    }
+    kill(Pid::from_raw(record.pid), signal)
+        .with_context(|| format!("kill({}, {signal})", record.pid))
+}
+
+/// `delete [--force] ID`: remove a stopped container (with --force, kill it first).
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
+    let record = store.load(id)?;
+    if store.status(&record) != ContainerState::Stopped {
+        if !force {
+            return Err(bad_input(format!(
+                "container {id} is {}: stop it first, or delete --force",
+                store.status(&record)
+            )));
+        }
+        let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while starttime(record.pid) == Some(record.starttime) {
+            if Instant::now() > deadline {
+                bail!("container {id}: its process outlived SIGKILL for 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    for (top, version) in &record.cgroups {
+        let version = if version == "v1" {
+            cgroup_demo::cg::Version::V1
+        } else {
+            cgroup_demo::cg::Version::V2
+        };
+        if top.exists() {
+            // An exited process may linger a moment in cgroup.procs: retry the rmdir briefly.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let mut group = cgroup_demo::cg::Group::adopt(top.clone(), version);
+                match group.remove() {
+                    Ok(()) => break,
+                    Err(_) if Instant::now() < deadline => {
+                        std::mem::forget(group);
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    let dir = store.dir(id);
+    fs::remove_dir_all(&dir).with_context(|| format!("rm -r {}", dir.display()))
+}
+
+/// `list`: one row per container, as runc prints them.
+pub fn list(store: &Store) -> String {
+    let mut rows = vec![vec![
+        "ID".to_string(),
+        "PID".into(),
+        "STATUS".into(),
+        "BUNDLE".into(),
+    ]];
+    for r in store.list() {
+        let status = store.status(&r);
+        rows.push(vec![
+            r.id.clone(),
+            if status == ContainerState::Stopped {
+                "0".into()
+            } else {
+                r.pid.to_string()
+            },
+            status.to_string(),
+            r.bundle.display().to_string(),
+        ]);
+    }
+    labkit::narrate::table(&rows)
+}
+
+/// `spec`: a default `config.json` in `bundle`, as `runc spec` writes one: `sh` on a terminal,
+/// the root in `rootfs`; with `rootless`, a user namespace that maps the caller to root.
+pub fn write_default_spec(bundle: &Path, rootless: bool) -> Result<PathBuf> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        return Err(bad_input(format!("{} exists already", path.display())));
+    }
+    let mut spec = crate::spec::from_options(&crate::spec::RunOptions {
+        hostname: "minicontainer".into(),
+        workdir: PathBuf::from("/"),
+        seccomp: true,
+        tty: true,
+        cmd: vec!["sh".into()],
+        ..Default::default()
+    })?;
+    if rootless {
+        let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        namespaces.push(
+            oci_spec::runtime::LinuxNamespaceBuilder::default()
+                .typ(oci_spec::runtime::LinuxNamespaceType::User)
+                .build()?,
+        );
+        let map = |host: u32| {
+            oci_spec::runtime::LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(host)
+                .size(1u32)
+                .build()
+        };
+        linux
+            .set_namespaces(Some(namespaces))
+            .set_uid_mappings(Some(vec![map(uid.as_raw())?]))
+            .set_gid_mappings(Some(vec![map(gid.as_raw())?]))
+            .set_resources(None);
+        spec.set_linux(Some(linux));
+    }
+    fs::write(&path, crate::spec::to_json(&spec)?)
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_runcs_rule() {
+        for good in ["a", "web-1", "x_y.z+2"] {
+            validate_id(good).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "ä"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn our_own_start_time_is_read() {
+        let me = std::process::id() as i32;
+        assert!(starttime(me).is_some());
+        assert_eq!(starttime(me), starttime(me));
+    }
+}

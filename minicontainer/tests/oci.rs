@@ -1,0 +1,506 @@
+//! The OCI runtime command line, driven as container managers drive runc: on bundles these
+//! tests build (Debian's static busybox as the root filesystem), through create, start, state,
+//! kill and delete, and with each supported field of config.json observed from inside.
+
+use std::fs;
+use std::os::fd::AsFd;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use labkit::tempdir::TempDir;
+use labkit::testing::{Run, cgroup_leftovers, needs_root, run, serial, skip};
+use serde_json::{Value, json};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_minicontainer"))
+}
+
+/// A bundle: `rootfs/` with busybox and its applets, and the default `config.json` that
+/// `minicontainer spec` writes, changed by `edit`.
+struct Bundle {
+    dir: TempDir,
+    root: TempDir,
+}
+
+impl Bundle {
+    fn new(test: &str, edit: impl FnOnce(&mut Value)) -> Option<Bundle> {
+        let busybox = Path::new("/bin/busybox");
+        if !busybox.exists() && skip(test, "no /bin/busybox (apt-get install busybox-static)") {
+            return None;
+        }
+        let dir = TempDir::new("bundle");
+        // Readable by a mapped root (a user namespace's root is not the host's).
+        fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let rootfs = dir.path().join("rootfs");
+        for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "srv"] {
+            fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+        for applet in [
+            "sh",
+            "echo",
+            "cat",
+            "hostname",
+            "id",
+            "ls",
+            "sleep",
+            "mkdir",
+            "touch",
+            "grep",
+            "chmod",
+            "ulimit",
+            "mount",
+            "ip",
+            "stat",
+            "umask",
+            "domainname",
+        ] {
+            symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+        let spec = run(bin(), &["spec", "--bundle", &dir.path().to_string_lossy()]);
+        spec.expect_code(0);
+        let path = dir.path().join("config.json");
+        let mut config: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        config["process"]["terminal"] = json!(false);
+        edit(&mut config);
+        fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        Some(Bundle {
+            dir,
+            root: TempDir::new("oci-root"),
+        })
+    }
+
+    fn path(&self) -> String {
+        self.dir.path().to_string_lossy().into_owned()
+    }
+
+    /// `minicontainer --root ROOT ARGS`.
+    fn mc(&self, args: &[&str]) -> Run {
+        let root = self.root.path().to_string_lossy().into_owned();
+        let mut all = vec!["--root", root.as_str()];
+        all.extend_from_slice(args);
+        run(bin(), &all)
+    }
+
+    /// `minicontainer --root ROOT ARGS` for a command that leaves a container behind (create,
+    /// run -d): the container inherits its output, so it goes to files, not to pipes a reader
+    /// would wait on until the container ends.
+    fn mc_leaving(&self, args: &[&str]) -> Run {
+        let root = self.root.path().to_string_lossy().into_owned();
+        let (out, err) = (self.dir.path().join("out"), self.dir.path().join("err"));
+        let status = std::process::Command::new(bin())
+            .args(["--root", root.as_str()])
+            .args(args)
+            .stdout(fs::File::create(&out).unwrap())
+            .stderr(fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: fs::read_to_string(&out).unwrap(),
+            stderr: fs::read_to_string(&err).unwrap(),
+        }
+    }
+
+    fn state(&self, id: &str) -> Value {
+        let r = self.mc(&["state", id]);
+        r.expect_code(0);
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}:\n{}", r.stdout))
+    }
+}
+
+fn id(what: &str) -> String {
+    format!("nslab-{what}-{}", std::process::id())
+}
+
+/// The fields and types of the runtime specification's state schema (schema/state-schema.json):
+/// ociVersion, id, status, bundle required; pid an integer when the process exists.
+fn assert_valid_state(state: &Value, id: &str, status: &str) {
+    let object = state.as_object().expect("an object");
+    for key in ["ociVersion", "id", "status", "bundle"] {
+        assert!(object.contains_key(key), "{key} is required: {state}");
+    }
+    assert!(
+        state["ociVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1."))
+    );
+    assert_eq!(state["id"], id);
+    assert_eq!(state["status"], status);
+    assert!(
+        state["bundle"].as_str().is_some_and(|b| b.starts_with('/')),
+        "absolute: {state}"
+    );
+    assert!(state["annotations"].is_object() || state.get("annotations").is_none());
+    match status {
+        "created" | "running" => assert!(state["pid"].as_i64().is_some_and(|p| p > 0), "{state}"),
+        _ => assert!(state.get("pid").is_none() || state["pid"] == 0, "{state}"),
+    }
+    for key in object.keys() {
+        assert!(
+            ["ociVersion", "id", "status", "pid", "bundle", "annotations"].contains(&key.as_str()),
+            "a field the spec does not define: {key}"
+        );
+    }
+}
+
+fn alive(pid: i64) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn the_lifecycle_goes_created_running_stopped_deleted() {
+    const TEST: &str = "the_lifecycle_goes_created_running_stopped_deleted";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["process"]["args"] = json!(["sh", "-c", "echo started > /srv/mark; sleep 60"]);
+    }) else {
+        return;
+    };
+    let id = id("life");
+    let pid_file = b.dir.path().join("pid");
+    b.mc_leaving(&[
+        "create",
+        "--bundle",
+        &b.path(),
+        "--pid-file",
+        &pid_file.to_string_lossy(),
+        &id,
+    ])
+    .expect_code(0);
+    let created = b.state(&id);
+    assert_valid_state(&created, &id, "created");
+    let pid = created["pid"].as_i64().unwrap();
+    assert_eq!(fs::read_to_string(&pid_file).unwrap(), pid.to_string());
+    // Set up but not started: the command has not run yet.
+    assert!(!b.dir.path().join("rootfs/srv/mark").exists());
+    assert!(b.mc(&["list"]).stdout.contains(&format!("{id} ")));
+    // A second create with the same ID is refused, and leaves the first alone.
+    let again = b.mc_leaving(&["create", "--bundle", &b.path(), &id]);
+    again.expect_code(2);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+
+    b.mc(&["start", &id]).expect_code(0);
+    let running = b.state(&id);
+    assert_valid_state(&running, &id, "running");
+    assert_eq!(running["pid"], pid, "start runs the process create made");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !b.dir.path().join("rootfs/srv/mark").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        fs::read_to_string(b.dir.path().join("rootfs/srv/mark")).unwrap(),
+        "started\n",
+        "the bundle's rootfs is the root, written in place"
+    );
+    let again = b.mc(&["start", &id]);
+    again.expect_code(2);
+    assert!(again.stderr.contains("is running"), "{}", again.stderr);
+    // Deleting a running container needs --force.
+    let refused = b.mc(&["delete", &id]);
+    refused.expect_code(2);
+    assert!(refused.stderr.contains("is running"), "{}", refused.stderr);
+
+    // runc's kill ID SIGNAL, the name with or without SIG.
+    b.mc(&["kill", &id, "SIGKILL"]).expect_code(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_valid_state(&b.state(&id), &id, "stopped");
+    let dead = b.mc(&["kill", &id, "TERM"]);
+    dead.expect_code(2);
+    assert!(dead.stderr.contains("not running"), "{}", dead.stderr);
+    b.mc(&["delete", &id]).expect_code(0);
+    let gone = b.mc(&["state", &id]);
+    gone.expect_code(2);
+    assert!(gone.stderr.contains("does not exist"), "{}", gone.stderr);
+    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+    assert!(
+        fs::read_dir(b.root.path()).unwrap().next().is_none(),
+        "the state root is empty"
+    );
+}
+
+#[test]
+fn run_waits_and_returns_the_exit_status_detached_runs_until_delete_force() {
+    const TEST: &str = "run_waits_and_returns_the_exit_status_detached_runs_until_delete_force";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["process"]["args"] = json!(["sh", "-c", "echo in $(hostname); exit 7"]);
+        c["hostname"] = json!("oci-run");
+    }) else {
+        return;
+    };
+    let id = id("run");
+    let r = b.mc(&["run", "--bundle", &b.path(), &id]);
+    assert_eq!(r.code, 7, "{}", r.transcript());
+    assert_eq!(r.stdout, "in oci-run\n");
+    assert!(b.mc(&["list", "-q"]).stdout.is_empty(), "run deletes after");
+
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+    }) else {
+        return;
+    };
+    b.mc_leaving(&["run", "-d", "--bundle", &b.path(), &id])
+        .expect_code(0);
+    assert_valid_state(&b.state(&id), &id, "running");
+    let list: Value = serde_json::from_str(&b.mc(&["list", "--format", "json"]).stdout).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+    b.mc(&["delete", "--force", &id]).expect_code(0);
+    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+}
+
+/// Every supported field of config.json, observed from inside the container.
+#[test]
+fn each_config_field_is_observed_inside() {
+    const TEST: &str = "each_config_field_is_observed_inside";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    let host_dir = TempDir::new("oci-vol");
+    fs::write(host_dir.path().join("from-host"), "host file\n").unwrap();
+    let script = [
+        "echo hostname=$(hostname)",
+        "echo domainname=$(cat /proc/sys/kernel/domainname)",
+        "echo env=$GREETING",
+        "echo cwd=$(pwd)",
+        "echo id=$(id -u):$(id -g):$(id -G)",
+        "echo umask=$(umask)",
+        "echo nofile=$(ulimit -n)",
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status | tr -s '\\t' ' '",
+        "echo oom=$(cat /proc/self/oom_score_adj)",
+        "touch /rootfile 2>/dev/null && echo root=rw || echo root=ro",
+        "echo vol=$(cat /vol/from-host); touch /vol/x 2>/dev/null && echo vol=rw || echo vol=ro",
+        "grep ' /scratch ' /proc/mounts | cut -d' ' -f3,4",
+        "echo forward=$(cat /proc/sys/net/ipv4/ip_forward)",
+        "echo keys=$(stat -c %F /proc/keys 2>&1 | head -1)",
+        "touch /proc/sys/kernel/x 2>/dev/null; grep ' /proc/sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1",
+        "echo dev=$(stat -c '%F %t:%T' /dev/nslab-null)",
+        "mkdir /tmp/d 2>&1 | head -1; echo mkdir=$?",
+    ]
+    .join("; ");
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["hostname"] = json!("fields");
+        c["domainname"] = json!("lab.example");
+        c["process"]["args"] = json!(["sh", "-c", script]);
+        c["process"]["env"] = json!(["PATH=/bin", "GREETING=hello"]);
+        c["process"]["cwd"] = json!("/srv");
+        c["process"]["user"] =
+            json!({"uid": 1000, "gid": 1000, "additionalGids": [2000], "umask": 63});
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 256, "soft": 128}]);
+        c["process"]["capabilities"] = json!({
+            "bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"],
+            "permitted": ["CAP_KILL"], "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"]
+        });
+        c["process"]["noNewPrivileges"] = json!(true);
+        c["process"]["oomScoreAdj"] = json!(500);
+        c["root"]["readonly"] = json!(true);
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/vol", "type": "bind",
+            "source": host_dir.path(), "options": ["rbind", "ro"]}));
+        mounts.push(
+            json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+            "options": ["nosuid", "size=1m"]}),
+        );
+        c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+        c["linux"]["devices"] = json!([{"path": "/dev/nslab-null", "type": "c", "major": 1, "minor": 3, "fileMode": 438}]);
+        c["linux"]["resources"] = json!({"pids": {"limit": 30}, "memory": {"limit": 67108864}});
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    }) else {
+        return;
+    };
+    let id = id("fields");
+    let r = b.mc(&["run", "--bundle", &b.path(), &id]);
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    let out = r.stdout;
+    for expected in [
+        "hostname=fields",
+        "domainname=lab.example",
+        "env=hello",
+        "cwd=/srv",
+        "id=1000:1000:1000 2000",
+        "umask=0077",
+        "nofile=128",
+        "CapEff: 0000000000000020",
+        "CapBnd: 0000000000000021",
+        "NoNewPrivs: 1",
+        "oom=500",
+        "root=ro",
+        "vol=host file",
+        "vol=ro",
+        "tmpfs rw,nosuid,relatime,size=1024k",
+        "forward=1",
+        "keys=character special file",
+        "\nro\n",
+        "dev=character special file 1:3",
+        "Operation not permitted",
+    ] {
+        assert!(out.contains(expected), "{expected:?} in:\n{out}");
+    }
+    assert!(!host_dir.path().join("x").exists());
+    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_user_namespace_maps_root_and_namespaces_join_by_path() {
+    const TEST: &str = "a_user_namespace_maps_root_and_namespaces_join_by_path";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    // A network namespace to join: that of a process this test starts.
+    let holder =
+        labkit::testing::Background::spawn(Path::new("/usr/bin/unshare"), &["-n", "sleep", "60"]);
+    let netns = PathBuf::from(format!("/proc/{}/ns/net", holder.pid()));
+    let ours = fs::read_link("/proc/self/ns/net").unwrap();
+    // unshare(1) makes the namespace just after it starts: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fs::read_link(&netns).unwrap() == ours && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let want = fs::read_link(&netns).unwrap();
+    assert_ne!(want, ours);
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map | tr -s ' '; readlink /proc/self/ns/net; id -u"
+        ]);
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "network");
+        ns.push(json!({"type": "network", "path": netns}));
+        ns.push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["resources"] = json!({});
+    }) else {
+        return;
+    };
+    // The mapped root must be able to read the bundle's rootfs.
+    let id = id("userns");
+    let r = b.mc(&["run", "--bundle", &b.path(), &id]);
+    drop(holder);
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    assert!(r.stdout.contains(" 0 100000 65536"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&want.to_string_lossy().into_owned()),
+        "joined {want:?}:\n{}",
+        r.stdout
+    );
+    assert!(r.stdout.ends_with("0\n"), "root inside: {}", r.stdout);
+}
+
+#[test]
+fn a_terminal_goes_to_the_console_socket() {
+    const TEST: &str = "a_terminal_goes_to_the_console_socket";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["args"] = json!(["sh", "-c", "echo tty=$(tty)"]);
+    }) else {
+        return;
+    };
+    let id = id("tty");
+    // Without a console socket, create refuses (as runc does).
+    let refused = b.mc_leaving(&["create", "--bundle", &b.path(), &id]);
+    refused.expect_code(2);
+    assert!(
+        refused.stderr.contains("--console-socket"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        b.mc(&["list", "-q"]).stdout.is_empty(),
+        "nothing left of the refused create"
+    );
+
+    let sock_path = b.dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    b.mc_leaving(&[
+        "create",
+        "--bundle",
+        &b.path(),
+        "--console-socket",
+        &sock_path.to_string_lossy(),
+        &id,
+    ])
+    .expect_code(0);
+    let (conn, _) = listener.accept().unwrap();
+    let master = labkit::sys::recv_fd(conn.as_fd())
+        .unwrap()
+        .expect("the master side");
+    b.mc(&["start", &id]).expect_code(0);
+    let mut text = String::new();
+    let mut file = fs::File::from(master);
+    let mut buf = [0u8; 256];
+    while !text.contains('\n') {
+        match std::io::Read::read(&mut file, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(text.starts_with("tty=/dev/pts/0"), "{text:?}");
+    b.mc(&["delete", "--force", &id]).expect_code(0);
+}
+
+#[test]
+fn bad_bundles_are_refused_and_leave_nothing() {
+    const TEST: &str = "bad_bundles_are_refused_and_leave_nothing";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["hooks"] = json!({"prestart": [{"path": "/bin/true"}]});
+    }) else {
+        return;
+    };
+    let id = id("bad");
+    let r = b.mc_leaving(&["create", "--bundle", &b.path(), &id]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("hooks is not supported"), "{}", r.stderr);
+    let r = b.mc_leaving(&["create", "--bundle", "/nonexistent-nslab", &id]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("/nonexistent-nslab"), "{}", r.stderr);
+    fs::write(b.dir.path().join("config.json"), "{ not json").unwrap();
+    let r = b.mc_leaving(&["create", "--bundle", &b.path(), &id]);
+    r.expect_code(2);
+    assert!(
+        r.stderr.contains("not an OCI runtime config"),
+        "{}",
+        r.stderr
+    );
+    let r = b.mc_leaving(&["create", "--bundle", &b.path(), "bad/id"]);
+    r.expect_code(2);
+    let r = b.mc(&["start", "nslab-never-made"]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    assert!(b.mc(&["list", "-q"]).stdout.is_empty());
+    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+}
