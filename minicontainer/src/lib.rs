@@ -519,6 +519,13 @@ fn setup_root(
     work: &Path,
     binds: &[(PathBuf, PathBuf)],
 ) -> Result<()> {
+    // lab:begin ctr-private-root tests=explain_names_every_step,inside_a_container_every_chapter_holds
+    // TODO(lab): make every mount of the container's new mount namespace private, recursively.
+    // TODO(lab): the namespace starts as a copy of the host's, with the host's shared peer groups:
+    // TODO(lab): without this, the overlay and every mount below would propagate to the host, and
+    // TODO(lab): pivot_root(2) refuses a new root whose parent mount is shared (EINVAL).
+    // lab:hint nix::mount::mount(None::<&str>, "/", None::<&str>, MS_REC | MS_PRIVATE, None::<&str>)
+    // lab:hint see the mount chapter: a runtime must make its root private (MNT-*).
     // ANCHOR: private
     mount(
         None::<&str>,
@@ -529,6 +536,7 @@ fn setup_root(
     )
     .context("mount(\"/\", MS_REC | MS_PRIVATE)")?;
     // ANCHOR_END: private
+    // lab:end ctr-private-root
     step(
         r,
         "mount(NULL, \"/\", NULL, MS_REC | MS_PRIVATE): nothing from here on reaches the host",
@@ -1242,9 +1250,16 @@ fn engine(
             ),
         );
     }
+    // lab:begin ctr-join-cgroups tests=limits_are_enforced
+    // TODO(lab): put the container's first process into each limit group (leaf) made above,
+    // TODO(lab): before it is released: its children are born there, and the cgroup namespace
+    // TODO(lab): it makes next takes this group as its root.
+    // lab:hint limits.groups holds (hierarchy, leaf, top): Group::attach(pid) writes the PID to
+    // lab:hint the leaf's cgroup.procs; child.pid().as_raw() is the host PID.
     for (_, leaf, _) in &limits.groups {
         leaf.attach(child.pid().as_raw())?;
     }
+    // lab:end ctr-join-cgroups
     if !limits.groups.is_empty() {
         out.step(
             "host",

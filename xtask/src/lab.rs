@@ -53,8 +53,7 @@
 //!    The tests are those of `tests/cli.rs` (`--test cli`). Pick tests whose snapshot or
 //!    assertion shows the region's work, and keep them few: they run on every check. Put the
 //!    markers outside a book `ANCHOR` region where you can, so the book does not show them.
-//!    For the container chapter (`minicontainer`, book/src/container.md) use the prefix `ctr-`;
-//!    once it has two, drop its exception from the "two per chapter" check in [`verify`].
+//!    For the container chapter (`minicontainer`, book/src/container.md) the prefix is `ctr-`.
 //! 2. Run `cargo xtask lab verify ID`: the splice must give back the file byte for byte, the
 //!    skeleton must compile, and the named tests must exist, fail with it and pass with the
 //!    reference.
@@ -893,8 +892,7 @@ fn verify(root: &Path, all: &[Exercise], only: &[String], static_only: bool) -> 
             .iter()
             .filter(|e| CHAPTERS[e.chapter].0 == *prefix)
             .count();
-        // The container chapter's exercises are still to come (see the module comment).
-        if n < 2 && *prefix != "ctr" {
+        if n < 2 {
             problems.push(format!(
                 "chapter {file} has {n} exercise(s); it should have two or more"
             ));
