@@ -182,6 +182,7 @@ fn the_lifecycle_goes_created_running_stopped_deleted() {
         &id,
     ])
     .expect_code(0);
+    let created_run = b.mc(&["state", &id]);
     let created = b.state(&id);
     assert_valid_state(&created, &id, "created");
     let pid = created["pid"].as_i64().unwrap();
@@ -222,6 +223,26 @@ fn the_lifecycle_goes_created_running_stopped_deleted() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     assert_valid_state(&b.state(&id), &id, "stopped");
+    // For the book: what `state` prints before start and after the end (ID, PID and the
+    // bundle's path redacted).
+    let shown = Run {
+        code: 0,
+        stdout: format!(
+            "$ minicontainer state ID   # after create\n{}$ minicontainer state ID   # after kill\n{}",
+            created_run.stdout,
+            b.mc(&["state", &id]).stdout
+        ),
+        stderr: String::new(),
+    };
+    labkit::assert_run_snapshot!(
+        "oci_state",
+        shown,
+        &[
+            (id.as_str(), "[ID]"),
+            (b.path().as_str(), "[BUNDLE]"),
+            (r#""pid": \d+"#, r#""pid": [PID]"#)
+        ]
+    );
     let dead = b.mc(&["kill", &id, "TERM"]);
     dead.expect_code(2);
     assert!(dead.stderr.contains("not running"), "{}", dead.stderr);

@@ -661,6 +661,60 @@ fn tools(
             lower_bound: false,
         });
     }
+    // minicontainer's OCI command line on the same kind of bundle as crun and runc (its own
+    // `spec`, edited the same way): `run ID` (create, start, wait, delete in one process, as
+    // runc's run) and `create` then `start` (two processes, through sh, as a container
+    // manager drives a runtime).
+    if let Ok(mc) = &minicontainer {
+        let bundle = scratch.dir.join("bundle-minicontainer");
+        let state = scratch.dir.join("state-minicontainer");
+        std::fs::create_dir(&bundle)?;
+        std::fs::create_dir(&state)?;
+        scratch.states.push((mc.clone(), state.clone()));
+        let unavailable = oci_bundle(mc, &bundle, rootfs)
+            .err()
+            .map(|e| Unavailable::Fail(format!("no bundle: {e:#}")));
+        let (mc_arg, state_arg, bundle_arg) = (
+            mc.to_string_lossy().into_owned(),
+            state.to_string_lossy().into_owned(),
+            bundle.to_string_lossy().into_owned(),
+        );
+        tools.push(Tool {
+            label: "minicontainer run ID (OCI)".into(),
+            command: vec![
+                mc_arg.clone(),
+                "--root".into(),
+                state_arg.clone(),
+                "run".into(),
+                "--bundle".into(),
+                bundle_arg.clone(),
+                ID.into(),
+            ],
+            unavailable: unavailable.as_ref().map(|u| match u {
+                Unavailable::Fail(s) => Unavailable::Fail(s.clone()),
+                Unavailable::Skip(s) => Unavailable::Skip(s.clone()),
+            }),
+            runtime: Some((mc.clone(), state.clone())),
+            lower_bound: false,
+        });
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        tools.push(Tool {
+            label: "minicontainer create+start".into(),
+            command: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!(
+                    "{mc} --root {st} create --bundle {b} {ID} && {mc} --root {st} start {ID}",
+                    mc = quote(&mc_arg),
+                    st = quote(&state_arg),
+                    b = quote(&bundle_arg),
+                ),
+            ],
+            unavailable,
+            runtime: Some((mc.clone(), state)),
+            lower_bound: false,
+        });
+    }
     for name in ["crun", "runc"] {
         let Some(program) = which(name) else {
             tools.push(not_installed(name, name));
