@@ -271,13 +271,20 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
         plan.pids.map(|_| "pids"),
         (plan.cpu.is_some() || plan.cpu_shares.is_some()).then_some("cpu"),
         plan.cpuset.as_ref().map(|_| "cpuset"),
+        (!plan.device_rules.is_empty()).then_some("devices"),
     ]
     .into_iter()
     .flatten()
     .collect();
     for controller in wanted {
-        let (h, top) = cg::group_for(controller, None)?;
-        let leaf = top.child("container")?;
+        let (h, top, leaf) = match &plan.cgroups_path {
+            None => {
+                let (h, top) = cg::group_for(controller, None)?;
+                let leaf = top.child("container")?;
+                (h, top, leaf)
+            }
+            Some(path) => nested_group(controller, path)?,
+        };
         match (controller, h.version) {
             ("memory", Version::V1) => {
                 let limit = plan.memory.unwrap_or_default().to_string();
@@ -322,6 +329,23 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
                     leaf.write("cpu.weight", &weight.to_string())?;
                 }
             }
+            ("devices", Version::V1) => {
+                // Everything denied, then the config's rules in order (as runc writes them).
+                leaf.write("devices.deny", "a")?;
+                for (allow, rule) in &plan.device_rules {
+                    let file = if *allow {
+                        "devices.allow"
+                    } else {
+                        "devices.deny"
+                    };
+                    leaf.write(file, rule)?;
+                }
+            }
+            ("devices", Version::V2) => {
+                return Err(anyhow::Error::new(labkit::errors::MissingFeature(
+                    "linux.resources.devices on cgroup v2: the rules are an eBPF program attached to the group, which minicontainer does not load (leave the rules out)".into(),
+                )));
+            }
             ("cpuset", _) => {
                 let (cpus, mems) = plan.cpuset.clone().unwrap_or_default();
                 // A new v1 cpuset group starts empty: what is not asked for comes from above.
@@ -348,6 +372,59 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
         groups.push((h, leaf, top));
     }
     Ok(Limits { groups })
+}
+
+/// `linux.cgroupsPath`, made under this process's own cgroup in the controller's hierarchy:
+/// minicontainer never writes outside the cgroup it runs in, so an absolute path is taken as
+/// relative to it (the same value always gives the same place, as the spec asks). Returns the
+/// hierarchy, the first directory made (removed with everything below it), and the leaf.
+fn nested_group(controller: &str, path: &Path) -> Result<(cg::Hierarchy, Group, Group)> {
+    let h = cg::for_controller(controller, None)?;
+    let mut dir = h.own.clone();
+    let mut top: Option<Group> = None;
+    let parts: Vec<_> = path
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.to_owned()),
+            _ => None,
+        })
+        .collect();
+    if parts.is_empty() {
+        return Err(bad_input(format!(
+            "linux.cgroupsPath {}: no directory named",
+            path.display()
+        )));
+    }
+    for (i, part) in parts.iter().enumerate() {
+        let next = dir.join(part);
+        if next.exists() {
+            if i + 1 == parts.len() {
+                return Err(bad_input(format!(
+                    "linux.cgroupsPath {}: {} exists already",
+                    path.display(),
+                    next.display()
+                )));
+            }
+        } else {
+            let made = Group::create(&dir, &part.to_string_lossy(), h.version)?;
+            if h.version == Version::V1 && controller == "cpuset" {
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    let above = fs::read_to_string(dir.join(file))?;
+                    made.write(file, above.trim())?;
+                }
+            }
+            if top.is_none() {
+                top = Some(made);
+            } else {
+                // Removed with the top one.
+                std::mem::forget(made);
+            }
+        }
+        dir = next;
+    }
+    let top = top.expect("the leaf is made");
+    let leaf = Group::adopt(dir, h.version);
+    Ok((h, top, leaf))
 }
 
 /// The embedded default root: a skeleton whose /usr (and merged-/usr symlinks or real
@@ -446,9 +523,64 @@ fn mount_target(merged: &Path, destination: &Path, file: bool) -> Result<PathBuf
     Ok(path)
 }
 
+/// A mount of type `cgroup`: on a pure v2 host, the container's cgroup2 (its cgroup namespace
+/// makes its own group the root); on v1 and hybrid hosts, as runc does, a tmpfs with one
+/// directory per hierarchy and the container's group of each bound there.
+fn mount_cgroups(merged: &Path, m: &spec::MountPlan, cgroups: &[cg::Hierarchy]) -> Result<()> {
+    let target = mount_target(merged, &m.destination, false)?;
+    let read_only = m.flags.contains(MsFlags::MS_RDONLY);
+    if cgroups.len() == 1 && cgroups[0].version == Version::V2 {
+        return mount(
+            Some("cgroup2"),
+            &target,
+            Some("cgroup2"),
+            m.flags,
+            None::<&str>,
+        )
+        .with_context(|| format!("mount cgroup2 on {}", m.destination.display()));
+    }
+    mount(
+        Some("tmpfs"),
+        &target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .with_context(|| format!("mount tmpfs on {}", m.destination.display()))?;
+    for h in cgroups {
+        let Some(name) = h.mount.file_name() else {
+            continue;
+        };
+        let dir = target.join(name);
+        fs::create_dir_all(&dir)?;
+        bind(&h.own, &dir)?;
+        if read_only {
+            remount_ro(&dir)?;
+        }
+    }
+    if read_only {
+        mount(
+            None::<&str>,
+            &target,
+            None::<&str>,
+            MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+        )
+        .with_context(|| format!("mount -o remount,ro {}", m.destination.display()))?;
+    }
+    Ok(())
+}
+
 /// One mount of the spec, inside `merged`: a bind mount (read-only by a second call, as the
 /// kernel wants it), or a file system of its type with its flags and data; then its propagation.
-fn mount_one(merged: &Path, m: &spec::MountPlan) -> Result<()> {
+fn mount_one(merged: &Path, m: &spec::MountPlan, cgroups: &[cg::Hierarchy]) -> Result<()> {
+    if m.typ == "cgroup" || m.typ == "cgroup2" {
+        return mount_cgroups(merged, m, cgroups);
+    }
     let target = mount_target(
         merged,
         &m.destination,
@@ -514,6 +646,7 @@ fn mount_one(merged: &Path, m: &spec::MountPlan) -> Result<()> {
 /// Inside the child: build the root filesystem and pivot into it.
 fn setup_root(
     r: &mut Reporter,
+    cgroups: &[cg::Hierarchy],
     plan: &Plan,
     root: &Root,
     work: &Path,
@@ -593,7 +726,7 @@ fn setup_root(
     }
     // ANCHOR: mounts
     for m in &plan.mounts {
-        mount_one(&merged, m)?;
+        mount_one(&merged, m, cgroups)?;
     }
     // ANCHOR_END: mounts
     let shown: Vec<String> = plan
@@ -1174,10 +1307,17 @@ fn engine(
             setresgid(zero.1, zero.1, zero.1).context("setresgid(0) in the user namespace")?;
             setresuid(zero.0, zero.0, zero.0).context("setresuid(0) in the user namespace")?;
         }
+        // A cgroup mount shows the container its own groups: which they are, read before the
+        // cgroup namespace makes every path "/".
+        let cgroup_view = if plan.mounts.iter().any(|m| m.typ.starts_with("cgroup")) {
+            cg::hierarchies()?
+        } else {
+            Vec::new()
+        };
         if plan.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP) {
             nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
         }
-        setup_root(r, &plan, &config.root, &work_path, &binds)?;
+        setup_root(r, &cgroup_view, &plan, &config.root, &work_path, &binds)?;
         let tty = match &container_end {
             Some(sock) => Some(console::open(r, sock)?),
             None => None,

@@ -317,6 +317,11 @@ pub fn kill_container(store: &Store, id: &str, signal: Signal) -> Result<()> {
 
 /// `delete [--force] ID`: remove a stopped container (with --force, kill it first).
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
+    validate_id(id)?;
+    if force && !store.dir(id).exists() {
+        // As runc: forcing the deletion of what is not there succeeds.
+        return Ok(());
+    }
     let record = store.load(id)?;
     if store.status(&record) != ContainerState::Stopped {
         if !force {

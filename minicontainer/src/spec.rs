@@ -403,6 +403,10 @@ pub struct Plan {
     /// `linux.devices`: (path, type, major, minor, mode, uid, gid).
     pub devices: Vec<Device>,
     pub cpu_shares: Option<u64>,
+    /// `linux.resources.devices` for the v1 devices controller: (allow, "c 1:3 rwm").
+    pub device_rules: Vec<(bool, String)>,
+    /// `linux.cgroupsPath`, made under this process's own cgroup.
+    pub cgroups_path: Option<PathBuf>,
     pub cpuset: Option<(Option<String>, Option<String>)>,
     pub memory: Option<i64>,
     pub memory_swap: Option<i64>,
@@ -469,16 +473,31 @@ impl Plan {
                 "no command to run (minicontainer run [OPTIONS] -- CMD [ARGS...])"
             ));
         }
-        if process.apparmor_profile().is_some() || process.selinux_label().is_some() {
-            return Err(unsupported("process.apparmorProfile / selinuxLabel"));
+        // As runc: a profile is applied only where the kernel has AppArmor; without it, there
+        // is nothing to apply.
+        let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|v| v.trim() == "Y");
+        if process
+            .apparmor_profile()
+            .as_deref()
+            .is_some_and(|p| !p.is_empty())
+            && apparmor
+        {
+            return Err(unsupported(
+                "process.apparmorProfile (AppArmor is enabled here)",
+            ));
+        }
+        if process
+            .selinux_label()
+            .as_deref()
+            .is_some_and(|l| !l.is_empty())
+        {
+            return Err(unsupported("process.selinuxLabel"));
         }
         let linux = spec
             .linux()
             .as_ref()
             .ok_or_else(|| labkit::bad_input("config: no linux section"))?;
-        if linux.cgroups_path().is_some() {
-            return Err(unsupported("linux.cgroupsPath"));
-        }
         if let Some(p) = linux.rootfs_propagation() {
             if !matches!(p.as_str(), "private" | "rprivate" | "") {
                 return Err(unsupported(&format!("linux.rootfsPropagation {p:?}")));
@@ -598,7 +617,15 @@ impl Plan {
             }
             if !matches!(
                 typ.as_str(),
-                "bind" | "proc" | "sysfs" | "tmpfs" | "devpts" | "mqueue" | ""
+                "bind"
+                    | "proc"
+                    | "sysfs"
+                    | "tmpfs"
+                    | "devpts"
+                    | "mqueue"
+                    | "cgroup"
+                    | "cgroup2"
+                    | ""
             ) {
                 return Err(unsupported(&format!(
                     "a mount of type {typ:?} on {}",
@@ -625,21 +652,6 @@ impl Plan {
         };
         let resources = linux.resources().as_ref();
         if let Some(r) = resources {
-            // The default rule runtimes write (deny everything) is what a container gets here
-            // anyway without a devices cgroup: only its own device nodes exist. Other rules are
-            // refused.
-            let only_deny_all = r.devices().iter().flatten().all(|d| {
-                !d.allow()
-                    && d.typ()
-                        .is_none_or(|t| t == oci_spec::runtime::LinuxDeviceType::A)
-                    && d.major().is_none()
-                    && d.minor().is_none()
-            });
-            if !only_deny_all {
-                return Err(unsupported(
-                    "linux.resources.devices rules (other than deny all)",
-                ));
-            }
             if r.block_io().is_some()
                 || r.hugepage_limits().is_some()
                 || r.network().is_some()
@@ -651,6 +663,35 @@ impl Plan {
                 ));
             }
         }
+        // Device rules: a lone "deny all" (what runtimes write by default) is what a container
+        // has here anyway without a devices cgroup, only its own device nodes existing; other
+        // rules go to the v1 devices controller.
+        let rules: Vec<(bool, String)> = resources
+            .and_then(|r| r.devices().as_ref())
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                let kind = match d.typ() {
+                    Some(oci_spec::runtime::LinuxDeviceType::C) => "c",
+                    Some(oci_spec::runtime::LinuxDeviceType::B) => "b",
+                    _ => "a",
+                };
+                let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+                let access = d.access().clone().unwrap_or_else(|| "rwm".into());
+                (
+                    d.allow(),
+                    format!("{kind} {}:{} {access}", num(d.major()), num(d.minor())),
+                )
+            })
+            .collect();
+        let device_rules = if rules
+            .iter()
+            .all(|(allow, rule)| !allow && rule.starts_with("a *:* "))
+        {
+            Vec::new()
+        } else {
+            rules
+        };
         let memory = resources.and_then(|r| r.memory().as_ref());
         let cpu = resources.and_then(|r| r.cpu().as_ref());
         if cpu.is_some_and(|c| {
@@ -704,6 +745,8 @@ impl Plan {
             devices,
             cpu_shares,
             cpuset,
+            device_rules,
+            cgroups_path: linux.cgroups_path().clone(),
             memory: memory.and_then(|m| m.limit()),
             memory_swap: memory.and_then(|m| m.swap()),
             pids: resources.and_then(|r| r.pids().as_ref()).map(|p| p.limit()),
@@ -718,6 +761,7 @@ impl Plan {
             || self.cpu.is_some()
             || self.cpu_shares.is_some()
             || self.cpuset.is_some()
+            || !self.device_rules.is_empty()
     }
 
     /// The environment as pairs, for `Command::envs`.

@@ -525,3 +525,64 @@ fn bad_bundles_are_refused_and_leave_nothing() {
     assert!(b.mc(&["list", "-q"]).stdout.is_empty());
     assert_eq!(cgroup_leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn cgroups_path_device_rules_and_a_cgroup_mount() {
+    const TEST: &str = "cgroups_path_device_rules_and_a_cgroup_mount";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    let path = format!("/nslab-cgpath-{}/ctr", std::process::id());
+    let script = "cat /dev/null && echo null=ok; head -c1 /dev/urandom >/dev/null 2>&1 || echo urandom=denied; \
+                  ls /sys/fs/cgroup | tr '\\n' ' '; echo; \
+                  cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max";
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["process"]["args"] = json!(["sh", "-c", script]);
+        c["linux"]["cgroupsPath"] = json!(path);
+        c["linux"]["resources"] = json!({
+            "pids": {"limit": 25},
+            "devices": [
+                {"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
+            ]
+        });
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "ro"]
+        }));
+    }) else {
+        return;
+    };
+    let id = id("cgpath");
+    let v2 = labkit::cgroupfs::detect().unwrap().kind == labkit::cgroupfs::LayoutKind::V2;
+    let r = b.mc(&["run", "--bundle", &b.path(), &id]);
+    if v2 {
+        // Device rules on v2 are an eBPF program: refused by name, with nothing left.
+        r.expect_code(77);
+        assert!(r.stderr.contains("eBPF"), "{}", r.stderr);
+    } else {
+        assert_eq!(r.code, 0, "{}", r.transcript());
+        assert!(r.stdout.contains("null=ok"), "{}", r.stdout);
+        assert!(r.stdout.contains("urandom=denied"), "{}", r.stdout);
+        assert!(
+            r.stdout.contains("pids"),
+            "a directory per hierarchy: {}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.trim_end().ends_with("25"),
+            "its own pids group: {}",
+            r.stdout
+        );
+    }
+    // Made under this process's own cgroup, and removed with the container.
+    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+    let left: Vec<_> = cgroup_demo::cg::hierarchies()
+        .unwrap()
+        .iter()
+        .map(|h| h.own.join(format!("nslab-cgpath-{}", std::process::id())))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
