@@ -179,6 +179,19 @@ fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<SeccompA
 /// Per syscall number, its rules (`None`: whatever the arguments).
 type Rules = BTreeMap<i64, Option<Vec<SeccompRule>>>;
 
+/// The rules of one entry's `args`: all of them together, one rule; but where two of them
+/// compare the same argument, each alone, one rule each (as runc adds them to libseccomp).
+fn rules(args: &[oci_spec::runtime::LinuxSeccompArg]) -> Result<Vec<SeccompRule>> {
+    let mut indexes: Vec<usize> = args.iter().map(|a| a.index()).collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    if indexes.len() == args.len() {
+        Ok(vec![rule(args)?])
+    } else {
+        args.iter().map(|a| rule(std::slice::from_ref(a))).collect()
+    }
+}
+
 fn rule(args: &[oci_spec::runtime::LinuxSeccompArg]) -> Result<SeccompRule> {
     use LinuxSeccompOperator as O;
     let conditions = args
@@ -214,7 +227,7 @@ fn add_rules(map: &mut Rules, nr: i64, args: &[oci_spec::runtime::LinuxSeccompAr
     let slot = map.entry(nr).or_insert_with(|| Some(Vec::new()));
     match (slot.as_mut(), args.is_empty()) {
         (_, true) => *slot = None,
-        (Some(rules), false) => rules.push(rule(args)?),
+        (Some(list), false) => list.extend(rules(args)?),
         (None, false) => {}
     }
     Ok(())
@@ -243,22 +256,26 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
     let default = action(profile.default_action(), profile.default_errno_ret())?;
     // Per action: syscall -> rules (None: whatever the arguments).
     let mut groups: Vec<(SeccompAction, Rules)> = Vec::new();
-    // What the default does not apply to: every syscall named with another action, and the
-    // allowed ones (only under their conditions).
+    // What the default does not apply to: every syscall named with another action, under the
+    // entry's conditions (where they do not hold, the default answers, as in libseccomp).
     let mut exempt: Rules = BTreeMap::new();
     for entry in profile.syscalls().iter().flatten() {
         let act = action(entry.action(), entry.errno_ret())?;
+        // An entry with the default's own action changes nothing (runc skips it too): exempting
+        // it from the default with no filter of its own would allow it.
+        if act == default {
+            continue;
+        }
         let args = entry.args().clone().unwrap_or_default();
         for name in entry.names() {
             let Ok(sysno) = syscalls::Sysno::from_str(name) else {
                 continue;
             };
             let nr = i64::from(sysno.id());
+            add_rules(&mut exempt, nr, &args)?;
             if act == SeccompAction::Allow {
-                add_rules(&mut exempt, nr, &args)?;
                 continue;
             }
-            add_rules(&mut exempt, nr, &[])?;
             let at = match groups.iter().position(|(a, _)| *a == act) {
                 Some(i) => i,
                 None => {
@@ -270,13 +287,13 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
         }
     }
     let mut programs = Vec::new();
-    if default != SeccompAction::Allow {
-        programs.push(filter(exempt, default.clone(), SeccompAction::Allow)?);
-    }
     for (act, map) in groups {
-        if act != default {
-            programs.push(filter(map, SeccompAction::Allow, act)?);
-        }
+        programs.push(filter(map, SeccompAction::Allow, act)?);
+    }
+    // The default's filter last: once it is in, seccomp(2) itself may be refused, and the
+    // filters after it could not be installed.
+    if default != SeccompAction::Allow {
+        programs.push(filter(exempt, default, SeccompAction::Allow)?);
     }
     Ok(programs)
 }
@@ -326,6 +343,128 @@ pub fn describe(profile: &LinuxSeccomp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// Compile `profile`, install it in a forked child, make `call` there: the errno it got
+    /// (0 if it was allowed).
+    fn errno_in_child(profile: serde_json::Value, call: fn() -> nix::Result<()>) -> i32 {
+        let profile: LinuxSeccomp = serde_json::from_value(profile).unwrap();
+        let programs = compile(&profile).unwrap();
+        let mut child = labkit::child::fork_child(move |_| {
+            install(&programs)?;
+            Ok(match call() {
+                Ok(()) => 0,
+                Err(e) => e as i32,
+            })
+        })
+        .unwrap();
+        labkit::child::exit_code(child.wait().unwrap())
+    }
+
+    /// dup(2) of one of the standard streams (open for the whole test run).
+    fn dup(fd: i32) -> nix::Result<()> {
+        match fd {
+            0 => nix::unistd::dup(std::io::stdin()),
+            1 => nix::unistd::dup(std::io::stdout()),
+            _ => nix::unistd::dup(std::io::stderr()),
+        }
+        .map(drop)
+    }
+
+    /// What a process needs to get from a call to its end in a filter that refuses by default.
+    const ESSENTIAL: &[&str] = &[
+        "exit_group",
+        "exit",
+        "write",
+        "brk",
+        "mmap",
+        "munmap",
+        "madvise",
+        "futex",
+        "rt_sigprocmask",
+        "sigaltstack",
+        "close",
+    ];
+
+    #[test]
+    fn a_default_allow_profile_answers_each_entry_with_its_errno() {
+        let profile = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                // No errnoRet: EPERM. An unknown name is skipped, the rest of the entry kept.
+                {"names": ["nslab_no_such_call", "chdir"], "action": "SCMP_ACT_ERRNO"},
+                {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS},
+                // Only dup(0): dup(1) is not refused.
+                {"names": ["dup"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EXDEV,
+                 "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
+            ]
+        });
+        assert_eq!(
+            errno_in_child(profile.clone(), || nix::unistd::chdir("/")),
+            libc::EPERM
+        );
+        assert_eq!(
+            errno_in_child(profile.clone(), || nix::unistd::getcwd().map(drop)),
+            libc::ENOSYS
+        );
+        assert_eq!(errno_in_child(profile.clone(), || dup(0)), libc::EXDEV);
+        assert_eq!(errno_in_child(profile.clone(), || dup(1)), 0);
+        assert_eq!(
+            errno_in_child(profile, || nix::sys::utsname::uname().map(drop)),
+            0
+        );
+    }
+
+    #[test]
+    fn a_default_errno_profile_allows_only_what_it_names() {
+        let profile = json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": libc::EACCES,
+            "syscalls": [
+                {"names": ESSENTIAL, "action": "SCMP_ACT_ALLOW"},
+                {"names": ["uname"], "action": "SCMP_ACT_ALLOW"},
+                // An entry with the default's action: refused as by the default.
+                {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EACCES},
+                // Allowed only for fd 1 (two entries of the same call: either may match).
+                {"names": ["dup"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]},
+                // Another errno only for fd 2; dup(0) gets the default.
+                {"names": ["dup"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EXDEV,
+                 "args": [{"index": 0, "value": 2, "op": "SCMP_CMP_EQ"}]},
+            ]
+        });
+        assert_eq!(
+            errno_in_child(profile.clone(), || nix::sys::utsname::uname().map(drop)),
+            0
+        );
+        assert_eq!(
+            errno_in_child(profile.clone(), || nix::unistd::chdir("/")),
+            libc::EACCES
+        );
+        assert_eq!(
+            errno_in_child(profile.clone(), || nix::unistd::getcwd().map(drop)),
+            libc::EACCES
+        );
+        assert_eq!(errno_in_child(profile.clone(), || dup(1)), 0);
+        assert_eq!(errno_in_child(profile.clone(), || dup(2)), libc::EXDEV);
+        assert_eq!(errno_in_child(profile, || dup(0)), libc::EACCES);
+    }
+
+    #[test]
+    fn conditions_on_the_same_argument_are_each_a_rule_of_their_own() {
+        // As runc: two comparisons of argument 0 in one entry match when either holds.
+        let profile = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {"names": ["dup"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EXDEV,
+                 "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"},
+                          {"index": 0, "value": 2, "op": "SCMP_CMP_EQ"}]},
+            ]
+        });
+        assert_eq!(errno_in_child(profile.clone(), || dup(0)), libc::EXDEV);
+        assert_eq!(errno_in_child(profile.clone(), || dup(2)), libc::EXDEV);
+        assert_eq!(errno_in_child(profile, || dup(1)), 0);
+    }
 
     #[test]
     fn the_filters_compile_and_name_what_they_refuse() {
