@@ -184,12 +184,24 @@ pub struct CreateArgs {
     pub console_socket: Option<PathBuf>,
 }
 
-/// Removes a half-made container's directory unless told it is complete.
-struct Pending(Option<PathBuf>);
+/// Removes a half-made container unless told it is complete: its process (this process's
+/// child until `create` ends: killed and reaped), its cgroups, and its directory.
+struct Pending {
+    dir: Option<PathBuf>,
+    made: Option<crate::Created>,
+}
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if let Some(dir) = self.0.take() {
+        if let Some(made) = self.made.take() {
+            let pid = Pid::from_raw(made.pid);
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            if let Err(e) = remove_cgroups(&made.cgroups) {
+                eprintln!("minicontainer: {e:#}");
+            }
+        }
+        if let Some(dir) = self.dir.take() {
             let _ = fs::remove_dir_all(dir);
         }
     }
@@ -212,7 +224,10 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
         }
         Err(e) => return Err(e).with_context(|| format!("mkdir {}", dir.display())),
     }
-    let pending = Pending(Some(dir.clone()));
+    let mut pending = Pending {
+        dir: Some(dir.clone()),
+        made: None,
+    };
     let fifo = dir.join("exec.fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .with_context(|| format!("mkfifo {}", fifo.display()))?;
@@ -236,6 +251,8 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
             console_socket: args.console_socket.clone(),
         },
     )?;
+    // From here a failure must also take the process and its cgroups away.
+    let created = pending.made.insert(created).clone();
     let record = Record {
         id: id.to_string(),
         pid: created.pid,
@@ -339,7 +356,15 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    for (top, version) in &record.cgroups {
+    remove_cgroups(&record.cgroups)?;
+    let dir = store.dir(id);
+    fs::remove_dir_all(&dir).with_context(|| format!("rm -r {}", dir.display()))
+}
+
+/// Remove a container's cgroups (the top group of each limit, with its version), killing what
+/// is still in them.
+fn remove_cgroups(cgroups: &[(PathBuf, String)]) -> Result<()> {
+    for (top, version) in cgroups {
         let version = if version == "v1" {
             cgroup_demo::cg::Version::V1
         } else {
@@ -361,8 +386,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
             }
         }
     }
-    let dir = store.dir(id);
-    fs::remove_dir_all(&dir).with_context(|| format!("rm -r {}", dir.display()))
+    Ok(())
 }
 
 /// `list`: one row per container, as runc prints them.

@@ -586,3 +586,63 @@ fn cgroups_path_device_rules_and_a_cgroup_mount() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// The processes whose environment holds `mark` (a process that has not exec'd yet, as a
+/// created container's, still has its creator's).
+fn processes_marked(mark: &str) -> Vec<String> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            fs::read(e.path().join("environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == mark.as_bytes()))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_create_that_fails_after_setup_leaves_no_process_cgroup_or_state() {
+    const TEST: &str = "a_create_that_fails_after_setup_leaves_no_process_cgroup_or_state";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+        c["linux"]["resources"] = json!({"pids": {"limit": 25}});
+        c["linux"]["cgroupsPath"] = json!(format!("/nslab-halfmade-{}/ctr", std::process::id()));
+    }) else {
+        return;
+    };
+    let id = id("halfmade");
+    let mark = format!("NSLAB_HALFMADE={}", std::process::id());
+    let (key, value) = mark.split_once('=').unwrap();
+    // The container is set up, then its PID file cannot be written.
+    let err = b.dir.path().join("err");
+    let status = std::process::Command::new(bin())
+        .env(key, value)
+        .arg("--root")
+        .arg(b.root.path())
+        .args(["create", "--bundle", &b.path(), "--pid-file"])
+        .arg(b.dir.path().join("no-such-dir/pid"))
+        .arg(&id)
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    let stderr = fs::read_to_string(&err).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("PID file"), "{stderr}");
+    assert_eq!(processes_marked(&mark), Vec::<String>::new());
+    let left: Vec<_> = cgroup_demo::cg::hierarchies()
+        .unwrap()
+        .iter()
+        .map(|h| h.own.join(format!("nslab-halfmade-{}", std::process::id())))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(!b.root.path().join(&id).exists());
+    assert!(b.mc(&["list", "-q"]).stdout.is_empty());
+}
