@@ -268,17 +268,30 @@ fn oci_run(
     detach: bool,
 ) -> Result<ExitCode> {
     out.set_quiet(true);
+    // As with `run`: SIGTERM and SIGHUP go to the container (as runc forwards them), and this
+    // process is never cut short between create and delete.
+    let hold = labkit::signals::hold_interrupts()?;
     let record = oci::create(out, store, id, &create_args(args))?;
     if let Err(e) = oci::start(store, id) {
         let _ = oci::delete(store, id, true);
         return Err(e);
     }
     if detach {
+        labkit::signals::discard_pending();
+        drop(hold);
         return Ok(ExitCode::SUCCESS);
     }
-    let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(record.pid), None)
-        .context("waitpid(the container's process)")?;
-    oci::delete(store, id, true)?;
+    let status = loop {
+        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(record.pid), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other,
+        }
+    };
+    let deleted = oci::delete(store, id, true);
+    let status = status.context("waitpid(the container's process)")?;
+    deleted?;
+    labkit::signals::discard_pending();
+    drop(hold);
     Ok(ExitCode::from(
         u8::try_from(labkit::child::exit_code(status)).unwrap_or(1),
     ))
@@ -335,7 +348,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Create { oci: args, id } => {
             out.set_quiet(true);
+            // A SIGTERM during setup goes to the container's process, whose end fails the
+            // create, which then removes everything: never a half-made container.
+            let hold = labkit::signals::hold_interrupts()?;
             oci::create(&mut out, &store, &id, &create_args(&args))?;
+            labkit::signals::discard_pending();
+            drop(hold);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Start { id } => {

@@ -646,3 +646,42 @@ fn a_create_that_fails_after_setup_leaves_no_process_cgroup_or_state() {
     assert!(!b.root.path().join(&id).exists());
     assert!(b.mc(&["list", "-q"]).stdout.is_empty());
 }
+
+#[test]
+fn sigterm_to_run_goes_to_the_container_and_run_still_deletes_it() {
+    const TEST: &str = "sigterm_to_run_goes_to_the_container_and_run_still_deletes_it";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    let Some(b) = Bundle::new(TEST, |c| {
+        // PID 1 of its namespace: a signal reaches it only where it has a handler.
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 7' TERM; echo ready; sleep 20 & wait"
+        ]);
+    }) else {
+        return;
+    };
+    let id = id("term");
+    let root = b.root.path().to_string_lossy().into_owned();
+    let mut run = labkit::testing::Background::start(
+        bin(),
+        &["--root", &root, "run", "--bundle", &b.path(), &id],
+        "ready",
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let code = run.wait();
+    let left = b.mc(&["list", "-q"]).stdout;
+    if !left.is_empty() {
+        b.mc(&["delete", "--force", &id]);
+    }
+    assert_eq!(code, 7, "the container's exit status: {:?}", run.lines);
+    assert!(run.lines.concat().contains("got TERM"), "{:?}", run.lines);
+    assert!(left.is_empty(), "deleted: {left}");
+}
