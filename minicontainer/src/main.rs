@@ -307,7 +307,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let store = oci::Store::new(cli.root.clone());
     match cli.command {
         Cmd::Ps => {
-            print!("{}", minicontainer::state::ps());
+            // Through the narrator: a reader that goes away (`| head -1`) ends it with 141, not a
+            // panic.
+            out.raw(minicontainer::state::ps().trim_end_matches('\n'));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Exec { name, explain, cmd } => {
@@ -361,7 +363,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::State { id } => {
-            println!("{}", serde_json::to_string_pretty(&store.state(&id)?)?);
+            out.raw(serde_json::to_string_pretty(&store.state(&id)?)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Delete { force, id } => {
@@ -372,16 +374,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let records = store.list();
             if quiet {
                 for r in &records {
-                    println!("{}", r.id);
+                    out.raw(&r.id);
                 }
             } else if format == "json" {
                 let states: Vec<_> = records
                     .iter()
                     .filter_map(|r| store.state(&r.id).ok())
                     .collect();
-                println!("{}", serde_json::to_string(&states)?);
+                out.raw(serde_json::to_string(&states)?);
+            } else if format == "table" {
+                out.raw(oci::list(&store).trim_end_matches('\n'));
             } else {
-                print!("{}", oci::list(&store));
+                return Err(bad_input(format!(
+                    "list --format {format:?}: table or json"
+                )));
             }
             Ok(ExitCode::SUCCESS)
         }

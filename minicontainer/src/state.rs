@@ -299,7 +299,7 @@ pub fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal> {
         .or_else(|| nix::sys::signal::Signal::from_str(&named).ok())
         .ok_or_else(|| {
             bad_input(format!(
-                "-s {text:?}: not a signal (TERM, KILL, HUP, 9, ...)"
+                "signal {text:?}: not a signal name or number (TERM, SIGKILL, HUP, 9, ...)"
             ))
         })
 }

@@ -325,6 +325,7 @@ fn bad_input_is_refused_and_leaves_nothing() {
             "invalid value 'wifi'",
         ),
         (vec!["kill", "-s", "NOPE", "x"], "not a signal"),
+        (vec!["list", "--format", "yaml"], "table or json"),
         (
             vec!["kill", "-s", "TERM", "nslab-no-such-container"],
             "no running container is called",
@@ -1071,4 +1072,23 @@ fn doctor_tells_which_features_work_here_and_why() {
     nobody.expect_code(0);
     assert_eq!(bridge(&nobody.stdout), "no", "{}", nobody.stdout);
     assert!(nobody.stdout.contains("needs root"), "{}", nobody.stdout);
+}
+
+#[test]
+fn list_ps_and_state_end_with_141_when_the_reader_is_gone() {
+    let root = labkit::tempdir::TempDir::new("oci-root");
+    let root = root.path().to_string_lossy().into_owned();
+    for args in [vec!["--root", root.as_str(), "list"], vec!["ps"]] {
+        // A pipe whose reader is already gone: the first write gets EPIPE.
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(bin())
+            .args(&args)
+            .stdout(std::process::Stdio::from(writer))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }
