@@ -587,6 +587,197 @@ fn cgroups_path_device_rules_and_a_cgroup_mount() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// What a podman test made: its storage, its containers, and the cgroup directories podman's
+/// conmon made under `--cgroup-parent` (removed deepest first, only those that were not there).
+struct PodmanScratch {
+    podman: PathBuf,
+    args: Vec<String>,
+    made: Vec<PathBuf>,
+    /// Directories podman and minicontainer make on first use (`/run/containers`, the default
+    /// state root `/run/nslab`), when they were not there before.
+    new_dirs: Vec<PathBuf>,
+}
+
+impl Drop for PodmanScratch {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.podman)
+            .args(&self.args)
+            .args(["rm", "--all", "--force"])
+            .output();
+        for dir in self.made.iter().rev() {
+            let _ = fs::remove_dir(dir);
+        }
+        for dir in &self.new_dirs {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A cgroup path that lies under this process's own cgroup in every hierarchy: the deepest own
+/// path, when the others are its prefixes (as on a hybrid host where only one controller puts
+/// this process below the root).
+fn cgroup_parent_under_own(name: &str) -> Option<PathBuf> {
+    let hierarchies = cgroup_demo::cg::hierarchies().ok()?;
+    let relative: Vec<PathBuf> = hierarchies
+        .iter()
+        .map(|h| h.own.strip_prefix(&h.mount).map(Path::to_path_buf))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let deepest = relative
+        .iter()
+        .max_by_key(|p| p.components().count())?
+        .clone();
+    relative
+        .iter()
+        .all(|p| deepest.starts_with(p))
+        .then(|| Path::new("/").join(deepest).join(name))
+}
+
+#[test]
+fn podman_uses_minicontainer_as_its_runtime() {
+    const TEST: &str = "podman_uses_minicontainer_as_its_runtime";
+    if needs_root(TEST) {
+        return;
+    }
+    let podman = Path::new("/usr/bin/podman");
+    if !podman.exists() && skip(TEST, "no podman (apt-get install podman)") {
+        return;
+    }
+    let _one = serial();
+    let Some(b) = Bundle::new(TEST, |_| {}) else {
+        return;
+    };
+    let name = format!("nslab-podman-{}", std::process::id());
+    let Some(parent) = cgroup_parent_under_own(&name) else {
+        skip(
+            TEST,
+            "no cgroup path lies under this process's cgroup in every hierarchy",
+        );
+        return;
+    };
+    // conmon makes PARENT/conmon and PARENT/libpod-ID in every hierarchy: note what is new.
+    let mut made = Vec::new();
+    for h in cgroup_demo::cg::hierarchies().unwrap() {
+        let mut dir = h.mount.clone();
+        for part in parent.components().skip(1) {
+            dir.push(part);
+            if !dir.exists() {
+                made.push(dir.clone());
+            }
+        }
+        made.push(dir.join("conmon"));
+    }
+    made.sort_by_key(|d| d.components().count());
+    let storage = b.dir.path().join("storage");
+    // podman asks for limits of 1048576 unless told otherwise, which needs CAP_SYS_RESOURCE
+    // where the hard limit is lower (as in some sandboxes): ask for modest ones.
+    let (nofile, nproc) = ("nofile=4096:4096", "nproc=4096:4096");
+    let args: Vec<String> = [
+        "--root",
+        &storage.join("root").to_string_lossy(),
+        "--runroot",
+        &storage.join("run").to_string_lossy(),
+        "--storage-driver",
+        "vfs",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--events-backend",
+        "none",
+        "--tmpdir",
+        &storage.join("tmp").to_string_lossy(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let scratch = PodmanScratch {
+        podman: podman.to_path_buf(),
+        args: args.clone(),
+        made,
+        new_dirs: ["/run/containers", "/run/nslab"]
+            .iter()
+            .map(PathBuf::from)
+            .filter(|d| !d.exists())
+            .collect(),
+    };
+    let podman_run = |extra: &[&str]| -> Run {
+        let mut all: Vec<String> = args.clone();
+        all.extend(extra.iter().map(|s| s.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        run(podman, &all)
+    };
+    // An image from the bundle's rootfs, imported as a tarball.
+    let tarball = b.dir.path().join("rootfs.tar");
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(b.dir.path().join("rootfs"))
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let image = format!("localhost/{name}");
+    podman_run(&["import", &tarball.to_string_lossy(), &image]).expect_code(0);
+    let runtime = bin().to_string_lossy().into_owned();
+    let parent_arg = format!("--cgroup-parent={}", parent.display());
+    let base = [
+        "run",
+        "--runtime",
+        runtime.as_str(),
+        "--network",
+        "none",
+        "--ulimit",
+        nofile,
+        "--ulimit",
+        nproc,
+        parent_arg.as_str(),
+    ];
+    fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        base.iter().chain(extra).copied().collect()
+    }
+    let r = podman_run(&with(
+        &base,
+        &[
+            "--rm",
+            "--hostname",
+            "pod-box",
+            &image,
+            "sh",
+            "-c",
+            "echo hello from $(hostname); cat /proc/1/cmdline",
+        ],
+    ));
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    assert!(r.stdout.starts_with("hello from pod-box\n"), "{}", r.stdout);
+    // -t: conmon hands minicontainer a console socket; the process gets the container's pty.
+    let r = podman_run(&with(&base, &["--rm", "-t", &image, "sh", "-c", "tty"]));
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    assert!(r.stdout.contains("/dev/pts/0"), "{}", r.stdout);
+    // -d, then podman reads the state, stops and removes it through minicontainer.
+    let r = podman_run(&with(&base, &["-d", &image, "sleep", "60"]));
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    let ctr = r.stdout.trim().to_string();
+    let ps = podman_run(&["ps", "--format", "{{.ID}} {{.Status}}"]);
+    assert!(
+        ps.stdout.contains(&ctr[..12]) && ps.stdout.contains("Up"),
+        "{}",
+        ps.stdout
+    );
+    podman_run(&["stop", "--time", "2", &ctr]).expect_code(0);
+    podman_run(&["rm", &ctr]).expect_code(0);
+    // Its own exit status comes through as well.
+    let r = podman_run(&with(&base, &["--rm", &image, "sh", "-c", "exit 3"]));
+    assert_eq!(r.code, 3, "{}", r.transcript());
+    drop(scratch);
+    let left: Vec<_> = cgroup_demo::cg::hierarchies()
+        .unwrap()
+        .iter()
+        .map(|h| h.mount.join(parent.strip_prefix("/").unwrap()))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+}
+
 /// The processes whose environment holds `mark` (a process that has not exec'd yet, as a
 /// created container's, still has its creator's).
 fn processes_marked(mark: &str) -> Vec<String> {
