@@ -118,8 +118,11 @@ fn id(what: &str) -> String {
     format!("nslab-{what}-{}", std::process::id())
 }
 
-/// The fields and types of the runtime specification's state schema (schema/state-schema.json):
-/// ociVersion, id, status, bundle required; pid an integer when the process exists.
+/// The rules of the runtime specification's state schema (schema/state-schema.json, JSON
+/// Schema draft 4), written out: ociVersion, id, status and bundle required, all strings;
+/// status one of creating, created, running, stopped; pid an integer >= 0; annotations a map of
+/// strings or null. Then the runtime chapter's rules: pid present while there is a process,
+/// bundle absolute, and nothing the specification does not define.
 fn assert_valid_state(state: &Value, id: &str, status: &str) {
     let object = state.as_object().expect("an object");
     for key in ["ociVersion", "id", "status", "bundle"] {
@@ -136,7 +139,19 @@ fn assert_valid_state(state: &Value, id: &str, status: &str) {
         state["bundle"].as_str().is_some_and(|b| b.starts_with('/')),
         "absolute: {state}"
     );
-    assert!(state["annotations"].is_object() || state.get("annotations").is_none());
+    assert!(
+        ["creating", "created", "running", "stopped"].contains(&state["status"].as_str().unwrap()),
+        "status is one of the schema's enum: {state}"
+    );
+    // annotations: a map of strings, or null, or absent.
+    match state.get("annotations") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => assert!(map.values().all(Value::is_string), "{state}"),
+        Some(other) => panic!("annotations must be a map of strings: {other}"),
+    }
+    if let Some(pid) = state.get("pid") {
+        assert!(pid.as_u64().is_some(), "pid is an integer >= 0: {state}");
+    }
     match status {
         "created" | "running" => assert!(state["pid"].as_i64().is_some_and(|p| p > 0), "{state}"),
         _ => assert!(state.get("pid").is_none() || state["pid"] == 0, "{state}"),
