@@ -114,6 +114,16 @@ impl Bundle {
     }
 }
 
+impl Drop for Bundle {
+    /// What a failed test left in its state root (created or running containers, their
+    /// processes and cgroups) is deleted by force.
+    fn drop(&mut self) {
+        for id in self.mc(&["list", "-q"]).stdout.lines() {
+            self.mc(&["delete", "--force", id]);
+        }
+    }
+}
+
 fn id(what: &str) -> String {
     format!("nslab-{what}-{}", std::process::id())
 }
