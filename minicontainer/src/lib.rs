@@ -760,10 +760,11 @@ fn setup_root(
         format!("mount(2) the config's mounts: {}", shown.join(", ")),
     );
     let dir = |p: &str| merged.join(p.trim_start_matches('/'));
-    fs::create_dir_all(dir("dev"))?;
+    // Through mount_target, like the mounts: a symlink the image put at /dev or /dev/null
+    // would lead to the host's files before pivot_root.
+    mount_target(&merged, Path::new("/dev"), false)?;
     for dev in DEVICES {
-        let target = dir(&format!("dev/{dev}"));
-        fs::write(&target, "").with_context(|| format!("touch {}", target.display()))?;
+        let target = mount_target(&merged, &Path::new("/dev").join(dev), true)?;
         mount(
             Some(Path::new("/dev").join(dev).as_path()),
             &target,
@@ -1080,8 +1081,10 @@ fn make_devices(r: &mut Reporter, merged: &Path, plan: &Plan) -> Result<()> {
     use nix::sys::stat::{Mode, SFlag, makedev, mknod};
     for d in &plan.devices {
         let target = merged.join(d.path.strip_prefix("/")?);
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)?;
+        // Its directory made with no symlink followed (outside pivot_root one would lead to the
+        // host); the node itself is unlinked, never followed.
+        if let Some(parent) = d.path.parent() {
+            mount_target(merged, parent, false)?;
         }
         let _ = fs::remove_file(&target);
         let kind = match d.kind {

@@ -901,3 +901,35 @@ fn sigterm_to_run_goes_to_the_container_and_run_still_deletes_it() {
     assert!(run.lines.concat().contains("got TERM"), "{:?}", run.lines);
     assert!(left.is_empty(), "deleted: {left}");
 }
+
+#[test]
+fn a_dev_symlink_in_the_rootfs_is_refused_not_followed_to_the_host() {
+    const TEST: &str = "a_dev_symlink_in_the_rootfs_is_refused_not_followed_to_the_host";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    let Some(b) = Bundle::new(TEST, |c| {
+        // No tmpfs on /dev: the rootfs's own dev is used.
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
+        c["linux"]["devices"] = json!([
+            {"path": "/dev/nslab-node", "type": "c", "major": 1, "minor": 3}
+        ]);
+    }) else {
+        return;
+    };
+    // A host directory the image points its /dev at, by an absolute symlink.
+    let host = b.dir.path().join("host-dir");
+    fs::create_dir(&host).unwrap();
+    let dev = b.dir.path().join("rootfs/dev");
+    fs::remove_dir(&dev).unwrap();
+    symlink(&host, &dev).unwrap();
+    let r = b.mc(&["run", "--bundle", &b.path(), &id("devlink")]);
+    assert_ne!(r.code, 0, "{}", r.transcript());
+    assert!(r.stderr.contains("is a symlink"), "{}", r.transcript());
+    let made: Vec<_> = fs::read_dir(&host).unwrap().flatten().collect();
+    assert!(made.is_empty(), "made on the host: {made:?}");
+}
