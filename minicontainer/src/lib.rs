@@ -254,6 +254,21 @@ pub const READ_ONLY: &[&str] = &[
 /// user namespace, where mknod(2) of a device does not).
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Allowed after a config's device rules (runc's default list, without tun): [`DEVICES`],
+/// `/dev/ptmx` and `/dev/pts/*`, and mknod(2) of any node (which CAP_MKNOD still guards).
+pub const DEFAULT_DEVICE_RULES: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
 fn step(r: &mut Reporter, text: impl std::fmt::Display) {
     r.step(text);
 }
@@ -339,6 +354,10 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
                         "devices.deny"
                     };
                     leaf.write(file, rule)?;
+                }
+                // The nodes every container gets stay usable, as runc appends them too.
+                for rule in DEFAULT_DEVICE_RULES {
+                    leaf.write("devices.allow", rule)?;
                 }
             }
             ("devices", Version::V2) => {

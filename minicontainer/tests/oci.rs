@@ -559,7 +559,8 @@ fn cgroups_path_device_rules_and_a_cgroup_mount() {
     }
     let _one = serial();
     let path = format!("/nslab-cgpath-{}/ctr", std::process::id());
-    let script = "cat /dev/null && echo null=ok; head -c1 /dev/urandom >/dev/null 2>&1 || echo urandom=denied; \
+    let script = "cat /dev/null && echo null=ok; head -c1 /dev/urandom >/dev/null && echo urandom=ok; \
+                  head -c1 /dev/nslab-loopctl 2>&1 | grep -q 'not permitted' && echo loopctl=denied; \
                   ls /sys/fs/cgroup | tr '\\n' ' '; echo; \
                   cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max";
     let Some(b) = Bundle::new(TEST, |c| {
@@ -572,6 +573,10 @@ fn cgroups_path_device_rules_and_a_cgroup_mount() {
                 {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
             ]
         });
+        // Neither allowed by the rules nor one of the nodes every container gets.
+        c["linux"]["devices"] = json!([
+            {"path": "/dev/nslab-loopctl", "type": "c", "major": 10, "minor": 237}
+        ]);
         c["mounts"].as_array_mut().unwrap().push(json!({
             "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
             "options": ["nosuid", "noexec", "nodev", "ro"]
@@ -589,7 +594,9 @@ fn cgroups_path_device_rules_and_a_cgroup_mount() {
     } else {
         assert_eq!(r.code, 0, "{}", r.transcript());
         assert!(r.stdout.contains("null=ok"), "{}", r.stdout);
-        assert!(r.stdout.contains("urandom=denied"), "{}", r.stdout);
+        // The default nodes stay usable (as with runc), others are denied.
+        assert!(r.stdout.contains("urandom=ok"), "{}", r.stdout);
+        assert!(r.stdout.contains("loopctl=denied"), "{}", r.stdout);
         assert!(
             r.stdout.contains("pids"),
             "a directory per hierarchy: {}",
