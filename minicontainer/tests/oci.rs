@@ -940,3 +940,36 @@ fn a_dev_symlink_in_the_rootfs_is_refused_not_followed_to_the_host() {
     let made: Vec<_> = fs::read_dir(&host).unwrap().flatten().collect();
     assert!(made.is_empty(), "made on the host: {made:?}");
 }
+
+#[test]
+fn a_create_that_fails_inside_the_container_leaves_no_cgroup_or_state() {
+    const TEST: &str = "a_create_that_fails_inside_the_container_leaves_no_cgroup_or_state";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    let group = format!("nslab-failin-{}", std::process::id());
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["linux"]["resources"] = json!({"pids": {"limit": 25}, "memory": {"limit": 64 << 20}});
+        c["linux"]["cgroupsPath"] = json!(format!("/{group}/a/b"));
+        // Fails in the container's setup, once its cgroups are made and it is in them.
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/srv/data", "type": "bind", "source": "/nonexistent-nslab",
+            "options": ["rbind"]
+        }));
+    }) else {
+        return;
+    };
+    let id = id("failin");
+    let r = b.mc_leaving(&["create", "--bundle", &b.path(), &id]);
+    assert_ne!(r.code, 0, "{}", r.transcript());
+    assert!(r.stderr.contains("/nonexistent-nslab"), "{}", r.stderr);
+    let left: Vec<_> = cgroup_demo::cg::hierarchies()
+        .unwrap()
+        .iter()
+        .map(|h| h.own.join(&group))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(!b.root.path().join(&id).exists());
+}
