@@ -311,12 +311,10 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
                 }
             }
             ("memory", Version::V2) => {
-                let limit = plan.memory.unwrap_or_default();
-                leaf.write("memory.max", &limit.to_string())?;
-                // v2 counts swap alone: the spec's swap less the memory.
-                let swap = plan.memory_swap.map_or(0, |s| (s - limit).max(0));
+                let (max, swap) = v2_memory(plan.memory.unwrap_or_default(), plan.memory_swap)?;
+                leaf.write("memory.max", &max)?;
                 if leaf.has("memory.swap.max") {
-                    leaf.write("memory.swap.max", &swap.to_string())?;
+                    leaf.write("memory.swap.max", &swap)?;
                 }
             }
             ("pids", _) => leaf.write("pids.max", &plan.pids.unwrap_or_default().to_string())?,
@@ -391,6 +389,31 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
         groups.push((h, leaf, top));
     }
     Ok(Limits { groups })
+}
+
+/// The spec's memory limit and swap (memory and swap together; -1 for no limit) as v2's
+/// `memory.max` and `memory.swap.max` (swap alone), as runc converts them. No swap without one
+/// in the spec, as in v1.
+fn v2_memory(limit: i64, swap: Option<i64>) -> Result<(String, String)> {
+    let max = |v: i64| {
+        if v < 0 {
+            "max".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    let swap = match swap {
+        _ if limit < 0 => "max".to_string(),
+        None => "0".to_string(),
+        Some(s) if s < 0 => "max".to_string(),
+        Some(s) if s >= limit => (s - limit).to_string(),
+        Some(s) => {
+            return Err(bad_input(format!(
+                "config: linux.resources.memory.swap {s} is below the limit {limit} (it counts memory and swap together)"
+            )));
+        }
+    };
+    Ok((max(limit), swap))
 }
 
 /// `linux.cgroupsPath`, made under this process's own cgroup in the controller's hierarchy:
@@ -1576,4 +1599,24 @@ pub fn gc(out: &mut Narrator) -> Result<usize> {
         out.step("gc", "nothing left behind");
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_memory_values_follow_runc() {
+        let v = |limit, swap| v2_memory(limit, swap).unwrap();
+        assert_eq!(
+            v(64, None),
+            ("64".into(), "0".into()),
+            "no swap unless asked"
+        );
+        assert_eq!(v(64, Some(64)), ("64".into(), "0".into()));
+        assert_eq!(v(64, Some(100)), ("64".into(), "36".into()), "swap alone");
+        assert_eq!(v(64, Some(-1)), ("64".into(), "max".into()), "-1: no limit");
+        assert_eq!(v(-1, None), ("max".into(), "max".into()));
+        assert!(v2_memory(64, Some(32)).is_err());
+    }
 }
