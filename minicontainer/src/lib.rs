@@ -317,7 +317,14 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
                     leaf.write("memory.swap.max", &swap)?;
                 }
             }
-            ("pids", _) => leaf.write("pids.max", &plan.pids.unwrap_or_default().to_string())?,
+            ("pids", _) => {
+                // 0 or less: no limit (runc's reading; pids.max takes "max", not -1).
+                let max = plan
+                    .pids
+                    .filter(|p| *p > 0)
+                    .map_or_else(|| "max".to_string(), |p| p.to_string());
+                leaf.write("pids.max", &max)?
+            }
             ("cpu", Version::V1) => {
                 if let Some((quota, period)) = plan.cpu {
                     leaf.write("cpu.cfs_period_us", &period.to_string())?;

@@ -973,3 +973,29 @@ fn a_create_that_fails_inside_the_container_leaves_no_cgroup_or_state() {
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(!b.root.path().join(&id).exists());
 }
+
+#[test]
+fn a_pids_limit_of_minus_one_means_no_limit() {
+    const TEST: &str = "a_pids_limit_of_minus_one_means_no_limit";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"
+        ]);
+        c["linux"]["resources"] = json!({"pids": {"limit": -1}});
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "ro"]
+        }));
+    }) else {
+        return;
+    };
+    let r = b.mc(&["run", "--bundle", &b.path(), &id("pidsmax")]);
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    assert_eq!(r.stdout.trim(), "max", "{}", r.transcript());
+}
