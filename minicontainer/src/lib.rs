@@ -292,14 +292,40 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
     .flatten()
     .collect();
     for controller in wanted {
-        let (h, top, leaf) = match &plan.cgroups_path {
-            None => {
-                let (h, top) = cg::group_for(controller, None)?;
-                let leaf = top.child("container")?;
-                (h, top, leaf)
+        // v2 has one hierarchy, and a process one group in it: every controller goes to the
+        // same group, enabled from its top down (v1: a group per hierarchy, as before).
+        let h = cg::for_controller(controller, None)?;
+        let at = groups
+            .iter()
+            .position(|(g, _, _): &(cg::Hierarchy, Group, Group)| {
+                g.version == Version::V2 && h.version == Version::V2 && g.mount == h.mount
+            });
+        let at = match at {
+            Some(at) => {
+                let (_, leaf, top) = &groups[at];
+                enable_down(top, leaf, controller)?;
+                at
             }
-            Some(path) => nested_group(controller, path)?,
+            None => {
+                let (h, top, leaf) = match &plan.cgroups_path {
+                    None => {
+                        let (h, top) = cg::group_for(controller, None)?;
+                        let leaf = top.child("container")?;
+                        (h, top, leaf)
+                    }
+                    Some(path) => {
+                        let (h, top, leaf) = nested_group(controller, path)?;
+                        if h.version == Version::V2 {
+                            enable_down(&top, &leaf, controller)?;
+                        }
+                        (h, top, leaf)
+                    }
+                };
+                groups.push((h, leaf, top));
+                groups.len() - 1
+            }
         };
+        let (h, leaf, top) = &groups[at];
         match (controller, h.version) {
             ("memory", Version::V1) => {
                 let limit = plan.memory.unwrap_or_default().to_string();
@@ -393,9 +419,31 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
             "host",
             format!("{} {controller}: mkdir {}", h.version, leaf.path.display()),
         );
-        groups.push((h, leaf, top));
     }
     Ok(Limits { groups })
+}
+
+/// On v2, a controller reaches a group only through `cgroup.subtree_control` of each group
+/// above it: enable `controller` in the groups made, from `top` down to the leaf's parent.
+fn enable_down(top: &Group, leaf: &Group, controller: &str) -> Result<()> {
+    for dir in groups_above(&top.path, &leaf.path) {
+        let file = dir.join("cgroup.subtree_control");
+        fs::write(&file, format!("+{controller}"))
+            .with_context(|| format!("write({}, \"+{controller}\")", file.display()))?;
+    }
+    Ok(())
+}
+
+/// The groups from `top` down to `leaf`'s parent, top first (none when `leaf` is `top`).
+fn groups_above(top: &Path, leaf: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = leaf
+        .ancestors()
+        .skip(1)
+        .take_while(|a| a.starts_with(top))
+        .map(Path::to_path_buf)
+        .collect();
+    dirs.reverse();
+    dirs
 }
 
 /// The spec's memory limit and swap (memory and swap together; -1 for no limit) as v2's
@@ -1611,6 +1659,23 @@ pub fn gc(out: &mut Narrator) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controllers_are_enabled_from_the_top_group_down_to_the_leafs_parent() {
+        let above = |top: &str, leaf: &str| groups_above(Path::new(top), Path::new(leaf));
+        assert_eq!(
+            above("/cg/own/t", "/cg/own/t/container"),
+            [PathBuf::from("/cg/own/t")]
+        );
+        assert_eq!(
+            above("/cg/own/a", "/cg/own/a/b/c"),
+            [PathBuf::from("/cg/own/a"), PathBuf::from("/cg/own/a/b")]
+        );
+        assert!(
+            above("/cg/own/a", "/cg/own/a").is_empty(),
+            "the leaf is the top"
+        );
+    }
 
     #[test]
     fn v2_memory_values_follow_runc() {
