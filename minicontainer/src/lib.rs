@@ -1617,7 +1617,9 @@ fn remove_tree(path: &Path) -> Result<()> {
 }
 
 /// `gc`: remove what a killed minicontainer left (its temp directories; its cgroups are the
-/// groups named nslab-memory-*, nslab-pids-*, nslab-cpu-* made under this process's cgroup).
+/// groups named nslab-memory-*, nslab-pids-*, nslab-cpu-*, nslab-cpuset-*, nslab-devices-* made
+/// under this process's cgroup, with no process left in them: an OCI container's outlive the
+/// `create` whose PID they carry).
 pub fn gc(out: &mut Narrator) -> Result<usize> {
     let mut removed = 0;
     for path in garbage() {
@@ -1633,12 +1635,22 @@ pub fn gc(out: &mut Narrator) -> Result<usize> {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let ours = ["nslab-memory-", "nslab-pids-", "nslab-cpu-"]
-                .iter()
-                .any(|p| name.starts_with(p));
-            // Only groups of processes that are gone: the PID in the name no longer runs.
+            let ours = [
+                "nslab-memory-",
+                "nslab-pids-",
+                "nslab-cpu-",
+                "nslab-cpuset-",
+                "nslab-devices-",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p));
+            // Only groups of processes that are gone: the PID in the name no longer runs, and
+            // nothing runs in them (a created container's process outlives its `create`).
             let pid: Option<i32> = name.split('-').nth(2).and_then(|p| p.parse().ok());
-            if ours && pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+            if ours
+                && pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists())
+                && !has_processes(&e.path())
+            {
                 let mut g = Group::adopt(e.path(), h.version);
                 g.remove()?;
                 out.step("gc", format!("rmdir {}", e.path().display()));
@@ -1654,6 +1666,16 @@ pub fn gc(out: &mut Narrator) -> Result<usize> {
         out.step("gc", "nothing left behind");
     }
     Ok(removed)
+}
+
+/// Whether a group or one below it has a process (read only: nothing is adopted or removed).
+fn has_processes(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|t| !t.trim().is_empty())
+        || fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_type().is_ok_and(|t| t.is_dir()) && has_processes(&e.path()))
 }
 
 #[cfg(test)]

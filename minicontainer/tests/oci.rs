@@ -999,3 +999,28 @@ fn a_pids_limit_of_minus_one_means_no_limit() {
     assert_eq!(r.code, 0, "{}", r.transcript());
     assert_eq!(r.stdout.trim(), "max", "{}", r.transcript());
 }
+
+#[test]
+fn gc_leaves_a_created_containers_cgroups_alone() {
+    const TEST: &str = "gc_leaves_a_created_containers_cgroups_alone";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+        c["linux"]["resources"] = json!({"pids": {"limit": 25}});
+    }) else {
+        return;
+    };
+    let id = id("gc");
+    b.mc_leaving(&["create", "--bundle", &b.path(), &id])
+        .expect_code(0);
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    // Its group's name carries the PID of the create that made it, which has ended.
+    run(bin(), &["gc"]).expect_code(0);
+    assert!(alive(pid), "gc killed the container");
+    assert_valid_state(&b.state(&id), &id, "created");
+    b.mc(&["delete", "--force", &id]).expect_code(0);
+    assert!(!alive(pid));
+}
