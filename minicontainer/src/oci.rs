@@ -339,6 +339,14 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         // As runc: forcing the deletion of what is not there succeeds.
         return Ok(());
     }
+    if !store.dir(id).join("state.json").exists() {
+        // As runc: a directory without state.json is what a create cut short left (killed
+        // before it wrote it): it goes; only --force makes that a success.
+        let _ = fs::remove_dir_all(store.dir(id));
+        if force {
+            return Ok(());
+        }
+    }
     let record = store.load(id)?;
     if store.status(&record) != ContainerState::Stopped {
         if !force {

@@ -1024,3 +1024,23 @@ fn gc_leaves_a_created_containers_cgroups_alone() {
     b.mc(&["delete", "--force", &id]).expect_code(0);
     assert!(!alive(pid));
 }
+
+#[test]
+fn delete_removes_what_a_create_cut_short_left() {
+    // A create killed before it wrote state.json leaves its directory (and the ID taken).
+    let root = TempDir::new("oci-root");
+    let mc = |args: &[&str]| {
+        let mut all = vec!["--root", root.path().to_str().unwrap()];
+        all.extend_from_slice(args);
+        run(bin(), &all)
+    };
+    let id = id("cutshort");
+    fs::create_dir(root.path().join(&id)).unwrap();
+    mc(&["delete", "--force", &id]).expect_code(0);
+    assert!(!root.path().join(&id).exists());
+    fs::create_dir(root.path().join(&id)).unwrap();
+    let r = mc(&["delete", &id]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    assert!(!root.path().join(&id).exists());
+}
