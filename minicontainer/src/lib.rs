@@ -294,7 +294,15 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
     for controller in wanted {
         // v2 has one hierarchy, and a process one group in it: every controller goes to the
         // same group, enabled from its top down (v1: a group per hierarchy, as before).
-        let h = cg::for_controller(controller, None)?;
+        let h = match cg::for_controller(controller, None) {
+            // v2 has no devices controller: its device rules are an eBPF program.
+            Err(_) if controller == "devices" => {
+                return Err(anyhow::Error::new(labkit::errors::MissingFeature(
+                    "linux.resources.devices on cgroup v2: the rules are an eBPF program attached to the group, which minicontainer does not load (leave the rules out)".into(),
+                )));
+            }
+            other => other?,
+        };
         let at = groups
             .iter()
             .position(|(g, _, _): &(cg::Hierarchy, Group, Group)| {

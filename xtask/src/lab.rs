@@ -66,7 +66,7 @@
 //! exercises checked by the crates `cargo xtask vm-test` runs there (cgroup-demo): it runs the
 //! workspace copy's own `cargo xtask vm-test` with `NSLAB_VM_FILTER` set to the exercise's
 //! filters, which builds the tests (with the learner's code) statically, boots QEMU and runs
-//! them as root inside. For the other crates, vm.rs's `CRATES` would have to come from its
+//! them as root inside. For the other crates, vm.rs's `SUITES` would have to come from its
 //! caller (and net-demo needs kernel modules the VM does not load).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -457,7 +457,7 @@ enum Outcome {
     TimedOut,
 }
 
-/// The crates whose tests `cargo xtask vm-test` runs in its VM (vm.rs's `CRATES`).
+/// The crates whose tests `cargo xtask vm-test` runs in its VM for an exercise (vm.rs's `SUITES`).
 const VM_CRATES: &[&str] = &["cgroup-demo"];
 
 struct Scratch {

@@ -22,8 +22,25 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// The crates whose integration tests run in the VM.
-const CRATES: &[&str] = &["cgroup-demo"];
+/// The integration tests that run in the VM: (crate, its test target or all of them, the tests'
+/// name filters or all). minicontainer's OCI tests need neither overlayfs nor veth (a bundle's
+/// root filesystem is used as it is; the VM's kernel loads no modules), so they run there to
+/// put the runtime on cgroup v2: every limit in one group, cgroupsPath, a cgroup2 mount,
+/// device rules refused.
+const SUITES: &[(&str, Option<&str>, &[&str])] = &[
+    ("cgroup-demo", None, &[]),
+    (
+        "minicontainer",
+        Some("oci"),
+        &[
+            "the_lifecycle",
+            "run_waits",
+            "each_config_field",
+            "cgroups_path",
+            "bad_bundles",
+        ],
+    ),
+];
 /// How long the VM may take, boot to power-off.
 const TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -129,58 +146,75 @@ fn busybox(cache: &Path) -> Result<PathBuf> {
 
 /// What the VM needs from a build: test executables and the binaries they run.
 struct Built {
-    tests: Vec<(String, PathBuf)>,
+    tests: Vec<Test>,
     binaries: Vec<PathBuf>,
+}
+
+/// One integration test executable, and the filters its run takes.
+struct Test {
+    krate: String,
+    name: String,
+    exe: PathBuf,
+    filters: Vec<String>,
 }
 
 /// Build the test binaries statically (glibc with crt-static), in their own target directory.
 fn build(root: &Path) -> Result<Built> {
     let target_dir = root.join("target/vm");
-    let mut cmd = Command::new("cargo");
-    cmd.args([
-        "test",
-        "--no-run",
-        "--message-format=json",
-        "--target",
-        "x86_64-unknown-linux-gnu",
-    ])
-    .env("RUSTFLAGS", "-C target-feature=+crt-static")
-    .env("CARGO_TARGET_DIR", &target_dir)
-    .current_dir(root)
-    .stderr(Stdio::inherit());
-    for c in CRATES {
-        cmd.args(["-p", c]);
-    }
-    eprintln!(
-        "xtask: building static test binaries for {}",
-        CRATES.join(", ")
-    );
-    let json = output(&mut cmd, "cargo test --no-run (static)")?;
     let mut built = Built {
         tests: Vec::new(),
         binaries: Vec::new(),
     };
-    for line in json
-        .lines()
-        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
-    {
-        let Some(exe) = field(line, "\"executable\":\"") else {
-            continue;
-        };
-        let kinds = field(line, "\"kind\":[\"").unwrap_or_default();
-        let name = field(line, "\"name\":\"").unwrap_or_default();
-        // The profile's "test" flag says whether this is a test harness build (the target
-        // object has a "test" field too, with another meaning).
-        let profile = line
-            .split("\"profile\":{")
-            .nth(1)
-            .and_then(|p| p.split('}').next())
-            .unwrap_or_default();
-        let test_build = profile.contains("\"test\":true");
-        if test_build && kinds == "test" {
-            built.tests.push((name, PathBuf::from(exe)));
-        } else if kinds == "bin" && !test_build {
-            built.binaries.push(PathBuf::from(exe));
+    for (krate, target, filters) in SUITES {
+        let mut cmd = Command::new("cargo");
+        cmd.args([
+            "test",
+            "--no-run",
+            "--message-format=json",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "-p",
+            krate,
+        ])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .current_dir(root)
+        .stderr(Stdio::inherit());
+        if let Some(t) = target {
+            cmd.args(["--test", t]);
+        }
+        eprintln!("xtask: building static test binaries for {krate}");
+        let json = output(&mut cmd, "cargo test --no-run (static)")?;
+        for line in json
+            .lines()
+            .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
+        {
+            let Some(exe) = field(line, "\"executable\":\"") else {
+                continue;
+            };
+            let kinds = field(line, "\"kind\":[\"").unwrap_or_default();
+            let name = field(line, "\"name\":\"").unwrap_or_default();
+            // The profile's "test" flag says whether this is a test harness build (the target
+            // object has a "test" field too, with another meaning).
+            let profile = line
+                .split("\"profile\":{")
+                .nth(1)
+                .and_then(|p| p.split('}').next())
+                .unwrap_or_default();
+            let test_build = profile.contains("\"test\":true");
+            if test_build && kinds == "test" {
+                built.tests.push(Test {
+                    krate: krate.to_string(),
+                    name,
+                    exe: PathBuf::from(exe),
+                    filters: filters.iter().map(|f| f.to_string()).collect(),
+                });
+            } else if kinds == "bin"
+                && !test_build
+                && !built.binaries.contains(&PathBuf::from(&exe))
+            {
+                built.binaries.push(PathBuf::from(exe));
+            }
         }
     }
     if built.tests.is_empty() {
@@ -266,10 +300,19 @@ impl Cpio {
     }
 }
 
-/// The VM's /init: cgroup2 only, every controller enabled, the tests, the results, power off.
-fn init_script(root: &Path, tests: &[(String, String)], accept: bool) -> String {
+/// The VM's /init: first the files move from the initramfs to a tmpfs, which becomes the root
+/// (switch_root): pivot_root(2), which the container tests make, refuses to move away from the
+/// initramfs. Then cgroup2 only, every controller enabled, the tests, the results, power off.
+fn init_script(root: &Path, tests: &[(String, String, Vec<String>)], accept: bool) -> String {
     let mut s = String::from(
         "#!/bin/busybox sh\n\
+         if [ ! -e /.nslab-tmpfs-root ]; then\n\
+         /bin/busybox mkdir -p /newroot\n\
+         /bin/busybox mount -t tmpfs -o mode=755 tmpfs /newroot\n\
+         for f in /*; do [ \"$f\" = /newroot ] || /bin/busybox cp -a \"$f\" /newroot/; done\n\
+         /bin/busybox touch /newroot/.nslab-tmpfs-root\n\
+         exec /bin/busybox switch_root /newroot /init\n\
+         fi\n\
          /bin/busybox mkdir -p /proc /sys /dev /tmp /bin /sbin /usr/bin /usr/sbin\n\
          /bin/busybox --install -s /bin\n\
          mount -t proc proc /proc\n\
@@ -289,12 +332,15 @@ fn init_script(root: &Path, tests: &[(String, String)], accept: bool) -> String 
         "export INSTA_UPDATE={}",
         if accept { "always" } else { "no" }
     );
-    for (name, path) in tests {
+    for (name, path, filters) in tests {
         let _ = writeln!(s, "echo NSLAB-VM-START {name}");
-        // NSLAB_VM_FILTER: run only the tests whose names contain it (for debugging).
-        let filter = std::env::var("NSLAB_VM_FILTER")
-            .map(|f| format!(" {f} --nocapture"))
-            .unwrap_or_default();
+        // NSLAB_VM_FILTER: run only the tests whose names contain it (for debugging, and for
+        // `cargo xtask lab check --vm`); otherwise the suite's own filters, if any.
+        let filter = match std::env::var("NSLAB_VM_FILTER") {
+            Ok(f) => format!(" {f} --nocapture"),
+            Err(_) if !filters.is_empty() => format!(" {}", filters.join(" ")),
+            Err(_) => String::new(),
+        };
         let _ = writeln!(
             s,
             "cd {} && {path} --test-threads=1{filter} 2>&1; echo \"NSLAB-VM-RESULT {name} $?\"",
@@ -316,21 +362,25 @@ fn initramfs(root: &Path, built: &Built, busybox: &Path, accept: bool, out: &Pat
     let mut cpio = Cpio::default();
     cpio.file("/bin/busybox", 0o755, &std::fs::read(busybox)?);
     let mut tests = Vec::new();
-    for (i, (name, exe)) in built.tests.iter().enumerate() {
-        let inside = format!("/tests/{i}-{name}");
+    for (i, t) in built.tests.iter().enumerate() {
+        let inside = format!("/tests/{i}-{}", t.name);
         cpio.file(
             &inside,
             0o755,
-            &std::fs::read(exe).with_context(|| exe.display().to_string())?,
+            &std::fs::read(&t.exe).with_context(|| t.exe.display().to_string())?,
         );
-        tests.push((format!("{}::{name}", crate_of(exe, root)), inside));
+        tests.push((
+            format!("{}::{}", t.krate, t.name),
+            inside,
+            t.filters.clone(),
+        ));
     }
     // The demo binaries, where the tests look for them (CARGO_BIN_EXE_* is an absolute path).
     for bin in &built.binaries {
         cpio.file(&bin.to_string_lossy(), 0o755, &std::fs::read(bin)?);
     }
     // The snapshot files, where insta looks for them.
-    for c in CRATES {
+    for (c, _, _) in SUITES {
         let dir = root.join(c).join("tests/snapshots");
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
@@ -345,13 +395,6 @@ fn initramfs(root: &Path, built: &Built, busybox: &Path, accept: bool, out: &Pat
     cpio.file("/init", 0o755, init_script(root, &tests, accept).as_bytes());
     std::fs::write(out, cpio.finish()).with_context(|| format!("write {}", out.display()))?;
     Ok(())
-}
-
-fn crate_of(exe: &Path, _root: &Path) -> String {
-    // target/vm/x86_64-unknown-linux-gnu/debug/deps/cli-<hash>: the crate is not in the name;
-    // there is one crate per test binary here, named by CRATES.
-    let _ = exe;
-    CRATES.join("+")
 }
 
 /// Boot the VM, stream its console, and return what it printed.
