@@ -1384,6 +1384,25 @@ fn engine(
             ),
         );
     }
+    // A cgroup mount shows the container its own groups: in each hierarchy, its limit group, or
+    // else the group it inherits from this process. Worked out here: inside, its cgroup
+    // namespace makes every path relative.
+    let cgroup_view: Vec<cg::Hierarchy> = if plan.mounts.iter().any(|m| m.typ.starts_with("cgroup"))
+    {
+        cg::hierarchies()?
+            .into_iter()
+            .map(|mut h| {
+                if let Some((_, leaf, _)) =
+                    limits.groups.iter().find(|(l, _, _)| l.mount == h.mount)
+                {
+                    h.own = leaf.path.clone();
+                }
+                h
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     // ANCHOR: clone
     // The namespaces of the spec (all six from `run`). The cgroup namespace is made again with
     // unshare once the parent has put the child in its cgroups, so that its root is theirs.
@@ -1415,13 +1434,6 @@ fn engine(
             setresgid(zero.1, zero.1, zero.1).context("setresgid(0) in the user namespace")?;
             setresuid(zero.0, zero.0, zero.0).context("setresuid(0) in the user namespace")?;
         }
-        // A cgroup mount shows the container its own groups: which they are, read before the
-        // cgroup namespace makes every path "/".
-        let cgroup_view = if plan.mounts.iter().any(|m| m.typ.starts_with("cgroup")) {
-            cg::hierarchies()?
-        } else {
-            Vec::new()
-        };
         if plan.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP) {
             nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
         }

@@ -100,6 +100,13 @@ pub fn default_mounts() -> Result<Vec<Mount>> {
             "sysfs",
             &["nosuid", "noexec", "nodev", "ro"],
         )?,
+        // The container's own groups, read-only (its cgroup namespace makes them the root).
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        )?,
         mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"])?,
     ])
 }

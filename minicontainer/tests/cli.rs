@@ -150,6 +150,15 @@ fn limits_are_enforced() {
         "the fork bomb was contained: {}",
         r.transcript()
     );
+    // The container sees its own group at /sys/fs/cgroup, read-only: v1 a directory per
+    // hierarchy, v2 the group itself (its cgroup namespace makes it the root).
+    let r = container(
+        &["--pids-limit", "9"],
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; \
+         echo 1 > /sys/fs/cgroup/pids.max 2>/dev/null || echo read-only",
+    );
+    r.expect_code(0);
+    assert_eq!(r.stdout, "9\nread-only\n", "{}", r.transcript());
 }
 
 #[test]
