@@ -343,6 +343,9 @@ fn each_config_field_is_observed_inside() {
         "touch /proc/sys/kernel/x 2>/dev/null; grep ' /proc/sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1",
         "echo dev=$(stat -c '%F %t:%T' /dev/nslab-null)",
         "mkdir /tmp/d 2>&1 | head -1; echo mkdir=$?",
+        // Its own group at /sys/fs/cgroup (v1: a directory per hierarchy; v2: the group).
+        "echo pids=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)",
+        "echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)",
     ]
     .join("; ");
     let Some(b) = Bundle::new(TEST, |c| {
@@ -403,6 +406,8 @@ fn each_config_field_is_observed_inside() {
         "\nro\n",
         "dev=character special file 1:3",
         "Operation not permitted",
+        "pids=30",
+        "mem=67108864",
     ] {
         assert!(out.contains(expected), "{expected:?} in:\n{out}");
     }
