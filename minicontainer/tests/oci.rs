@@ -174,6 +174,17 @@ fn assert_valid_state(state: &Value, id: &str, status: &str) {
     }
 }
 
+/// Assert that no hierarchy holds the cgroup directory `path(hierarchy)` any more.
+fn assert_no_cgroup_dir(path: impl Fn(&cgroup_demo::cg::Hierarchy) -> PathBuf) {
+    let left: Vec<_> = cgroup_demo::cg::hierarchies()
+        .unwrap()
+        .iter()
+        .map(path)
+        .filter(|p| p.exists())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 fn alive(pid: i64) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         !s.rsplit(')')
@@ -615,13 +626,7 @@ fn cgroups_path_device_rules_and_a_cgroup_mount() {
     }
     // Made under this process's own cgroup, and removed with the container.
     assert_eq!(cgroup_leftovers(), Vec::<String>::new());
-    let left: Vec<_> = cgroup_demo::cg::hierarchies()
-        .unwrap()
-        .iter()
-        .map(|h| h.own.join(format!("nslab-cgpath-{}", std::process::id())))
-        .filter(|p| p.exists())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_no_cgroup_dir(|h| h.own.join(format!("nslab-cgpath-{}", std::process::id())));
 }
 
 /// What a podman test made: its storage, its containers, and the cgroup directories podman's
@@ -805,13 +810,7 @@ fn podman_uses_minicontainer_as_its_runtime() {
     let r = podman_run(&with(&base, &["--rm", &image, "sh", "-c", "exit 3"]));
     assert_eq!(r.code, 3, "{}", r.transcript());
     drop(scratch);
-    let left: Vec<_> = cgroup_demo::cg::hierarchies()
-        .unwrap()
-        .iter()
-        .map(|h| h.mount.join(parent.strip_prefix("/").unwrap()))
-        .filter(|p| p.exists())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_no_cgroup_dir(|h| h.mount.join(parent.strip_prefix("/").unwrap()));
     assert_eq!(cgroup_leftovers(), Vec::<String>::new());
 }
 
@@ -864,13 +863,7 @@ fn a_create_that_fails_after_setup_leaves_no_process_cgroup_or_state() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("PID file"), "{stderr}");
     assert_eq!(processes_marked(&mark), Vec::<String>::new());
-    let left: Vec<_> = cgroup_demo::cg::hierarchies()
-        .unwrap()
-        .iter()
-        .map(|h| h.own.join(format!("nslab-halfmade-{}", std::process::id())))
-        .filter(|p| p.exists())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_no_cgroup_dir(|h| h.own.join(format!("nslab-halfmade-{}", std::process::id())));
     assert!(!b.root.path().join(&id).exists());
     assert!(b.mc(&["list", "-q"]).stdout.is_empty());
 }
@@ -969,13 +962,7 @@ fn a_create_that_fails_inside_the_container_leaves_no_cgroup_or_state() {
     let r = b.mc_leaving(&["create", "--bundle", &b.path(), &id]);
     assert_ne!(r.code, 0, "{}", r.transcript());
     assert!(r.stderr.contains("/nonexistent-nslab"), "{}", r.stderr);
-    let left: Vec<_> = cgroup_demo::cg::hierarchies()
-        .unwrap()
-        .iter()
-        .map(|h| h.own.join(&group))
-        .filter(|p| p.exists())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_no_cgroup_dir(|h| h.own.join(&group));
     assert!(!b.root.path().join(&id).exists());
 }
 

@@ -6,6 +6,9 @@
 //! - `crun run` and `runc run` on an OCI bundle whose `config.json` is their own `spec` with
 //!   `args` `["/bin/true"]`, no terminal and a writable root (their default namespaces and
 //!   cgroups kept);
+//! - minicontainer's own OCI command line on such a bundle (its own `spec`, edited the same
+//!   way): `run ID` (create, start, wait and delete in one process, as runc's `run`), and
+//!   `create` then `start` through `sh`, as a container manager drives a runtime;
 //! - two lower bounds: `bwrap` (namespaces and a bind-mounted root, no cgroups) and
 //!   `unshare -fpimnu --mount-proc true` (namespaces only, no new root).
 //!
@@ -542,26 +545,7 @@ fn mounts() -> Result<Vec<Mount>> {
 
 /// mountinfo escapes space, tab, newline and backslash as \ooo.
 fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| u8::from_str_radix(d, 8).ok());
-        match (bytes[i], octal) {
-            (b'\\', Some(b)) => {
-                out.push(b);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::decode_escapes(field, b'\\', 3, 8)
 }
 
 #[derive(Debug)]

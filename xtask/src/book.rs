@@ -600,26 +600,7 @@ fn attr_values(html: &str, attr: &str) -> Vec<String> {
 
 /// `%XX` escapes decoded (fragments of non-ASCII headings arrive that way).
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::decode_escapes(text, b'%', 2, 16)
 }
 
 /// The broken internal links of one page: `href`s and `src`s that are not absolute URLs must

@@ -32,6 +32,31 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Escapes decoded: `marker` then `digits` digits in `radix` stand for one byte (mountinfo's
+/// `\040`, a URL's `%20`); anything else is kept as it is.
+fn decode_escapes(text: &str, marker: u8, digits: usize, radix: u32) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let code = bytes
+            .get(i + 1..i + 1 + digits)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u8::from_str_radix(d, radix).ok());
+        match (bytes[i], code) {
+            (b, Some(decoded)) if b == marker => {
+                out.push(decoded);
+                i += 1 + digits;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn run(program: &str, args: &[&str]) -> Result<()> {
     eprintln!("xtask: running {program} {}", args.join(" "));
     let status = Command::new(program)
@@ -108,5 +133,20 @@ fn main() -> ExitCode {
             eprintln!("xtask {task}: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_decode_in_either_form() {
+        assert_eq!(
+            super::decode_escapes(r"/a\040b\\c", b'\\', 3, 8),
+            r"/a b\\c"
+        );
+        assert_eq!(
+            super::decode_escapes("%C3%A9t%E9%zz", b'%', 2, 16),
+            "ét\u{fffd}%zz"
+        );
     }
 }
