@@ -155,7 +155,14 @@ enum Cmd {
         cmd: Vec<String>,
     },
     /// List the running containers: name, host PID of PID 1, PID of their minicontainer, command.
-    Ps,
+    /// With an OCI container's ID, runc's `ps ID`: the processes in its PID namespace.
+    Ps {
+        /// An OCI container (see `list`).
+        id: Option<String>,
+        /// With an ID: table, or json (an array of host PIDs, as runc prints it).
+        #[arg(short = 'f', long = "format", default_value = "table")]
+        format: String,
+    },
     /// Run CMD in a running container (joins its cgroups and namespaces with setns, as docker
     /// exec does); the exit status is CMD's.
     Exec {
@@ -306,10 +313,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     let store = oci::Store::new(cli.root.clone());
     match cli.command {
-        Cmd::Ps => {
+        Cmd::Ps { id: None, .. } => {
             // Through the narrator: a reader that goes away (`| head -1`) ends it with 141, not a
             // panic.
             out.raw(minicontainer::state::ps().trim_end_matches('\n'));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Ps {
+            id: Some(id),
+            format,
+        } => {
+            let procs = oci::processes(&store, &id)?;
+            match format.as_str() {
+                "json" => out.raw(serde_json::to_string(
+                    &procs.iter().map(|(pid, _)| *pid).collect::<Vec<_>>(),
+                )?),
+                "table" => {
+                    let mut rows = vec![vec!["PID".to_string(), "CMD".to_string()]];
+                    rows.extend(
+                        procs
+                            .into_iter()
+                            .map(|(pid, cmd)| vec![pid.to_string(), cmd]),
+                    );
+                    out.raw(labkit::narrate::table(&rows).trim_end_matches('\n'));
+                }
+                other => {
+                    return Err(bad_input(format!("--format {other:?}: table or json")));
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Exec { name, explain, cmd } => {

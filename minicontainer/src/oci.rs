@@ -397,6 +397,36 @@ fn remove_cgroups(cgroups: &[(PathBuf, String)]) -> Result<()> {
     Ok(())
 }
 
+/// runc's `ps ID`: the host PIDs and command lines of the processes in the container's PID
+/// namespace (those whose /proc/PID/ns/pid is the same namespace as its process's).
+pub fn processes(store: &Store, id: &str) -> Result<Vec<(i32, String)>> {
+    let record = store.load(id)?;
+    if store.status(&record) == ContainerState::Stopped {
+        return Err(bad_input(format!("container {id} is not running")));
+    }
+    let ns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let theirs = ns(record.pid).context("the container's PID namespace")?;
+    let mut found: Vec<(i32, String)> = fs::read_dir("/proc")
+        .context("read /proc")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| ns(*pid).as_ref() == Some(&theirs))
+        .map(|pid| {
+            let cmd = fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .trim()
+                        .to_string()
+                })
+                .unwrap_or_default();
+            (pid, cmd)
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 /// `list`: one row per container, as runc prints them.
 pub fn list(store: &Store) -> String {
     let mut rows = vec![vec![

@@ -247,6 +247,13 @@ fn the_lifecycle_goes_created_running_stopped_deleted() {
     let again = b.mc(&["start", &id]);
     again.expect_code(2);
     assert!(again.stderr.contains("is running"), "{}", again.stderr);
+    // runc's ps ID: the processes of its PID namespace, as host PIDs (json: containerd's form).
+    let ps = b.mc(&["ps", "--format", "json", &id]);
+    ps.expect_code(0);
+    let pids: Vec<i64> = serde_json::from_str(&ps.stdout).unwrap();
+    assert!(pids.contains(&pid), "{pid} in {pids:?}");
+    let table = b.mc(&["ps", &id]);
+    assert!(table.stdout.contains("sleep 60"), "{}", table.stdout);
     // Deleting a running container needs --force.
     let refused = b.mc(&["delete", &id]);
     refused.expect_code(2);
