@@ -291,6 +291,19 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
     .into_iter()
     .flatten()
     .collect();
+    // With a cgroupsPath the container goes there even without limits, as runc places it (a
+    // manager reads its usage there): in the memory, pids and cpu hierarchies at least, those
+    // this host has and this process may write (rootless, runc skips what it cannot place too).
+    let mut wanted = wanted;
+    if plan.cgroups_path.is_some() {
+        for controller in ["memory", "pids", "cpu"] {
+            let writable = cg::for_controller(controller, None)
+                .is_ok_and(|h| nix::unistd::access(&h.own, nix::unistd::AccessFlags::W_OK).is_ok());
+            if !wanted.contains(&controller) && writable {
+                wanted.push(controller);
+            }
+        }
+    }
     for controller in wanted {
         // v2 has one hierarchy, and a process one group in it: every controller goes to the
         // same group, enabled from its top down (v1: a group per hierarchy, as before).
@@ -335,6 +348,7 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
         };
         let (h, leaf, top) = &groups[at];
         match (controller, h.version) {
+            ("memory", _) if plan.memory.is_none() => {}
             ("memory", Version::V1) => {
                 let limit = plan.memory.unwrap_or_default().to_string();
                 leaf.write("memory.limit_in_bytes", &limit)?;
@@ -383,6 +397,7 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
                     leaf.write("cpu.weight", &weight.to_string())?;
                 }
             }
+            ("devices", Version::V1) if plan.device_rules.is_empty() => {}
             ("devices", Version::V1) => {
                 // Everything denied, then the config's rules in order (as runc writes them).
                 leaf.write("devices.deny", "a")?;

@@ -1043,3 +1043,35 @@ fn delete_removes_what_a_create_cut_short_left() {
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
     assert!(!root.path().join(&id).exists());
 }
+
+#[test]
+fn a_cgroups_path_places_the_container_even_without_limits() {
+    const TEST: &str = "a_cgroups_path_places_the_container_even_without_limits";
+    if needs_root(TEST) {
+        return;
+    }
+    let _one = serial();
+    let name = format!("nslab-placed-{}", std::process::id());
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+        c["linux"]["cgroupsPath"] = json!(format!("/{name}/ctr"));
+        c["linux"]["resources"] = json!({});
+    }) else {
+        return;
+    };
+    let id = id("placed");
+    b.mc_leaving(&["run", "-d", "--bundle", &b.path(), &id])
+        .expect_code(0);
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    b.mc(&["delete", "--force", &id]).expect_code(0);
+    // In the pids hierarchy at least (v1: also memory and cpu; v2: the one group).
+    let line = cgroups
+        .lines()
+        .find(|l| l.contains(":pids:") || l.starts_with("0::"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.ends_with(&format!("/{name}/ctr")), "{cgroups}");
+    assert_no_cgroup_dir(|h| h.own.join(&name));
+    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+}

@@ -37,6 +37,7 @@ const SUITES: &[(&str, Option<&str>, &[&str])] = &[
             "run_waits",
             "each_config_field",
             "cgroups_path",
+            "a_cgroups_path_places",
             "bad_bundles",
         ],
     ),
