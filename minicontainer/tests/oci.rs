@@ -23,6 +23,19 @@ struct Bundle {
 }
 
 impl Bundle {
+    /// What most tests start with: root (or a loud skip), the one-at-a-time lock (held until
+    /// the bundle is gone), and a bundle.
+    fn for_test(
+        test: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> Option<(std::sync::MutexGuard<'static, ()>, Bundle)> {
+        if needs_root(test) {
+            return None;
+        }
+        let one = serial();
+        Some((one, Bundle::new(test, edit)?))
+    }
+
     fn new(test: &str, edit: impl FnOnce(&mut Value)) -> Option<Bundle> {
         let busybox = Path::new("/bin/busybox");
         if !busybox.exists() && skip(test, "no /bin/busybox (apt-get install busybox-static)") {
@@ -198,11 +211,7 @@ fn alive(pid: i64) -> bool {
 #[test]
 fn the_lifecycle_goes_created_running_stopped_deleted() {
     const TEST: &str = "the_lifecycle_goes_created_running_stopped_deleted";
-    if needs_root(TEST) {
-        return;
-    }
-    let _one = serial();
-    let Some(b) = Bundle::new(TEST, |c| {
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
         c["process"]["args"] = json!(["sh", "-c", "echo started > /srv/mark; sleep 60"]);
     }) else {
         return;
@@ -303,11 +312,7 @@ fn the_lifecycle_goes_created_running_stopped_deleted() {
 #[test]
 fn run_waits_and_returns_the_exit_status_detached_runs_until_delete_force() {
     const TEST: &str = "run_waits_and_returns_the_exit_status_detached_runs_until_delete_force";
-    if needs_root(TEST) {
-        return;
-    }
-    let _one = serial();
-    let Some(b) = Bundle::new(TEST, |c| {
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
         c["process"]["args"] = json!(["sh", "-c", "echo in $(hostname); exit 7"]);
         c["hostname"] = json!("oci-run");
     }) else {
@@ -485,11 +490,7 @@ fn a_user_namespace_maps_root_and_namespaces_join_by_path() {
 #[test]
 fn a_terminal_goes_to_the_console_socket() {
     const TEST: &str = "a_terminal_goes_to_the_console_socket";
-    if needs_root(TEST) {
-        return;
-    }
-    let _one = serial();
-    let Some(b) = Bundle::new(TEST, |c| {
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
         c["process"]["terminal"] = json!(true);
         c["process"]["args"] = json!(["sh", "-c", "echo tty=$(tty)"]);
     }) else {
@@ -541,11 +542,7 @@ fn a_terminal_goes_to_the_console_socket() {
 #[test]
 fn bad_bundles_are_refused_and_leave_nothing() {
     const TEST: &str = "bad_bundles_are_refused_and_leave_nothing";
-    if needs_root(TEST) {
-        return;
-    }
-    let _one = serial();
-    let Some(b) = Bundle::new(TEST, |c| {
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
         c["hooks"] = json!({"prestart": [{"path": "/bin/true"}]});
     }) else {
         return;
@@ -839,11 +836,7 @@ fn processes_marked(mark: &str) -> Vec<String> {
 #[test]
 fn a_create_that_fails_after_setup_leaves_no_process_cgroup_or_state() {
     const TEST: &str = "a_create_that_fails_after_setup_leaves_no_process_cgroup_or_state";
-    if needs_root(TEST) {
-        return;
-    }
-    let _one = serial();
-    let Some(b) = Bundle::new(TEST, |c| {
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
         c["process"]["args"] = json!(["sleep", "60"]);
         c["linux"]["resources"] = json!({"pids": {"limit": 25}});
         c["linux"]["cgroupsPath"] = json!(format!("/nslab-halfmade-{}/ctr", std::process::id()));
@@ -878,11 +871,7 @@ fn a_create_that_fails_after_setup_leaves_no_process_cgroup_or_state() {
 #[test]
 fn sigterm_to_run_goes_to_the_container_and_run_still_deletes_it() {
     const TEST: &str = "sigterm_to_run_goes_to_the_container_and_run_still_deletes_it";
-    if needs_root(TEST) {
-        return;
-    }
-    let _one = serial();
-    let Some(b) = Bundle::new(TEST, |c| {
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
         // PID 1 of its namespace: a signal reaches it only where it has a handler.
         c["process"]["args"] = json!([
             "sh",
@@ -917,11 +906,7 @@ fn sigterm_to_run_goes_to_the_container_and_run_still_deletes_it() {
 #[test]
 fn a_dev_symlink_in_the_rootfs_is_refused_not_followed_to_the_host() {
     const TEST: &str = "a_dev_symlink_in_the_rootfs_is_refused_not_followed_to_the_host";
-    if needs_root(TEST) {
-        return;
-    }
-    let _one = serial();
-    let Some(b) = Bundle::new(TEST, |c| {
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
         // No tmpfs on /dev: the rootfs's own dev is used.
         c["mounts"]
             .as_array_mut()
@@ -976,11 +961,7 @@ fn a_create_that_fails_inside_the_container_leaves_no_cgroup_or_state() {
 #[test]
 fn a_pids_limit_of_minus_one_means_no_limit() {
     const TEST: &str = "a_pids_limit_of_minus_one_means_no_limit";
-    if needs_root(TEST) {
-        return;
-    }
-    let _one = serial();
-    let Some(b) = Bundle::new(TEST, |c| {
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
         c["process"]["args"] = json!([
             "sh",
             "-c",
@@ -1002,11 +983,7 @@ fn a_pids_limit_of_minus_one_means_no_limit() {
 #[test]
 fn gc_leaves_a_created_containers_cgroups_alone() {
     const TEST: &str = "gc_leaves_a_created_containers_cgroups_alone";
-    if needs_root(TEST) {
-        return;
-    }
-    let _one = serial();
-    let Some(b) = Bundle::new(TEST, |c| {
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
         c["process"]["args"] = json!(["sleep", "60"]);
         c["linux"]["resources"] = json!({"pids": {"limit": 25}});
     }) else {
