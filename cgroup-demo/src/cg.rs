@@ -176,11 +176,22 @@ impl Group {
     pub fn create(parent: &Path, name: &str, version: Version) -> Result<Group> {
         let path = parent.join(name);
         fs::create_dir(&path).with_context(|| format!("mkdir({})", path.display()))?;
-        Ok(Group {
+        let group = Group {
             path,
             version,
             removed: false,
-        })
+        };
+        if version == Version::V1 && group.has("cpuset.cpus") {
+            // A new v1 cpuset group starts with no CPUs and no memory nodes, and a child may
+            // take only a subset of its parent's: give it the parent's sets first, or no process
+            // could join it.
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                let above = fs::read_to_string(parent.join(file))
+                    .with_context(|| format!("read({})", parent.join(file).display()))?;
+                group.write(file, above.trim())?;
+            }
+        }
+        Ok(group)
     }
 
     /// Take charge of an existing group (one a killed earlier run of this program made), to
@@ -367,15 +378,6 @@ pub fn unique(what: &str) -> String {
 pub fn group_for(controller: &str, force: Option<Version>) -> Result<(Hierarchy, Group)> {
     let h = for_controller(controller, force)?;
     let group = Group::create(&h.own, &unique(controller), h.version)?;
-    if h.version == Version::V1 && controller == "cpuset" {
-        // A new v1 cpuset group starts with no CPUs and no memory nodes, and a child may take only
-        // a subset of its parent's: give it the parent's sets first.
-        for file in ["cpuset.cpus", "cpuset.mems"] {
-            let parent = fs::read_to_string(h.own.join(file))
-                .with_context(|| format!("read({})", h.own.join(file).display()))?;
-            group.write(file, parent.trim())?;
-        }
-    }
     if h.version == Version::V2 {
         group.write("cgroup.subtree_control", &format!("+{controller}")).map_err(|e| {
             e.context(format!(

@@ -346,7 +346,7 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
                 groups.len() - 1
             }
         };
-        let (h, leaf, top) = &groups[at];
+        let (h, leaf, _) = &groups[at];
         match (controller, h.version) {
             ("memory", _) if plan.memory.is_none() => {}
             ("memory", Version::V1) => {
@@ -420,15 +420,8 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
                 )));
             }
             ("cpuset", _) => {
+                // What is not asked for stays as the group got it (v1: its parent's sets).
                 let (cpus, mems) = plan.cpuset.clone().unwrap_or_default();
-                // A new v1 cpuset group starts empty: what is not asked for comes from above.
-                let (cpus, mems) = match h.version {
-                    Version::V1 => (
-                        cpus.or_else(|| top.read("cpuset.cpus").ok()),
-                        mems.or_else(|| top.read("cpuset.mems").ok()),
-                    ),
-                    Version::V2 => (cpus, mems),
-                };
                 if let Some(mems) = mems {
                     leaf.write("cpuset.mems", &mems)?;
                 }
@@ -527,12 +520,6 @@ fn nested_group(controller: &str, path: &Path) -> Result<(cg::Hierarchy, Group, 
             }
         } else {
             let made = Group::create(&dir, &part.to_string_lossy(), h.version)?;
-            if h.version == Version::V1 && controller == "cpuset" {
-                for file in ["cpuset.cpus", "cpuset.mems"] {
-                    let above = fs::read_to_string(dir.join(file))?;
-                    made.write(file, above.trim())?;
-                }
-            }
             if top.is_none() {
                 top = Some(made);
             } else {

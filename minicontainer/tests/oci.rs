@@ -369,6 +369,7 @@ fn each_config_field_is_observed_inside() {
         // Its own group at /sys/fs/cgroup (v1: a directory per hierarchy; v2: the group).
         "echo pids=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)",
         "echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)",
+        "echo cpus=$(cat /sys/fs/cgroup/cpuset/cpuset.cpus 2>/dev/null || cat /sys/fs/cgroup/cpuset.cpus)",
     ]
     .join("; ");
     let Some(b) = Bundle::new(TEST, |c| {
@@ -396,7 +397,11 @@ fn each_config_field_is_observed_inside() {
         );
         c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
         c["linux"]["devices"] = json!([{"path": "/dev/nslab-null", "type": "c", "major": 1, "minor": 3, "fileMode": 438}]);
-        c["linux"]["resources"] = json!({"pids": {"limit": 30}, "memory": {"limit": 67108864}});
+        c["linux"]["resources"] = json!({
+            "pids": {"limit": 30},
+            "memory": {"limit": 67108864},
+            "cpu": {"cpus": "0"}
+        });
         c["linux"]["seccomp"] = json!({
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
@@ -431,6 +436,7 @@ fn each_config_field_is_observed_inside() {
         "Operation not permitted",
         "pids=30",
         "mem=67108864",
+        "cpus=0\n",
     ] {
         assert!(out.contains(expected), "{expected:?} in:\n{out}");
     }
