@@ -1278,10 +1278,7 @@ fn engine(
         ));
     }
     // Compiled before clone: a profile the compiler refuses is an error of the command line.
-    let filters = match &plan.seccomp {
-        Some(profile) => seccomp::compile(profile)?,
-        None => Vec::new(),
-    };
+    let filters = plan.seccomp_programs()?;
     // Namespaces joined by path: opened here, joined by the child first of all.
     let joins: Vec<(CloneFlags, fs::File)> = plan
         .join

@@ -317,11 +317,6 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
 
 use std::os::unix::fs::OpenOptionsExt;
 
-/// A signal by name (`KILL`, `SIGKILL`) or number.
-pub fn parse_signal(text: &str) -> Result<Signal> {
-    crate::state::parse_signal(text)
-}
-
 /// `kill ID [SIGNAL]`: signal a created or running container's process.
 pub fn kill_container(store: &Store, id: &str, signal: Signal) -> Result<()> {
     let record = store.load(id)?;

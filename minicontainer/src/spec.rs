@@ -771,6 +771,14 @@ impl Plan {
             || !self.device_rules.is_empty()
     }
 
+    /// The seccomp profile compiled to BPF programs (none without a profile).
+    pub fn seccomp_programs(&self) -> Result<Vec<seccompiler::BpfProgram>> {
+        match &self.seccomp {
+            Some(profile) => seccomp::compile(profile),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The environment as pairs, for `Command::envs`.
     pub fn env_pairs(&self) -> Vec<(String, String)> {
         self.env

@@ -177,10 +177,7 @@ pub fn exec(out: &mut Narrator, name: &str, cmd: &[String]) -> Result<i32> {
     // The container's own description: the same user, capabilities, environment and seccomp
     // filter as its first process (read before setns: /tmp is the host's until then).
     let plan = crate::spec::Plan::new(&crate::spec::load(&ctr.dir)?)?;
-    let filters = match &plan.seccomp {
-        Some(profile) => crate::seccomp::compile(profile)?,
-        None => Vec::new(),
-    };
+    let filters = plan.seccomp_programs()?;
     // Open every namespace file first: after setns(mnt), /proc is the container's.
     let files = labkit::ns::to_join(pid)?;
     // ANCHOR: exec

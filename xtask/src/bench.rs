@@ -602,7 +602,7 @@ struct Tool {
     lower_bound: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Unavailable {
     /// Not installed: reported, not a failure.
     Skip(String),
@@ -674,10 +674,7 @@ fn tools(
                 bundle_arg.clone(),
                 ID.into(),
             ],
-            unavailable: unavailable.as_ref().map(|u| match u {
-                Unavailable::Fail(s) => Unavailable::Fail(s.clone()),
-                Unavailable::Skip(s) => Unavailable::Skip(s.clone()),
-            }),
+            unavailable: unavailable.clone(),
             runtime: Some((mc.clone(), state.clone())),
             lower_bound: false,
         });
