@@ -12,6 +12,7 @@
 //! - [`narrate`]: the `[who] N. step` output format, colour only on a terminal.
 //! - [`cgroupfs`]: which cgroup layout the host has (v1, v2 or hybrid).
 //! - [`doctor`]: what this machine can show, chapter by chapter.
+//! - [`harden`]: keep the caller's descriptors out of a container (`close_range`).
 //! - [`signals`]: hold off Ctrl-C while the host is in a half-made state.
 //! - [`tempdir`]: `nslab-...` temp directories removed on drop.
 //! - [`sys`], [`sysv`]: the few syscalls `nix` does not wrap (`setdomainname`, `sigwaitinfo`,
@@ -24,6 +25,7 @@ pub mod cgroupfs;
 pub mod child;
 pub mod doctor;
 pub mod errors;
+pub mod harden;
 pub mod narrate;
 pub mod ns;
 pub mod procfs;

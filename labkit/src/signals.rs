@@ -117,17 +117,19 @@ impl PidFd {
     }
 }
 
-/// Pass SIGTERM and SIGHUP sent to this process on to process `pid` (a container's PID 1), the
+/// Pass SIGINT, SIGTERM and SIGHUP sent to this process on to process `pid` (a container's PID 1), the
 /// way `docker run` proxies signals: `kill -TERM <minicontainer>` stops the container, and
 /// minicontainer ends once it has cleaned up.
 ///
 /// The signals must be held ([`hold_interrupts`]) when this is called: a thread then takes them
 /// with `sigwait(2)` and sends each with `pidfd_send_signal(2)`, through a pidfd opened now, so
 /// a signal that comes after `pid` ended can never reach a new process that got the same PID.
-/// SIGINT is not passed on: Ctrl-C reaches the container from the terminal already.
+/// SIGINT is passed on too: the container runs in a session of its own, away from the caller's
+/// terminal (which it could otherwise push input into), so Ctrl-C reaches only this process.
 pub fn forward_to(pid: i32) -> Result<()> {
     let target = PidFd::open(pid)?;
     let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGHUP);
     std::thread::Builder::new()

@@ -21,13 +21,15 @@ pub mod doctor;
 pub mod image;
 pub mod net;
 pub mod oci;
+pub mod pid1;
 pub mod seccomp;
 pub mod spec;
 pub mod state;
+pub mod store;
 
 use std::fs;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{MetadataExt, symlink};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,7 +39,6 @@ use caps::{CapSet, Capability};
 use cgroup_demo::cg::{self, Group, Version};
 use labkit::child::{Reporter, clone_child};
 use labkit::rootless::Privilege;
-use labkit::tempdir::TempDir;
 use labkit::{Narrator, bad_input};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::CloneFlags;
@@ -115,6 +116,16 @@ impl std::str::FromStr for Volume {
         if inside == Path::new("/") {
             return Err(bad("CONTAINER cannot be / (use --rootfs)"));
         }
+        // The runtime mounts these itself, and fills /dev: a host directory there would get
+        // the container's device nodes and links written into it.
+        if let Some(own) = ["/dev", "/proc", "/sys"]
+            .iter()
+            .find(|own| inside.starts_with(own))
+        {
+            return Err(bad(&format!(
+                "CONTAINER cannot be {own} or below it (the runtime mounts its own {own})"
+            )));
+        }
         Ok(Volume {
             host,
             inside,
@@ -141,11 +152,16 @@ pub struct Config {
     pub log: bool,
 }
 
-/// `UID[:GID]` as numbers (GID = UID when left out).
+/// `UID[:GID]` as numbers (GID = UID when left out), each at most [`MAX_ID`].
 pub fn parse_user(text: &str) -> Option<(u32, u32)> {
     let (u, g) = text.split_once(':').unwrap_or((text, text));
-    Some((u.parse().ok()?, g.parse().ok()?))
+    let id = |t: &str| t.parse::<u32>().ok().filter(|id| *id <= MAX_ID);
+    Some((id(u)?, id(g)?))
 }
+
+/// The largest user or group ID: 2^32 - 1 is `(uid_t) -1`, which setresuid(2) reads as "leave
+/// this ID as it is" (the container would keep running as root).
+pub const MAX_ID: u32 = u32::MAX - 1;
 
 /// Where the root comes from (`--rootfs`, `--image`, or the host's /usr), with an image's
 /// defaults applied to `options` by Docker's rules: the image's Env first (`-e` overrides it),
@@ -900,9 +916,8 @@ fn setup_root(
     make_devices(r, &merged, plan)?;
     // Per-namespace kernel settings, through the container's own /proc/sys, before it turns
     // read-only: the domain name (UTS) and the spec's sysctls (network, IPC).
-    for (key, value) in &plan.sysctl {
-        let file = dir("proc/sys").join(key.replace('.', "/"));
-        fs::write(&file, value).with_context(|| format!("sysctl {key}={value}"))?;
+    if !plan.sysctl.is_empty() {
+        write_sysctls(&merged, &plan.sysctl)?;
     }
     if !plan.sysctl.is_empty() {
         step(
@@ -997,6 +1012,96 @@ fn setup_root(
         );
     }
     Ok(())
+}
+
+/// Write the spec's sysctls through the container's own procfs only: `/proc` of the new root
+/// must be a proc mount (not a symlink an image put there, nor a directory), and each file is
+/// opened beneath it with no symlink followed (`openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+/// RESOLVE_NO_XDEV)`): nothing a root filesystem holds can turn the write onto a host file.
+fn write_sysctls(merged: &Path, sysctl: &[(String, String)]) -> Result<()> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
+    let proc = open(
+        &merged.join("proc"),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .context("open(rootfs/proc, O_NOFOLLOW) for the sysctls")?;
+    let fs = nix::sys::statfs::fstatfs(&proc).context("fstatfs(rootfs/proc)")?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(bad_input(
+            "config: sysctls need the container's own /proc (a mount of type proc)",
+        ));
+    }
+    for (key, value) in sysctl {
+        let path = format!("sys/{}", key.replace('.', "/"));
+        let how = OpenHow::new()
+            .flags(OFlag::O_WRONLY | OFlag::O_CLOEXEC)
+            .resolve(
+                ResolveFlag::RESOLVE_BENEATH
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                    | ResolveFlag::RESOLVE_NO_XDEV,
+            );
+        let fd = openat2(&proc, path.as_str(), how)
+            .with_context(|| format!("sysctl {key}: openat2(/proc/{path})"))?;
+        nix::unistd::write(&fd, value.as_bytes())
+            .with_context(|| format!("sysctl {key}={value}"))?;
+    }
+    Ok(())
+}
+
+/// Where execvp(3) will find the command (runc looks it up the same way before it starts the
+/// container): a missing one fails here, while the runtime still listens, with its name,
+/// instead of a container that stops silently.
+fn find_executable(plan: &Plan) -> Result<PathBuf> {
+    use nix::unistd::{AccessFlags, access};
+    let name = &plan.args[0];
+    let candidates: Vec<PathBuf> = if name.contains('/') {
+        vec![PathBuf::from(name)]
+    } else {
+        plan.env
+            .iter()
+            .find_map(|kv| kv.strip_prefix("PATH="))
+            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .split(':')
+            .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(name))
+            .collect()
+    };
+    candidates
+        .into_iter()
+        .find(|p| p.is_file() && access(p, AccessFlags::X_OK).is_ok())
+        .ok_or_else(|| {
+            anyhow::Error::new(CommandNotFound(format!(
+                "execvp(\"{name}\"): {NOT_FOUND}{}",
+                if name.contains('/') { "" } else { "'s $PATH" }
+            )))
+        })
+}
+
+/// The container's command cannot be found: `run` exits 127 for it, as a shell (and
+/// `docker run`) does; `create` fails with it, as runc's does.
+#[derive(Debug)]
+pub struct CommandNotFound(pub String);
+
+impl std::fmt::Display for CommandNotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CommandNotFound {}
+
+/// What a child's report of [`CommandNotFound`] says (errors cross the pipe as text).
+const NOT_FOUND: &str = "not found in the container";
+
+/// A child's error, typed again where it is a [`CommandNotFound`].
+fn typed(err: anyhow::Error) -> anyhow::Error {
+    let text = format!("{err:#}");
+    if text.contains(NOT_FOUND) {
+        anyhow::Error::new(CommandNotFound(text))
+    } else {
+        err
+    }
 }
 
 /// Give the process the spec's user and capabilities: the bounding set cut, the inheritable
@@ -1151,6 +1256,8 @@ pub struct Created {
     pub pid: i32,
     /// The groups made for its limits (the top of each, with its cgroup version), for `delete`.
     pub cgroups: Vec<(PathBuf, String)>,
+    /// The `cgroup.procs` file of each of its groups, for `exec`.
+    pub procs: Vec<PathBuf>,
 }
 
 enum Outcome {
@@ -1159,8 +1266,13 @@ enum Outcome {
 }
 
 /// Run a container; returns the exit code of its command (128 + N if killed by signal N).
-pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<i32> {
-    match engine(out, config, privilege, None)? {
+pub fn run(
+    out: &mut Narrator,
+    store: &store::Store,
+    config: &Config,
+    privilege: Privilege,
+) -> Result<i32> {
+    match engine(out, store, config, privilege, None)? {
         Outcome::Exited(code) => Ok(code),
         Outcome::Created(_) => unreachable!("run waits for its container"),
     }
@@ -1171,11 +1283,12 @@ pub fn run(out: &mut Narrator, config: &Config, privilege: Privilege) -> Result<
 /// and the process goes to the caller's subreaper, as with runc).
 pub fn create(
     out: &mut Narrator,
+    store: &store::Store,
     config: &Config,
     privilege: Privilege,
     options: &CreateOptions,
 ) -> Result<Created> {
-    match engine(out, config, privilege, Some(options))? {
+    match engine(out, store, config, privilege, Some(options))? {
         Outcome::Created(c) => Ok(c),
         Outcome::Exited(_) => unreachable!("create does not wait"),
     }
@@ -1234,6 +1347,7 @@ fn make_devices(r: &mut Reporter, merged: &Path, plan: &Plan) -> Result<()> {
 
 fn engine(
     out: &mut Narrator,
+    store: &store::Store,
     config: &Config,
     privilege: Privilege,
     create: Option<&CreateOptions>,
@@ -1293,27 +1407,35 @@ fn engine(
         .name
         .clone()
         .unwrap_or_else(|| format!("ctr-{}", std::process::id()));
-    if create.is_none() {
-        state::validate_name(&name)?;
-        if let Some(other) = state::running().into_iter().find(|r| r.name == name) {
-            return Err(bad_input(format!(
-                "--name {name}: already in use by the container of minicontainer {} (PID 1 = {})",
-                other.runner, other.pid
-            )));
+    // Docker-style, the name is taken in the store first (atomically: two runs never share
+    // one), then a scratch directory for the layers, recorded before it is made so that `gc`
+    // finds it whatever happens next. `create` has its store directory already.
+    let claim = match create {
+        None => {
+            state::validate_name(&name)?;
+            Some(store.claim(&name)?)
         }
-    }
-    // A work directory for the layers and `ps`'s records; `create` keeps its state elsewhere.
-    let work = match create {
-        None => Some(TempDir::create("ctr")?),
         Some(_) => None,
+    };
+    let work = match &claim {
+        Some(_) => {
+            let path = std::env::temp_dir().join(labkit::unique_name("ctr"));
+            store.write_file(&name, "scratch", path.as_os_str().as_encoded_bytes())?;
+            Some(Scratch::create(path)?)
+        }
+        None => None,
     };
     let work_path = work
         .as_ref()
         .map_or_else(PathBuf::new, |w| w.path().to_path_buf());
-    if let Some(work) = &work {
-        spec::save(&config.spec, work.path())?;
+    if let Some(claim) = &claim {
+        store.write_file(
+            &name,
+            "config.json",
+            spec::to_json(&config.spec)?.as_bytes(),
+        )?;
         if config.log {
-            let log = fs::File::create(work.path().join("log")).context("create the log")?;
+            let log = store::create_private(&claim.path().join("log"))?;
             nix::unistd::dup2_stdout(&log).context("dup2(log, 1)")?;
             nix::unistd::dup2_stderr(&log).context("dup2(log, 2)")?;
         }
@@ -1402,11 +1524,21 @@ fn engine(
     } else {
         Vec::new()
     };
+    // The init, in a sealed memfd the child execs as PID 1.
+    let init = if config.init {
+        Some(pid1::sealed()?)
+    } else {
+        None
+    };
     // ANCHOR: clone
     // The namespaces of the spec (all six from `run`). The cgroup namespace is made again with
     // unshare once the parent has put the child in its cgroups, so that its root is theirs.
     let flags = plan.clone_flags;
     let mut child = clone_child(flags, |r| {
+        // First of all: not dumpable, so that no process of the container can open this one's
+        // /proc/PID/{environ,fd,mem} (it still has the caller's environment and the pipes to
+        // the host) before it execs; execve(2) makes the container's program dumpable again.
+        nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
         r.speaker("container");
         // minicontainer holds Ctrl-C while it sets up and cleans up: the container must not.
         nix::sys::signal::sigprocmask(
@@ -1442,6 +1574,7 @@ fn engine(
             None => None,
         };
         setup_process(r, &plan, eth0, &filters)?;
+        let executable = find_executable(&plan)?;
         let shown = plan.args.join(" ");
         if let Some(fifo) = &fifo {
             // Set up: `create` may return. From here this process outlives it.
@@ -1459,19 +1592,35 @@ fn engine(
                 .context("open(exec.fifo)")?;
             std::io::Write::write_all(&mut gate, b"0").context("write(exec.fifo)")?;
         }
-        if config.init {
-            step(r, format!("PID 1 is pid_demo::init; it runs {shown:?}"));
-            let report = pid_demo::init::run(|_| {
-                console::login(tty.as_deref())?;
-                let err = command(&plan).exec();
-                // Nobody reads this process's report pipe (init reaps it like any child): say it
-                // on stderr and end as a shell does when a command cannot be run.
-                eprintln!("minicontainer: execvp(\"{}\"): {err}", plan.args[0]);
-                Ok(127)
-            })?;
-            Ok(report.exit_code)
+        // Nothing of the caller crosses the exec: every descriptor it left open above 2 is
+        // closed by it (the pipes to the host runtime, the FIFO and the console socket are
+        // close-on-exec already), and without a terminal of its own the container gets a
+        // session of its own, away from the caller's terminal (no TIOCSTI into its input).
+        labkit::harden::cloexec_from(3).context("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
+        if tty.is_none() {
+            nix::unistd::setsid().context("setsid()")?;
+        }
+        if let Some(init) = &init {
+            step(
+                r,
+                format!(
+                    "PID 1 is pid_demo::init: fexecve(sealed memfd nslab-init); it runs {shown:?}"
+                ),
+            );
+            let argv = pid1::argv(tty.as_deref(), &plan.args)?;
+            let envp = plan
+                .env
+                .iter()
+                .map(|kv| std::ffi::CString::new(kv.as_str()))
+                .collect::<Result<Vec<_>, _>>()
+                .context("process.env holds a NUL byte")?;
+            let err = nix::unistd::fexecve(init, &argv, &envp).unwrap_err();
+            Err(err).context("fexecve(memfd nslab-init)")
         } else {
-            step(r, format!("execvp({shown:?}) as PID 1"));
+            step(
+                r,
+                format!("execvp({shown:?}) as PID 1 ({})", executable.display()),
+            );
             console::login(tty.as_deref())?;
             let err = command(&plan).exec();
             Err(err).with_context(|| format!("execvp(\"{}\")", plan.args[0]))
@@ -1488,7 +1637,7 @@ fn engine(
     );
     // SIGTERM and SIGHUP sent to minicontainer (held since it started) go to the container.
     labkit::signals::forward_to(child.pid().as_raw())?;
-    child.relay_until_ready(out, "container")?;
+    child.relay_until_ready(out, "container").map_err(typed)?;
     if let (Some(uid_map), Some(gid_map)) = (&plan.uid_map, &plan.gid_map) {
         let pid = child.pid();
         if !nix::unistd::geteuid().is_root() {
@@ -1530,22 +1679,35 @@ fn engine(
         .iter()
         .map(|(_, leaf, _)| leaf.path.join("cgroup.procs"))
         .collect();
-    if let Some(work) = &work {
-        state::record(
-            work.path(),
-            &name,
-            child.pid().as_raw(),
-            &plan.args.join(" "),
-            &procs,
-        )?;
+    if claim.is_some() {
+        let pid = child.pid().as_raw();
+        let record = store::Record {
+            id: name.clone(),
+            pid,
+            starttime: store::starttime(pid).context("the container's process is gone")?,
+            bundle: work_path.clone(),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            cgroups: limits
+                .groups
+                .iter()
+                .map(|(h, _, top)| (top.path.clone(), h.version.to_string()))
+                .collect(),
+            annotations: Default::default(),
+            procs: procs.clone(),
+            runner: Some(store::Proc::me()?),
+            command: plan.args.join(" "),
+        };
+        store.write_file(&name, "state.json", &serde_json::to_vec_pretty(&record)?)?;
     }
-    let lease = match config.net {
-        Net::None => None,
-        Net::Bridge => Some(net::attach(
+    let lease = match (config.net, &claim) {
+        (Net::Bridge, Some(claim)) => Some(net::attach(
             child.pid().as_raw(),
-            &work_path.join("veth"),
+            &claim.path().join("veth"),
             &mut |s| out.step("host", s),
         )?),
+        _ => None,
     };
     child.send(&match &lease {
         Some(l) => format!("eth0 {}/{}", l.address, l.prefix),
@@ -1553,7 +1715,7 @@ fn engine(
     })?;
     if create.is_some() {
         // Set up and waiting on the FIFO: leave it to the caller; its cgroups stay for delete.
-        child.relay_until_ready(out, "container")?;
+        child.relay_until_ready(out, "container").map_err(typed)?;
         let cgroups = limits
             .groups
             .iter()
@@ -1561,14 +1723,18 @@ fn engine(
             .collect();
         std::mem::forget(limits);
         let pid = child.detach().as_raw();
-        return Ok(Outcome::Created(Created { pid, cgroups }));
+        return Ok(Outcome::Created(Created {
+            pid,
+            cgroups,
+            procs,
+        }));
     }
     drop(container_end);
     let console = match host_end {
         Some(host_end) => console::Console::attach(out, &host_end)?,
         None => None,
     };
-    let done = child.finish(out, "container")?;
+    let done = child.finish(out, "container").map_err(typed)?;
     drop(console); // the terminal restored, the container's last output copied
     let code = done.exit_code();
     out.step(
@@ -1596,22 +1762,38 @@ fn engine(
     }
     drop(limits);
     drop(work);
+    drop(claim);
     Ok(Outcome::Exited(code))
+}
+
+/// A run's scratch directory (the layers: image skeleton, upper, work, the merged root), made
+/// mode 0700 and new (a name someone planted fails the mkdir), removed when dropped.
+#[derive(Debug)]
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn create(path: PathBuf) -> Result<Scratch> {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("mkdir {}", path.display()))?;
+        Ok(Scratch(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = remove_tree(&self.0);
+    }
 }
 
 fn child_pid(done: &labkit::child::Finished) -> i32 {
     done.status.pid().map_or(0, nix::unistd::Pid::as_raw)
-}
-
-/// Whether anything of ours is still there (temp dirs, cgroups): `minicontainer gc` reports and
-/// removes it.
-pub fn garbage() -> Vec<PathBuf> {
-    // Only when that minicontainer is gone: a running one keeps its layers.
-    state::work_dirs()
-        .into_iter()
-        .filter(|w| !w.alive())
-        .map(|w| w.path)
-        .collect()
 }
 
 /// Remove a tree even where overlayfs left a directory without permissions (its `work/work`).
@@ -1635,17 +1817,46 @@ fn remove_tree(path: &Path) -> Result<()> {
     fs::remove_dir_all(path).with_context(|| format!("rm -r {}", path.display()))
 }
 
-/// `gc`: remove what a killed minicontainer left (its temp directories; its cgroups are the
-/// groups named nslab-memory-*, nslab-pids-*, nslab-cpu-*, nslab-cpuset-*, nslab-devices-* made
-/// under this process's cgroup, with no process left in them: an OCI container's outlive the
-/// `create` whose PID they carry).
-pub fn gc(out: &mut Narrator) -> Result<usize> {
+/// `gc`: remove what a killed `minicontainer run` left, from the caller's own store only: each
+/// record whose runner is gone (its scratch directory, unmounted first; its cgroups; the record),
+/// temporary claims of runs killed before they took their name, and groups named
+/// nslab-memory-*, nslab-pids-*, nslab-cpu-*, nslab-cpuset-*, nslab-devices-* made under this
+/// process's cgroup by a process that is gone, with no process left in them (an OCI
+/// container's outlive the `create` whose PID they carry). OCI containers are `delete`'s.
+pub fn gc(out: &mut Narrator, store: &store::Store) -> Result<usize> {
     let mut removed = 0;
-    for path in garbage() {
-        // A leftover may still have mounts if its mount namespace is still held: unmount lazily.
-        let _ = umount2(&path.join("rootfs"), MntFlags::MNT_DETACH);
-        remove_tree(&path)?;
-        out.step("gc", format!("rm -r {}", path.display()));
+    let mut dead_veths = Vec::new();
+    for id in store.ids() {
+        let Some(runner) = store.runner(&id) else {
+            continue;
+        };
+        if runner.alive() {
+            continue;
+        }
+        if let Ok(veth) = store.read_file(&id, "veth") {
+            dead_veths.push(String::from_utf8_lossy(&veth).into_owned());
+        }
+        if let Some(scratch) = store
+            .read_file(&id, "scratch")
+            .ok()
+            .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()))
+            .filter(|p| store::is_own_dir(p))
+        {
+            // Its mounts may outlive it while its mount namespace is still held: lazily.
+            let _ = umount2(&scratch.join("rootfs"), MntFlags::MNT_DETACH);
+            remove_tree(&scratch)?;
+            out.step("gc", format!("rm -r {}", scratch.display()));
+        }
+        if let Ok(record) = store.load(&id) {
+            oci::remove_cgroups(&record.cgroups)?;
+        }
+        remove_tree(&store.dir(&id))?;
+        out.step("gc", format!("rm -r {}", store.dir(&id).display()));
+        removed += 1;
+    }
+    for claim in store.stale_claims() {
+        remove_tree(&claim)?;
+        out.step("gc", format!("rm -r {}", claim.display()));
         removed += 1;
     }
     for h in cg::hierarchies()? {
@@ -1666,7 +1877,11 @@ pub fn gc(out: &mut Narrator) -> Result<usize> {
             // Only groups of processes that are gone: the PID in the name no longer runs, and
             // nothing runs in them (a created container's process outlives its `create`).
             let pid: Option<i32> = name.split('-').nth(2).and_then(|p| p.parse().ok());
+            let mine = e
+                .metadata()
+                .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw());
             if ours
+                && mine
                 && pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists())
                 && !has_processes(&e.path())
             {
@@ -1677,7 +1892,10 @@ pub fn gc(out: &mut Narrator) -> Result<usize> {
             }
         }
     }
-    for link in net::gc()? {
+    if removed > 0 {
+        store.tidy();
+    }
+    for link in net::gc(store, &dead_veths)? {
         out.step("gc", format!("ip link del {link}"));
         removed += 1;
     }

@@ -253,8 +253,12 @@ enum Cmd {
 }
 
 fn parse_user(text: &str) -> Result<(u32, u32)> {
-    minicontainer::parse_user(text)
-        .ok_or_else(|| bad_input(format!("--user {text:?}: expected UID[:GID] as numbers")))
+    minicontainer::parse_user(text).ok_or_else(|| {
+        bad_input(format!(
+            "--user {text:?}: expected UID[:GID] as numbers from 0 to {}",
+            minicontainer::MAX_ID
+        ))
+    })
 }
 
 fn create_args(args: &OciArgs) -> oci::CreateArgs {
@@ -316,7 +320,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Ps { id: None, .. } => {
             // Through the narrator: a reader that goes away (`| head -1`) ends it with 141, not a
             // panic.
-            out.raw(minicontainer::state::ps().trim_end_matches('\n'));
+            out.raw(minicontainer::state::ps(&store).trim_end_matches('\n'));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ps {
@@ -345,20 +349,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Exec { name, explain, cmd } => {
             out.set_quiet(!explain);
-            let code = minicontainer::state::exec(&mut out, &name, &cmd)?;
+            let code = minicontainer::state::exec(&mut out, &store, &name, &cmd)?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Cmd::Stop { name, time } => {
-            let how =
-                minicontainer::state::stop(&mut out, &name, std::time::Duration::from_secs(time))?;
+            let how = minicontainer::state::stop(
+                &mut out,
+                &store,
+                &name,
+                std::time::Duration::from_secs(time),
+            )?;
             println!("{name} stopped ({how})");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Logs { name } => {
-            let ctr = minicontainer::state::find(&name)?;
-            let log = ctr.dir.join("log");
-            let text = std::fs::read(&log)
-                .map_err(|_| bad_input(format!("{name} was not started with -d: it has no log")))?;
+            let text = minicontainer::state::logs(&store, &name)?;
             std::io::Write::write_all(&mut std::io::stdout(), &text)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -368,15 +373,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             name,
             signal_arg,
         } => {
-            let oci = store.load(&name).is_ok();
-            let default = if oci { "TERM" } else { "KILL" };
+            // runc's default is TERM; a docker-style container's (docker kill) is KILL.
+            let docker_style = store.load(&name).is_ok_and(|r| r.runner.is_some());
+            let default = if docker_style { "KILL" } else { "TERM" };
             let text = signal.or(signal_arg).unwrap_or_else(|| default.into());
             let signal = minicontainer::state::parse_signal(&text)?;
-            if oci {
-                oci::kill_container(&store, &name, signal)?;
-            } else {
-                minicontainer::state::kill(&mut out, &name, signal)?;
-            }
+            minicontainer::state::kill(&mut out, &store, &name, signal)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Create { oci: args, id } => {
@@ -433,7 +435,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Gc => {
-            minicontainer::gc(&mut out)?;
+            minicontainer::gc(&mut out, &store)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run {
@@ -512,7 +514,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             if detach {
-                return run_detached(out, config, force);
+                return run_detached(out, store, config, force);
             }
             // Setup and cleanup must not be cut short: Ctrl-C goes to the container (it is in the
             // foreground too), and minicontainer ends once everything is removed.
@@ -521,7 +523,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out.start_timing();
             }
             let privilege = rootless::enter(force, &out)?;
-            let code = minicontainer::run(&mut out, &config, privilege)?;
+            let code = match minicontainer::run(&mut out, &store, &config, privilege) {
+                // As a shell, and docker run, report a command that cannot be run.
+                Err(e) if e.chain().any(|c| c.is::<minicontainer::CommandNotFound>()) => {
+                    eprintln!("minicontainer: {e:#}");
+                    127
+                }
+                other => other?,
+            };
             if let Some(table) = out.timings() {
                 eprint!("{table}");
             }
@@ -535,7 +544,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
 /// `run -d`: a process of its own runs the container (in a new session, standard input from
 /// /dev/null, output to the container's log) and cleans up when it ends, as `docker run -d --rm`
 /// does; this one prints the name once `ps` knows it, and exits.
-fn run_detached(mut out: Narrator, mut config: Config, force: bool) -> Result<ExitCode> {
+fn run_detached(
+    mut out: Narrator,
+    store: oci::Store,
+    mut config: Config,
+    force: bool,
+) -> Result<ExitCode> {
     if config.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true) {
         return Err(bad_input(
             "-d with -t: a detached container has no terminal to attach (use exec later)",
@@ -546,12 +560,13 @@ fn run_detached(mut out: Narrator, mut config: Config, force: bool) -> Result<Ex
         .get_or_insert_with(|| format!("ctr-{}", std::process::id()))
         .clone();
     minicontainer::state::validate_name(&name)?;
-    if minicontainer::state::find(&name).is_ok() {
+    if store.load(&name).is_ok() {
         return Err(bad_input(format!(
             "--name {name}: already in use (see minicontainer ps)"
         )));
     }
     config.log = true;
+    let for_runner = store.clone();
     let mut runner = labkit::child::fork_child(move |_| {
         // Outlive this process: no parent-death signal, a session of its own.
         nix::sys::prctl::set_pdeathsig(None).context("prctl(PR_SET_PDEATHSIG, 0)")?;
@@ -560,13 +575,13 @@ fn run_detached(mut out: Narrator, mut config: Config, force: bool) -> Result<Ex
         nix::unistd::dup2_stdin(&null).context("dup2(/dev/null, 0)")?;
         let _hold = labkit::signals::hold_interrupts()?;
         let privilege = rootless::enter(force, &out)?;
-        let code = minicontainer::run(&mut out, &config, privilege)?;
+        let code = minicontainer::run(&mut out, &for_runner, &config, privilege)?;
         labkit::signals::discard_pending();
         Ok(code)
     })?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        if minicontainer::state::find(&name).is_ok() {
+        if minicontainer::state::find(&store, &name).is_ok() {
             println!("{name}");
             runner.detach();
             return Ok(ExitCode::SUCCESS);

@@ -168,24 +168,28 @@ impl Drop for Lease {
     }
 }
 
-/// For `gc`, once the work directories of dead runs are gone: delete the veths that no running
-/// container recorded in its work directory (a killed container's network namespace, and its
-/// veth with it, may take a moment to go), then the bridge if no port is left. Returns what it
-/// removed.
-pub fn gc() -> Result<Vec<String>> {
+/// For `gc`: delete the veths that dead runs recorded (`dead`: a killed container's network
+/// namespace, and its veth with it, may take a moment to go), unless a live record of the
+/// store names the same veth (its number was given again), then the bridge if no port is left.
+/// Nothing else is touched: no veth of a running container, whatever directory it keeps its
+/// files in. Returns what it removed.
+pub fn gc(store: &crate::store::Store, dead: &[String]) -> Result<Vec<String>> {
     if !Path::new("/sys/class/net").join(BRIDGE).exists() {
         return Ok(Vec::new());
     }
     let _lock = lock()?;
     // Read under the lock: a run records its veth before making it, with the lock held.
-    let live: Vec<String> = crate::state::work_dirs()
+    let live: Vec<String> = store
+        .ids()
         .iter()
-        .filter_map(|w| std::fs::read_to_string(w.path.join("veth")).ok())
+        .filter(|id| store.runner(id).is_some_and(|r| r.alive()))
+        .filter_map(|id| store.read_file(id, "veth").ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
         .collect();
     let rtnl = Rtnl::open()?;
     let mut removed = Vec::new();
     for link in rtnl.links()? {
-        if link.name.starts_with(VETH_PREFIX) && !live.contains(&link.name) {
+        if dead.contains(&link.name) && !live.contains(&link.name) {
             // ENODEV: it went by itself meanwhile.
             if rtnl.delete(&link.name).is_ok() {
                 removed.push(link.name);

@@ -8,7 +8,6 @@
 //! one byte and exec. The FIFO's absence means the process has been started. There is no
 //! daemon: each command reads the directory and the kernel's `/proc/PID`.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -20,138 +19,11 @@ use labkit::rootless::Privilege;
 use labkit::{Narrator, bad_input};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use oci_spec::runtime::{ContainerState, Spec, State};
-use serde::{Deserialize, Serialize};
+use oci_spec::runtime::{ContainerState, Spec};
 
 use crate::{Config, CreateOptions, Net, Root};
 
-/// The state root when none is given: `/run/nslab` for root, else `$XDG_RUNTIME_DIR/nslab`
-/// (or `/tmp/nslab-oci-UID`).
-pub fn default_root() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/run/nslab");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("nslab"),
-        None => std::env::temp_dir().join(format!("nslab-oci-{}", nix::unistd::geteuid())),
-    }
-}
-
-/// What `create` records of a container.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
-    pub id: String,
-    pub pid: i32,
-    /// The process's start time (field 22 of /proc/PID/stat), against PID reuse.
-    pub starttime: u64,
-    pub bundle: PathBuf,
-    /// Seconds since the epoch.
-    pub created: u64,
-    /// The top group of each limit, with its cgroup version (`v1`, `v2`), for `delete`.
-    pub cgroups: Vec<(PathBuf, String)>,
-    pub annotations: HashMap<String, String>,
-}
-
-/// A container's ID: 1 to 1024 of `[A-Za-z0-9_+.-]` (runc's rule), not `.` or `..`.
-pub fn validate_id(id: &str) -> Result<()> {
-    let ok = (1..=1024).contains(&id.len())
-        && id != "."
-        && id != ".."
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+.-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(bad_input(format!(
-            "container ID {id:?}: letters, digits, '_', '+', '.' or '-' only"
-        )))
-    }
-}
-
-fn starttime(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name, field 2, is in parentheses and may hold spaces: count after its end.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state); starttime is field 22.
-    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
-}
-
-/// The state root and one container's directory in it.
-#[derive(Debug, Clone)]
-pub struct Store {
-    pub root: PathBuf,
-}
-
-impl Store {
-    pub fn new(root: Option<PathBuf>) -> Store {
-        Store {
-            root: root.unwrap_or_else(default_root),
-        }
-    }
-
-    fn dir(&self, id: &str) -> PathBuf {
-        self.root.join(id)
-    }
-
-    /// The record of `id`, or an error naming it.
-    pub fn load(&self, id: &str) -> Result<Record> {
-        validate_id(id)?;
-        let path = self.dir(id).join("state.json");
-        let text = fs::read(&path).map_err(|_| {
-            bad_input(format!(
-                "container {id} does not exist (no {})",
-                path.display()
-            ))
-        })?;
-        serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))
-    }
-
-    /// The status the kernel shows now.
-    pub fn status(&self, record: &Record) -> ContainerState {
-        if starttime(record.pid) != Some(record.starttime) {
-            ContainerState::Stopped
-        } else if self.dir(&record.id).join("exec.fifo").exists() {
-            ContainerState::Created
-        } else {
-            ContainerState::Running
-        }
-    }
-
-    /// The OCI state of `id`, as the specification defines it.
-    pub fn state(&self, id: &str) -> Result<State> {
-        let record = self.load(id)?;
-        let status = self.status(&record);
-        let mut state = State::default();
-        state
-            .set_version(crate::spec::OCI_VERSION.to_string())
-            .set_id(record.id.clone())
-            .set_status(status)
-            .set_pid(match status {
-                ContainerState::Stopped => None,
-                _ => Some(record.pid),
-            })
-            .set_bundle(record.bundle.clone())
-            .set_annotations(Some(record.annotations.clone()));
-        Ok(state)
-    }
-
-    /// Every container in the state root, by ID.
-    pub fn list(&self) -> Vec<Record> {
-        let mut all: Vec<Record> = fs::read_dir(&self.root)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| self.load(&e.file_name().to_string_lossy()).ok())
-            .collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        all
-    }
-}
+pub use crate::store::{Record, Store, starttime, validate_id};
 
 /// The bundle's config and root filesystem.
 fn open_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf)> {
@@ -211,13 +83,9 @@ impl Drop for Pending {
 pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) -> Result<Record> {
     validate_id(id)?;
     let (bundle, spec, rootfs) = open_bundle(&args.bundle)?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(&store.root)
-        .with_context(|| format!("mkdir {}", store.root.display()))?;
+    store.ensure()?;
     let dir = store.dir(id);
-    match fs::DirBuilder::new().mode(0o711).create(&dir) {
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(bad_input(format!("container {id} already exists")));
@@ -234,6 +102,14 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
     // The container's process may not be root: it opens the FIFO for writing.
     fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622))?;
     let annotations = spec.annotations().clone().unwrap_or_default();
+    // A copy for `exec`, which joins with the same user, capabilities and seccomp filter.
+    store.write_file(id, "config.json", crate::spec::to_json(&spec)?.as_bytes())?;
+    let command = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.args().clone())
+        .unwrap_or_default()
+        .join(" ");
     let config = Config {
         spec,
         root: Root::Bundle(rootfs),
@@ -244,6 +120,7 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
     };
     let created = crate::create(
         out,
+        store,
         &config,
         Privilege::Root,
         &CreateOptions {
@@ -263,19 +140,46 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
             .map_or(0, |d| d.as_secs()),
         cgroups: created.cgroups,
         annotations,
+        procs: created.procs,
+        runner: None,
+        command,
     };
-    let path = dir.join("state.json");
-    fs::write(&path, serde_json::to_vec_pretty(&record)?)
-        .with_context(|| format!("write {}", path.display()))?;
+    store.write_file(id, "state.json", &serde_json::to_vec_pretty(&record)?)?;
     if let Some(pid_file) = &args.pid_file {
-        // Written whole, then renamed: a reader never sees half a number.
-        let tmp = pid_file.with_extension("nslab-tmp");
-        fs::write(&tmp, created.pid.to_string())
-            .and_then(|()| fs::rename(&tmp, pid_file))
-            .with_context(|| format!("write the PID file {}", pid_file.display()))?;
+        write_pid_file(pid_file, created.pid)?;
     }
     std::mem::forget(pending);
     Ok(record)
+}
+
+/// Write `pid` to `path` whole (a reader never sees half a number): into a new file beside it,
+/// made with `O_CREAT | O_EXCL | O_NOFOLLOW` under a name no one can have planted (a symlink
+/// there would make root write through it), then renamed over `path`.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    use std::io::Write;
+    let context = || format!("write the PID file {}", path.display());
+    let name = path
+        .file_name()
+        .ok_or_else(|| bad_input(format!("--pid-file {}: not a file name", path.display())))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}",
+        name.to_string_lossy(),
+        labkit::unique_name("pid")
+    ));
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .with_context(context)?;
+    let written = file
+        .write_all(pid.to_string().as_bytes())
+        .and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.with_context(context)
 }
 
 /// `start ID`: let a created container's process exec.
@@ -361,12 +265,14 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     }
     remove_cgroups(&record.cgroups)?;
     let dir = store.dir(id);
-    fs::remove_dir_all(&dir).with_context(|| format!("rm -r {}", dir.display()))
+    fs::remove_dir_all(&dir).with_context(|| format!("rm -r {}", dir.display()))?;
+    store.tidy();
+    Ok(())
 }
 
 /// Remove a container's cgroups (the top group of each limit, with its version), killing what
 /// is still in them.
-fn remove_cgroups(cgroups: &[(PathBuf, String)]) -> Result<()> {
+pub(crate) fn remove_cgroups(cgroups: &[(PathBuf, String)]) -> Result<()> {
     for (top, version) in cgroups {
         let version = if version == "v1" {
             cgroup_demo::cg::Version::V1
@@ -487,26 +393,4 @@ pub fn write_default_spec(bundle: &Path, rootless: bool) -> Result<PathBuf> {
     fs::write(&path, crate::spec::to_json(&spec)?)
         .with_context(|| format!("write {}", path.display()))?;
     Ok(path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_follow_runcs_rule() {
-        for good in ["a", "web-1", "x_y.z+2"] {
-            validate_id(good).unwrap();
-        }
-        for bad in ["", ".", "..", "a/b", "a b", "ä"] {
-            assert!(validate_id(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn our_own_start_time_is_read() {
-        let me = std::process::id() as i32;
-        assert!(starttime(me).is_some());
-        assert_eq!(starttime(me), starttime(me));
-    }
 }

@@ -91,7 +91,32 @@ pub const DENIED: &[(&str, i64, &str)] = &[
     ("mount_setattr", libc::SYS_mount_setattr, "mounts"),
     ("unshare", libc::SYS_unshare, "new namespaces"),
     ("setns", libc::SYS_setns, "other namespaces"),
+    (
+        "io_uring_setup",
+        libc::SYS_io_uring_setup,
+        "io_uring: a kernel attack surface that seccomp cannot see into",
+    ),
+    (
+        "io_uring_enter",
+        libc::SYS_io_uring_enter,
+        "io_uring: a kernel attack surface that seccomp cannot see into",
+    ),
+    (
+        "io_uring_register",
+        libc::SYS_io_uring_register,
+        "io_uring: a kernel attack surface that seccomp cannot see into",
+    ),
 ];
+
+/// `ioctl` requests refused with EPERM whatever the descriptor: `TIOCSTI` pushes bytes into a
+/// terminal's input, as if typed (into the caller's shell, were its terminal reachable).
+pub const DENIED_IOCTLS: &[(&str, u64)] = &[("TIOCSTI", libc::TIOCSTI)];
+
+/// The bit that marks an x32 system call number (same architecture token as x86_64, other
+/// numbers): a filter written for x86_64 numbers does not match them, so they are refused
+/// outright with ENOSYS, as though the kernel had no x32 (i386 calls fail the filter's
+/// architecture check, which kills the process).
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 /// `clone` is refused with EPERM when its flags ask for any of these new namespaces.
 pub const CLONE_NAMESPACE_FLAGS: &[(&str, i32)] = &[
@@ -145,6 +170,18 @@ pub fn default_profile() -> Result<LinuxSeccomp> {
                 .build()?,
         ]));
         syscalls.push(clone);
+    }
+    for (_, request) in DENIED_IOCTLS {
+        let mut ioctl = errno(LinuxSeccompAction::ScmpActErrno, libc::EPERM as u32)?;
+        ioctl.set_names(vec!["ioctl".into()]);
+        ioctl.set_args(Some(vec![
+            LinuxSeccompArgBuilder::default()
+                .index(1usize)
+                .value(*request)
+                .op(LinuxSeccompOperator::ScmpCmpEq)
+                .build()?,
+        ]));
+        syscalls.push(ioctl);
     }
     let mut clone3 = errno(LinuxSeccompAction::ScmpActErrno, libc::ENOSYS as u32)?;
     clone3.set_names(vec!["clone3".into()]);
@@ -286,7 +323,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
             add_rules(&mut groups[at].1, nr, &args)?;
         }
     }
-    let mut programs = Vec::new();
+    let mut programs = vec![no_x32()];
     for (act, map) in groups {
         programs.push(filter(map, SeccompAction::Allow, act)?);
     }
@@ -296,6 +333,22 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
         programs.push(filter(exempt, default, SeccompAction::Allow)?);
     }
     Ok(programs)
+}
+
+/// ENOSYS for every x32 system call number (see [`X32_SYSCALL_BIT`]), allow the rest: seccomp
+/// data's `nr` at offset 0, one comparison.
+fn no_x32() -> BpfProgram {
+    use seccompiler::sock_filter;
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    vec![
+        op(LD_W_ABS, 0, 0, 0),
+        op(JGE_K, 0, 1, X32_SYSCALL_BIT),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
 }
 
 /// The default filter's programs.
@@ -319,7 +372,7 @@ pub fn install(programs: &[BpfProgram]) -> Result<usize> {
 pub fn describe(profile: &LinuxSeccomp) -> String {
     if default_profile().is_ok_and(|d| d == *profile) {
         return format!(
-            "seccomp(SECCOMP_SET_MODE_FILTER): EPERM for {} calls ({}), for clone with {}; ENOSYS for clone3",
+            "seccomp(SECCOMP_SET_MODE_FILTER): EPERM for {} calls ({}), for clone with {}, for ioctl {}; ENOSYS for clone3 and x32 numbers",
             DENIED.len(),
             DENIED
                 .iter()
@@ -330,7 +383,12 @@ pub fn describe(profile: &LinuxSeccomp) -> String {
                 .iter()
                 .map(|(n, _)| *n)
                 .collect::<Vec<_>>()
-                .join("|")
+                .join("|"),
+            DENIED_IOCTLS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     format!(
@@ -469,9 +527,10 @@ mod tests {
     #[test]
     fn the_filters_compile_and_name_what_they_refuse() {
         let programs = programs().unwrap();
-        assert_eq!(programs.len(), 2);
+        assert_eq!(programs.len(), 3, "x32, EPERM, ENOSYS");
+        assert_eq!(programs[0], no_x32());
         assert!(
-            programs[0].len() > DENIED.len(),
+            programs[1].len() > DENIED.len(),
             "one jump at least per call"
         );
         let text = describe(&default_profile().unwrap());
@@ -481,6 +540,9 @@ mod tests {
             "unshare",
             "CLONE_NEWUSER",
             "clone3",
+            "io_uring_setup",
+            "TIOCSTI",
+            "x32",
         ] {
             assert!(text.contains(name), "{name}: {text}");
         }

@@ -167,7 +167,9 @@ pub fn from_options(o: &RunOptions) -> Result<Spec> {
     };
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(keep.clone())
-        .inheritable(keep)
+        // Empty, as in Docker and runc's defaults: a program run with file capabilities gets
+        // no more than its own from the inheritable set.
+        .inheritable(oci_spec::runtime::Capabilities::default())
         .permitted(held.clone())
         .effective(held)
         .ambient(oci_spec::runtime::Capabilities::default())
@@ -716,6 +718,15 @@ impl Plan {
             .filter(|c| c.quota().is_some())
             .map(|c| (c.quota().unwrap_or(-1), c.period().unwrap_or(CPU_PERIOD)));
         let user = process.user();
+        let ids = [user.uid(), user.gid()]
+            .into_iter()
+            .chain(user.additional_gids().iter().flatten().copied());
+        if let Some(id) = ids.into_iter().find(|id| *id > crate::MAX_ID) {
+            return Err(labkit::bad_input(format!(
+                "config: process.user ID {id} is above {} ((uid_t) -1 would leave the ID unchanged)",
+                crate::MAX_ID
+            )));
+        }
         Ok(Plan {
             args,
             env: process.env().clone().unwrap_or_default(),

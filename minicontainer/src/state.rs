@@ -1,14 +1,14 @@
-//! Running containers by name: `ps`, `exec`, `stop`.
+//! Containers by name, docker-style: `ps`, `exec`, `stop`, `kill`, `logs`, on the records of the
+//! state store ([`crate::store`]), which the OCI commands share.
 //!
-//! A running container's state is in its work directory (`/tmp/nslab-ctr-PID-N`, which exists
-//! exactly as long as the `minicontainer run` with that PID): `name`, `pid` (the host PID of its
-//! PID 1), `command`, and `cgroups` (the `cgroup.procs` files of its limit groups). There is no
-//! daemon: `ps` reads these files, `exec` joins the namespaces of the PID 1 with setns(2) as
-//! `docker exec` (runc's `exec`) does, and `stop` signals the `minicontainer` that runs it.
+//! There is no daemon: `ps` reads the records, `exec` joins the namespaces of the container's
+//! process with setns(2) as `docker exec` (runc's `exec`) does, and `stop` signals the
+//! `minicontainer run` that waits for it. Only the caller's own store is read, and only records
+//! the caller owns are trusted (see the store), so no other user can point these commands at a
+//! process or file of theirs choosing.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,20 +16,9 @@ use anyhow::{Context, Result};
 use labkit::child::fork_child;
 use labkit::{Narrator, bad_input};
 use nix::sched::setns;
+use oci_spec::runtime::ContainerState;
 
-/// A container that is running now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Running {
-    pub name: String,
-    /// Host PID of the `minicontainer run` process.
-    pub runner: i32,
-    /// Host PID of the container's PID 1.
-    pub pid: i32,
-    pub command: String,
-    pub dir: PathBuf,
-    /// The `cgroup.procs` files of its limit groups.
-    pub cgroups: Vec<PathBuf>,
-}
+use crate::store::{Record, Store};
 
 /// Check a `--name`: 1 to 64 of `[A-Za-z0-9_.-]`, starting with a letter or digit (Docker's rule).
 pub fn validate_name(name: &str) -> Result<()> {
@@ -50,142 +39,97 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-/// Record a running container in its work directory.
-pub fn record(dir: &Path, name: &str, pid: i32, command: &str, cgroups: &[PathBuf]) -> Result<()> {
-    let files = [
-        ("pid", pid.to_string()),
-        ("command", command.to_string()),
-        (
-            "cgroups",
-            cgroups
-                .iter()
-                .map(|p| format!("{}\n", p.display()))
-                .collect(),
-        ),
-        // Written last: a directory with a name is complete.
-        ("name", name.to_string()),
-    ];
-    for (file, text) in files {
-        fs::write(dir.join(file), text)
-            .with_context(|| format!("write {}", dir.join(file).display()))?;
-    }
-    Ok(())
-}
-
-/// A run's work directory (`TMP/nslab-ctr-PID-N`), with the PID of its `minicontainer run`.
-#[derive(Debug, Clone)]
-pub struct WorkDir {
-    pub path: PathBuf,
-    pub runner: i32,
-}
-
-impl WorkDir {
-    /// Whether its `minicontainer run` is still there (if not, `gc` removes the directory).
-    pub fn alive(&self) -> bool {
-        Path::new(&format!("/proc/{}", self.runner)).exists()
-    }
-}
-
-/// Every run's work directory, living or left behind.
-pub fn work_dirs() -> Vec<WorkDir> {
-    let Ok(dir) = fs::read_dir(std::env::temp_dir()) else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| {
-            let file = e.file_name().to_string_lossy().into_owned();
-            let runner = file
-                .strip_prefix("nslab-ctr-")?
-                .split('-')
-                .next()?
-                .parse()
-                .ok()?;
-            Some(WorkDir {
-                path: e.path(),
-                runner,
-            })
-        })
-        .collect()
-}
-
-/// Every running container, oldest first.
-pub fn running() -> Vec<Running> {
-    let mut found: Vec<(std::time::SystemTime, Running)> = work_dirs()
+/// Every container of the store whose process runs (or waits for `start`), oldest first.
+pub fn running(store: &Store) -> Vec<Record> {
+    let mut found: Vec<Record> = store
+        .list()
         .into_iter()
-        .filter(WorkDir::alive)
-        .filter_map(|WorkDir { path: dir, runner }| {
-            let read = |f: &str| fs::read_to_string(dir.join(f)).ok();
-            let name = read("name")?;
-            let pid = read("pid")?.trim().parse().ok()?;
-            let running = Running {
-                name,
-                runner,
-                pid,
-                command: read("command").unwrap_or_default(),
-                cgroups: read("cgroups")
-                    .unwrap_or_default()
-                    .lines()
-                    .map(PathBuf::from)
-                    .collect(),
-                dir,
-            };
-            Some((fs::metadata(&running.dir).ok()?.modified().ok()?, running))
-        })
+        .filter(|r| store.status(r) != ContainerState::Stopped)
         .collect();
-    found.sort_by_key(|(t, _)| *t);
-    found.into_iter().map(|(_, r)| r).collect()
+    found.sort_by_key(|r| (r.created, r.id.clone()));
+    found
 }
 
-/// The running container called `name`.
-pub fn find(name: &str) -> Result<Running> {
-    running()
-        .into_iter()
-        .find(|r| r.name == name)
-        .ok_or_else(|| {
+/// The running container called `name`, from the caller's own store.
+pub fn find(store: &Store, name: &str) -> Result<Record> {
+    if let Ok(record) = store.load(name) {
+        if store.status(&record) == ContainerState::Stopped {
+            return Err(bad_input(format!("container {name} is not running")));
+        }
+        return Ok(record);
+    }
+    Err({
+        let root = nix::unistd::geteuid().is_root();
+        if !root && std::path::Path::new("/run/nslab").exists() {
+            // Another user's store (root's) cannot even be looked into: say why, not "no such".
+            anyhow::Error::new(labkit::errors::MissingFeature(format!(
+                "no container of yours is called {name:?} (your store: {}); other users' containers, root's in /run/nslab among them, are not yours to reach",
+                store.root.display()
+            )))
+        } else {
             bad_input(format!(
                 "no running container is called {name:?} (see minicontainer ps)"
             ))
-        })
+        }
+    })
 }
 
 /// `ps`: a table of the running containers.
-pub fn ps() -> String {
+pub fn ps(store: &Store) -> String {
     let mut rows = vec![vec![
         "NAME".to_string(),
         "PID".into(),
         "RUNNER".into(),
         "COMMAND".into(),
     ]];
-    for r in running() {
+    for r in running(store) {
         rows.push(vec![
-            r.name,
+            r.id.clone(),
             r.pid.to_string(),
-            r.runner.to_string(),
-            r.command,
+            r.runner.map_or_else(|| "-".into(), |p| p.pid.to_string()),
+            r.command.clone(),
         ]);
     }
     labkit::narrate::table(&rows)
+}
+
+/// A pidfd for the record's process, opened and then checked to be that process still (the PID
+/// and its start time), so a signal never reaches a process that took a freed PID.
+fn pidfd(proc: crate::store::Proc) -> Result<labkit::signals::PidFd> {
+    let fd = labkit::signals::PidFd::open(proc.pid)?;
+    if !proc.alive() {
+        return Err(bad_input(format!("process {} has ended", proc.pid)));
+    }
+    Ok(fd)
 }
 
 /// `exec NAME -- CMD`: run CMD in a running container, as `docker exec` does: join its cgroups,
 /// then its namespaces with setns(2) (user first, mount last), fork (a PID namespace takes only
 /// the children of a process that joins it), cut the capabilities as `run` does, and exec.
 /// Returns CMD's exit status.
-pub fn exec(out: &mut Narrator, name: &str, cmd: &[String]) -> Result<i32> {
-    let ctr = find(name)?;
+pub fn exec(out: &mut Narrator, store: &Store, name: &str, cmd: &[String]) -> Result<i32> {
+    let ctr = find(store, name)?;
     let pid = ctr.pid;
     // The container's own description: the same user, capabilities, environment and seccomp
-    // filter as its first process (read before setns: /tmp is the host's until then).
-    let plan = crate::spec::Plan::new(&crate::spec::load(&ctr.dir)?)?;
+    // filter as its first process (read before setns: the store is the host's).
+    let spec = serde_json::from_slice(&store.read_file(name, "config.json")?)
+        .with_context(|| format!("parse {}", store.dir(name).join("config.json").display()))?;
+    let plan = crate::spec::Plan::new(&spec)?;
     let filters = plan.seccomp_programs()?;
     // Open every namespace file first: after setns(mnt), /proc is the container's.
     let files = labkit::ns::to_join(pid)?;
+    if !ctr.process().alive() {
+        return Err(bad_input(format!("container {name} has ended")));
+    }
+    // Not dumpable (and so its child, until it execs): no process of the container may read
+    // the caller's environment or open the pipes to this process through /proc/PID.
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
     // ANCHOR: exec
-    for procs in &ctr.cgroups {
+    for procs in &ctr.procs {
         fs::write(procs, std::process::id().to_string())
             .with_context(|| format!("echo {} > {}", std::process::id(), procs.display()))?;
     }
-    if !ctr.cgroups.is_empty() {
+    if !ctr.procs.is_empty() {
         out.step(
             "exec",
             "echo $$ > cgroup.procs of each of the container's limit groups",
@@ -224,6 +168,10 @@ pub fn exec(out: &mut Narrator, name: &str, cmd: &[String]) -> Result<i32> {
             cmd.join(" ")
         ));
         r.ready_and_wait()?;
+        // Nothing of the caller's crosses the exec: its descriptors above 2 close, and the
+        // command gets a session of its own, away from the caller's terminal.
+        labkit::harden::cloexec_from(3).context("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
+        nix::unistd::setsid().context("setsid()")?;
         let mut command = Command::new(&cmd[0]);
         command.args(&cmd[1..]).env_clear().envs(plan.env_pairs());
         let err = command.exec();
@@ -235,22 +183,28 @@ pub fn exec(out: &mut Narrator, name: &str, cmd: &[String]) -> Result<i32> {
     Ok(done.exit_code())
 }
 
-/// `stop NAME`: SIGTERM to its `minicontainer run` (which passes it to the container), then,
-/// after `grace`, SIGKILL to the container's PID 1 (the run then cleans up). Returns what it took.
-pub fn stop(out: &mut Narrator, name: &str, grace: Duration) -> Result<&'static str> {
-    let ctr = find(name)?;
-    let runner = labkit::signals::PidFd::open(ctr.runner)?;
-    let init = labkit::signals::PidFd::open(ctr.pid)?;
-    runner.send(nix::sys::signal::Signal::SIGTERM)?;
+/// `stop NAME`: SIGTERM, then SIGKILL after `grace`. A docker-style container's SIGTERM goes to
+/// its `minicontainer run` (which passes it on and cleans up); an OCI container's to its process.
+/// Returns what it took.
+pub fn stop(
+    out: &mut Narrator,
+    store: &Store,
+    name: &str,
+    grace: Duration,
+) -> Result<&'static str> {
+    let ctr = find(store, name)?;
+    let init = pidfd(ctr.process())?;
+    let (first, who) = match ctr.runner.filter(|r| r.alive()) {
+        Some(runner) => (pidfd(runner)?, format!("minicontainer {}", runner.pid)),
+        None => (pidfd(ctr.process())?, format!("PID 1 = {}", ctr.pid)),
+    };
+    first.send(nix::sys::signal::Signal::SIGTERM)?;
     out.step(
         "stop",
-        format!(
-            "pidfd_send_signal(minicontainer {}, SIGTERM): passed on to the container",
-            ctr.runner
-        ),
+        format!("pidfd_send_signal({who}, SIGTERM): passed on to the container"),
     );
     let started = Instant::now();
-    if runner.wait_exit(grace)? {
+    if first.wait_exit(grace)? {
         out.step(
             "stop",
             format!("ended after {:.1} s", started.elapsed().as_secs_f64()),
@@ -266,19 +220,33 @@ pub fn stop(out: &mut Narrator, name: &str, grace: Duration) -> Result<&'static 
             ctr.pid
         ),
     );
-    runner.wait_exit(Duration::from_secs(10))?;
+    first.wait_exit(Duration::from_secs(10))?;
     Ok("SIGKILL")
 }
 
-/// `kill [-s SIGNAL] NAME`: send a signal to the container's PID 1 (through a pidfd).
-pub fn kill(out: &mut Narrator, name: &str, signal: nix::sys::signal::Signal) -> Result<()> {
-    let ctr = find(name)?;
-    labkit::signals::PidFd::open(ctr.pid)?.send(signal)?;
+/// `kill [-s SIGNAL] NAME`: send a signal to the container's process (through a pidfd).
+pub fn kill(
+    out: &mut Narrator,
+    store: &Store,
+    name: &str,
+    signal: nix::sys::signal::Signal,
+) -> Result<()> {
+    let ctr = find(store, name)?;
+    pidfd(ctr.process())?.send(signal)?;
     out.step(
         "kill",
         format!("pidfd_send_signal(PID 1 = {}, {signal})", ctr.pid),
     );
     Ok(())
+}
+
+/// `logs NAME`: what a detached container has written, from its record (opened without
+/// following links, the caller's own file).
+pub fn logs(store: &Store, name: &str) -> Result<Vec<u8>> {
+    store.load(name)?;
+    store
+        .read_file(name, "log")
+        .map_err(|_| bad_input(format!("{name} was not started with -d: it has no log")))
 }
 
 /// A signal by name (`TERM`, `SIGTERM`) or number (`15`).

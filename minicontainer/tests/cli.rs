@@ -590,10 +590,9 @@ fn ps_exec_and_stop_work_on_a_named_container() {
     );
     let lines: Vec<&str> = ex.stdout.lines().collect();
     assert_eq!(lines[0], "named");
-    assert!(
-        lines[1].contains("minicontainer run --name"),
-        "PID 1 is the container's init: {}",
-        lines[1]
+    assert_eq!(
+        lines[1], "nslab-init -- sh -c echo up; while :; do sleep 0.05; done ",
+        "PID 1 is the container's init, exec'd with the command (not the host's command line)"
     );
     assert!(
         lines[2].ends_with(":/"),
