@@ -12,6 +12,7 @@
 //! - [`narrate`]: the `[who] N. step` output format, colour only on a terminal.
 //! - [`cgroupfs`]: which cgroup layout the host has (v1, v2 or hybrid).
 //! - [`doctor`]: what this machine can show, chapter by chapter.
+//! - [`devices`]: cgroup v2's device policy, an eBPF program generated from v1-style rules.
 //! - [`harden`]: keep the caller's descriptors out of a container (`close_range`).
 //! - [`signals`]: hold off Ctrl-C while the host is in a half-made state.
 //! - [`tempdir`]: `nslab-...` temp directories removed on drop.
@@ -23,6 +24,7 @@
 
 pub mod cgroupfs;
 pub mod child;
+pub mod devices;
 pub mod doctor;
 pub mod errors;
 pub mod harden;

@@ -228,8 +228,8 @@ pub fn resolve_root(
 }
 
 /// The capabilities container runtimes keep by default (Docker's list, less CAP_MKNOD: Docker
-/// keeps it because its devices cgroup stops the nodes being used; this runtime sets no devices
-/// cgroup, so it does not let the container make device nodes at all); every other one is
+/// keeps it because its device policy stops the nodes being used; this runtime has the same
+/// policy, and still does not let the container make device nodes at all); every other one is
 /// dropped from the bounding set.
 pub const DEFAULT_CAPS: &[Capability] = &[
     Capability::CAP_CHOWN,
@@ -295,14 +295,22 @@ struct Limits {
     groups: Vec<(cg::Hierarchy, Group, Group)>,
 }
 
-fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
+fn make_cgroups(out: &mut Narrator, plan: &Plan, device_policy: bool) -> Result<Limits> {
     let mut groups = Vec::new();
+    // The device policy goes to v1's devices controller where there is one, else to an eBPF
+    // program on the v2 group (after the loop).
+    // NSLAB_DEVICE_POLICY=bpf takes the v2 way on a hybrid host too (the program then sits on
+    // the container's group in the unified hierarchy): the v2 mechanism, shown and tested here.
+    let bpf = std::env::var_os("NSLAB_DEVICE_POLICY").is_some_and(|v| v == "bpf");
+    let v1_devices = device_policy
+        && !bpf
+        && cg::for_controller("devices", None).is_ok_and(|h| h.version == Version::V1);
     let wanted: Vec<&str> = [
         plan.memory.map(|_| "memory"),
         plan.pids.map(|_| "pids"),
         (plan.cpu.is_some() || plan.cpu_shares.is_some()).then_some("cpu"),
         plan.cpuset.as_ref().map(|_| "cpuset"),
-        (!plan.device_rules.is_empty()).then_some("devices"),
+        v1_devices.then_some("devices"),
     ]
     .into_iter()
     .flatten()
@@ -323,15 +331,7 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
     for controller in wanted {
         // v2 has one hierarchy, and a process one group in it: every controller goes to the
         // same group, enabled from its top down (v1: a group per hierarchy, as before).
-        let h = match cg::for_controller(controller, None) {
-            // v2 has no devices controller: its device rules are an eBPF program.
-            Err(_) if controller == "devices" => {
-                return Err(anyhow::Error::new(labkit::errors::MissingFeature(
-                    "linux.resources.devices on cgroup v2: the rules are an eBPF program attached to the group, which minicontainer does not load (leave the rules out)".into(),
-                )));
-            }
-            other => other?,
-        };
+        let h = cg::for_controller(controller, None)?;
         let at = groups
             .iter()
             .position(|(g, _, _): &(cg::Hierarchy, Group, Group)| {
@@ -413,28 +413,17 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
                     leaf.write("cpu.weight", &weight.to_string())?;
                 }
             }
-            ("devices", Version::V1) if plan.device_rules.is_empty() => {}
             ("devices", Version::V1) => {
-                // Everything denied, then the config's rules in order (as runc writes them).
-                leaf.write("devices.deny", "a")?;
-                for (allow, rule) in &plan.device_rules {
-                    let file = if *allow {
+                for (allow, rule) in device_rules(plan) {
+                    let file = if allow {
                         "devices.allow"
                     } else {
                         "devices.deny"
                     };
-                    leaf.write(file, rule)?;
-                }
-                // The nodes every container gets stay usable, as runc appends them too.
-                for rule in DEFAULT_DEVICE_RULES {
-                    leaf.write("devices.allow", rule)?;
+                    leaf.write(file, &rule)?;
                 }
             }
-            ("devices", Version::V2) => {
-                return Err(anyhow::Error::new(labkit::errors::MissingFeature(
-                    "linux.resources.devices on cgroup v2: the rules are an eBPF program attached to the group, which minicontainer does not load (leave the rules out)".into(),
-                )));
-            }
+
             ("cpuset", _) => {
                 // What is not asked for stays as the group got it (v1: its parent's sets).
                 let (cpus, mems) = plan.cpuset.clone().unwrap_or_default();
@@ -452,7 +441,83 @@ fn make_cgroups(out: &mut Narrator, plan: &Plan) -> Result<Limits> {
             format!("{} {controller}: mkdir {}", h.version, leaf.path.display()),
         );
     }
+    if device_policy && !v1_devices {
+        v2_device_policy(out, plan, &mut groups)?;
+    }
     Ok(Limits { groups })
+}
+
+/// The rules every container's devices follow: everything denied, the config's rules in order,
+/// then the nodes every container gets ([`DEFAULT_DEVICE_RULES`]), as runc writes them.
+fn device_rules(plan: &Plan) -> Vec<(bool, String)> {
+    std::iter::once((false, "a".to_string()))
+        .chain(plan.device_rules.iter().cloned())
+        .chain(DEFAULT_DEVICE_RULES.iter().map(|r| (true, r.to_string())))
+        .collect()
+}
+
+/// cgroup v2 has no devices controller: the rules become an eBPF program
+/// (`BPF_PROG_TYPE_CGROUP_DEVICE`, [`labkit::devices`]) attached to the container's v2 group,
+/// made for it when no limit made one.
+fn v2_device_policy(
+    out: &mut Narrator,
+    plan: &Plan,
+    groups: &mut Vec<(cg::Hierarchy, Group, Group)>,
+) -> Result<()> {
+    let at = match groups.iter().position(|(h, _, _)| h.version == Version::V2) {
+        Some(at) => at,
+        None => {
+            let h = cg::unified()?;
+            let (top, leaf) = match &plan.cgroups_path {
+                Some(path) => {
+                    let (_, top, leaf) = nested_in(&h, path)?;
+                    (top, leaf)
+                }
+                None => {
+                    let top = Group::create(&h.own, &cg::unique("devices"), Version::V2)?;
+                    let leaf = top.child("container")?;
+                    (top, leaf)
+                }
+            };
+            groups.push((h, leaf, top));
+            groups.len() - 1
+        }
+    };
+    let rules: Vec<labkit::devices::Rule> = device_rules(plan)
+        .iter()
+        .map(|(allow, text)| {
+            labkit::devices::Rule::parse(*allow, text).ok_or_else(|| {
+                bad_input(format!("device rule {text:?}: not TYPE MAJOR:MINOR ACCESS"))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let program = labkit::devices::program(&rules);
+    let prog = labkit::devices::load(&program).map_err(|(errno, log)| {
+        anyhow::Error::new(errno).context(format!(
+            "bpf(BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE): {}",
+            log.trim_end().replace('\n', "; ")
+        ))
+    })?;
+    let leaf = &groups[at].1;
+    let dir =
+        fs::File::open(&leaf.path).with_context(|| format!("open({})", leaf.path.display()))?;
+    use std::os::fd::AsFd;
+    labkit::devices::attach(prog.as_fd(), dir.as_fd()).with_context(|| {
+        format!(
+            "bpf(BPF_PROG_ATTACH, {}, BPF_CGROUP_DEVICE)",
+            leaf.path.display()
+        )
+    })?;
+    out.step(
+        "host",
+        format!(
+            "v2 devices: bpf(BPF_PROG_LOAD) a {}-instruction BPF_PROG_TYPE_CGROUP_DEVICE program ({} rules), BPF_PROG_ATTACH to {}",
+            program.len(),
+            rules.len(),
+            leaf.path.display()
+        ),
+    );
+    Ok(())
 }
 
 /// On v2, a controller reaches a group only through `cgroup.subtree_control` of each group
@@ -508,7 +573,12 @@ fn v2_memory(limit: i64, swap: Option<i64>) -> Result<(String, String)> {
 /// relative to it (the same value always gives the same place, as the spec asks). Returns the
 /// hierarchy, the first directory made (removed with everything below it), and the leaf.
 fn nested_group(controller: &str, path: &Path) -> Result<(cg::Hierarchy, Group, Group)> {
-    let h = cg::for_controller(controller, None)?;
+    nested_in(&cg::for_controller(controller, None)?, path)
+}
+
+/// [`nested_group`] in hierarchy `h`.
+fn nested_in(h: &cg::Hierarchy, path: &Path) -> Result<(cg::Hierarchy, Group, Group)> {
+    let h = h.clone();
     let mut dir = h.own.clone();
     let mut top: Option<Group> = None;
     let parts: Vec<_> = path
@@ -605,6 +675,37 @@ fn remount_ro(target: &Path) -> Result<()> {
         None::<&str>,
     )
     .with_context(|| format!("mount -o remount,bind,ro {}", target.display()))
+}
+
+/// Remount the mount at `target` with `flags` added to the per-mount flags it has (read back
+/// with statvfs(2): a bind remount sets them all at once, and would clear any left out).
+fn remount_adding(target: &Path, flags: MsFlags) -> Result<()> {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    let have = statvfs(target)
+        .with_context(|| format!("statvfs({})", target.display()))?
+        .flags();
+    let mut all = flags;
+    for (fs, ms) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if have.contains(fs) {
+            all |= ms;
+        }
+    }
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | all,
+        None::<&str>,
+    )
+    .with_context(|| format!("mount -o remount,bind,{all:?} {}", target.display()))
 }
 
 fn bind_ro(source: &Path, target: &Path) -> Result<()> {
@@ -805,12 +906,14 @@ fn setup_root(
     };
     let merged = match root {
         Root::Bundle(dir) => {
-            // pivot_root(2) wants the new root to be a mount point: bind it onto itself.
+            // pivot_root(2) wants the new root to be a mount point: bind it onto itself; nodev,
+            // so that a device node shipped in the root filesystem opens nothing.
             bind(dir, dir)?;
+            remount_adding(dir, MsFlags::MS_NODEV)?;
             step(
                 r,
                 format!(
-                    "mount(\"{0}\", \"{0}\", NULL, MS_BIND | MS_REC): the bundle's rootfs, as it is",
+                    "mount(\"{0}\", \"{0}\", NULL, MS_BIND | MS_REC), then MS_REMOUNT | MS_NODEV: the bundle's rootfs, as it is",
                     dir.display()
                 ),
             );
@@ -821,10 +924,13 @@ fn setup_root(
             let (upper, overlay_work, merged) =
                 (work.join("upper"), work.join("work"), work.join("rootfs"));
             let options = cow_demo::mount_overlay(&lowers, &upper, &overlay_work, &merged, "")?;
+            // nodev: a device node in an image layer opens nothing (the container's /dev is a
+            // tmpfs of its own, holding only the nodes the runtime puts there).
+            remount_adding(&merged, MsFlags::MS_NODEV)?;
             step(
                 r,
                 format!(
-                    "mount(\"overlay\", rootfs, \"overlay\", \"{}\")",
+                    "mount(\"overlay\", rootfs, \"overlay\", \"{}\"), then MS_REMOUNT | MS_NODEV",
                     options.replace(&format!("{}/", work.display()), "")
                 ),
             );
@@ -998,14 +1104,7 @@ fn setup_root(
         );
     }
     if plan.root_readonly {
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None::<&str>,
-        )
-        .context("mount -o remount,bind,ro /")?;
+        remount_adding(Path::new("/"), MsFlags::MS_RDONLY)?;
         step(
             r,
             "mount(NULL, \"/\", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY): root.readonly",
@@ -1020,17 +1119,22 @@ fn setup_root(
 /// RESOLVE_NO_XDEV)`): nothing a root filesystem holds can turn the write onto a host file.
 fn write_sysctls(merged: &Path, sysctl: &[(String, String)]) -> Result<()> {
     use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
-    let proc = open(
+    let not_proc =
+        || bad_input("config: sysctls need the container's own /proc (a mount of type proc)");
+    let proc = match open(
         &merged.join("proc"),
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
-    )
-    .context("open(rootfs/proc, O_NOFOLLOW) for the sysctls")?;
+    ) {
+        // A symlink (or no directory at all) where /proc should be.
+        Err(nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP | nix::errno::Errno::ENOENT) => {
+            return Err(not_proc());
+        }
+        other => other.context("open(rootfs/proc, O_NOFOLLOW) for the sysctls")?,
+    };
     let fs = nix::sys::statfs::fstatfs(&proc).context("fstatfs(rootfs/proc)")?;
     if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(bad_input(
-            "config: sysctls need the container's own /proc (a mount of type proc)",
-        ));
+        return Err(not_proc());
     }
     for (key, value) in sysctl {
         let path = format!("sys/{}", key.replace('.', "/"));
@@ -1456,7 +1560,7 @@ fn engine(
             ),
         );
     }
-    let limits = make_cgroups(out, &plan)?;
+    let limits = make_cgroups(out, &plan, !privilege.is_rootless())?;
     // The exec FIFO, opened O_PATH: the child reopens it through /proc/self/fd once it is in
     // its new root, where the FIFO's path means nothing.
     let fifo = match create {
@@ -1826,7 +1930,7 @@ fn remove_tree(path: &Path) -> Result<()> {
 pub fn gc(out: &mut Narrator, store: &store::Store) -> Result<usize> {
     let mut removed = 0;
     let mut dead_veths = Vec::new();
-    for id in store.ids() {
+    for id in store.ids()? {
         let Some(runner) = store.runner(&id) else {
             continue;
         };

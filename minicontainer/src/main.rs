@@ -320,7 +320,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Ps { id: None, .. } => {
             // Through the narrator: a reader that goes away (`| head -1`) ends it with 141, not a
             // panic.
-            out.raw(minicontainer::state::ps(&store).trim_end_matches('\n'));
+            out.raw(minicontainer::state::ps(&store)?.trim_end_matches('\n'));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ps {
@@ -404,7 +404,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::List { format, quiet } => {
-            let records = store.list();
+            let records = store.list()?;
             if quiet {
                 for r in &records {
                     out.raw(&r.id);
@@ -416,7 +416,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .collect();
                 out.raw(serde_json::to_string(&states)?);
             } else if format == "table" {
-                out.raw(oci::list(&store).trim_end_matches('\n'));
+                out.raw(oci::list(&store)?.trim_end_matches('\n'));
             } else {
                 return Err(bad_input(format!(
                     "list --format {format:?}: table or json"

@@ -180,7 +180,7 @@ pub fn gc(store: &crate::store::Store, dead: &[String]) -> Result<Vec<String>> {
     let _lock = lock()?;
     // Read under the lock: a run records its veth before making it, with the lock held.
     let live: Vec<String> = store
-        .ids()
+        .ids()?
         .iter()
         .filter(|id| store.runner(id).is_some_and(|r| r.alive()))
         .filter_map(|id| store.read_file(id, "veth").ok())

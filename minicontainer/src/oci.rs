@@ -329,14 +329,14 @@ pub fn processes(store: &Store, id: &str) -> Result<Vec<(i32, String)>> {
 }
 
 /// `list`: one row per container, as runc prints them.
-pub fn list(store: &Store) -> String {
+pub fn list(store: &Store) -> Result<String> {
     let mut rows = vec![vec![
         "ID".to_string(),
         "PID".into(),
         "STATUS".into(),
         "BUNDLE".into(),
     ]];
-    for r in store.list() {
+    for r in store.list()? {
         let status = store.status(&r);
         rows.push(vec![
             r.id.clone(),
@@ -349,7 +349,7 @@ pub fn list(store: &Store) -> String {
             r.bundle.display().to_string(),
         ]);
     }
-    labkit::narrate::table(&rows)
+    Ok(labkit::narrate::table(&rows))
 }
 
 /// `spec`: a default `config.json` in `bundle`, as `runc spec` writes one: `sh` on a terminal,

@@ -672,10 +672,9 @@ impl Plan {
                 ));
             }
         }
-        // Device rules: a lone "deny all" (what runtimes write by default) is what a container
-        // has here anyway without a devices cgroup, only its own device nodes existing; other
-        // rules go to the v1 devices controller.
-        let rules: Vec<(bool, String)> = resources
+        // Device rules, as given: the engine puts them between its "deny all" and the default
+        // allow list, on v1 in the devices controller, on v2 in an eBPF program.
+        let device_rules: Vec<(bool, String)> = resources
             .and_then(|r| r.devices().as_ref())
             .into_iter()
             .flatten()
@@ -693,14 +692,7 @@ impl Plan {
                 )
             })
             .collect();
-        let device_rules = if rules
-            .iter()
-            .all(|(allow, rule)| !allow && rule.starts_with("a *:* "))
-        {
-            Vec::new()
-        } else {
-            rules
-        };
+
         let memory = resources.and_then(|r| r.memory().as_ref());
         let cpu = resources.and_then(|r| r.cpu().as_ref());
         if cpu.is_some_and(|c| {
@@ -772,14 +764,14 @@ impl Plan {
         })
     }
 
-    /// Whether the spec asks for any limit (and so for cgroups).
+    /// Whether the spec asks for any limit (and so for cgroups; the device policy, which every
+    /// container gets as root, is not counted).
     pub fn has_limits(&self) -> bool {
         self.memory.is_some()
             || self.pids.is_some()
             || self.cpu.is_some()
             || self.cpu_shares.is_some()
             || self.cpuset.is_some()
-            || !self.device_rules.is_empty()
     }
 
     /// The seccomp profile compiled to BPF programs (none without a profile).

@@ -40,23 +40,26 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 /// Every container of the store whose process runs (or waits for `start`), oldest first.
-pub fn running(store: &Store) -> Vec<Record> {
+pub fn running(store: &Store) -> Result<Vec<Record>> {
     let mut found: Vec<Record> = store
-        .list()
+        .list()?
         .into_iter()
         .filter(|r| store.status(r) != ContainerState::Stopped)
         .collect();
     found.sort_by_key(|r| (r.created, r.id.clone()));
-    found
+    Ok(found)
 }
 
 /// The running container called `name`, from the caller's own store.
 pub fn find(store: &Store, name: &str) -> Result<Record> {
-    if let Ok(record) = store.load(name) {
-        if store.status(&record) == ContainerState::Stopped {
+    match store.load(name) {
+        Ok(record) if store.status(&record) == ContainerState::Stopped => {
             return Err(bad_input(format!("container {name} is not running")));
         }
-        return Ok(record);
+        Ok(record) => return Ok(record),
+        // A store that is not the caller's to trust: that, not "no such container".
+        Err(e) if e.chain().any(|c| c.is::<labkit::errors::MissingFeature>()) => return Err(e),
+        Err(_) => {}
     }
     Err({
         let root = nix::unistd::geteuid().is_root();
@@ -75,14 +78,14 @@ pub fn find(store: &Store, name: &str) -> Result<Record> {
 }
 
 /// `ps`: a table of the running containers.
-pub fn ps(store: &Store) -> String {
+pub fn ps(store: &Store) -> Result<String> {
     let mut rows = vec![vec![
         "NAME".to_string(),
         "PID".into(),
         "RUNNER".into(),
         "COMMAND".into(),
     ]];
-    for r in running(store) {
+    for r in running(store)? {
         rows.push(vec![
             r.id.clone(),
             r.pid.to_string(),
@@ -90,7 +93,7 @@ pub fn ps(store: &Store) -> String {
             r.command.clone(),
         ]);
     }
-    labkit::narrate::table(&rows)
+    Ok(labkit::narrate::table(&rows))
 }
 
 /// A pidfd for the record's process, opened and then checked to be that process still (the PID

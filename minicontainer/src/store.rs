@@ -330,28 +330,29 @@ impl Store {
         Ok(state)
     }
 
-    /// The IDs in the store (temporary names left out).
-    pub fn ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = match self.open_root() {
-            Ok(Some(_)) => fs::read_dir(&self.root)
-                .into_iter()
-                .flatten()
+    /// The IDs in the store (temporary names left out); an error when the store is not the
+    /// caller's to trust.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = match self.open_root()? {
+            Some(_) => fs::read_dir(&self.root)
+                .with_context(|| format!("read {}", self.root.display()))?
                 .flatten()
                 .filter_map(|e| e.file_name().into_string().ok())
                 .filter(|n| validate_id(n).is_ok())
                 .collect(),
-            _ => Vec::new(),
+            None => Vec::new(),
         };
         ids.sort();
-        ids
+        Ok(ids)
     }
 
     /// Every container with a record, by ID.
-    pub fn list(&self) -> Vec<Record> {
-        self.ids()
+    pub fn list(&self) -> Result<Vec<Record>> {
+        Ok(self
+            .ids()?
             .iter()
             .filter_map(|id| self.load(id).ok())
-            .collect()
+            .collect())
     }
 
     /// Take the name `id` for a docker-style run by this process: its directory, with a
@@ -594,7 +595,7 @@ mod tests {
             "a symlink is not followed"
         );
         drop(claim);
-        assert!(store.ids().is_empty());
+        assert!(store.ids().unwrap().is_empty());
         assert!(store.root.exists(), "a store named with --root stays");
     }
 }

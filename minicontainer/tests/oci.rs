@@ -100,6 +100,21 @@ impl Bundle {
         run(bin(), &all)
     }
 
+    /// [`Bundle::mc`] with environment variables set.
+    fn mc_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let root = self.root.path().to_string_lossy().into_owned();
+        let mut all = vec!["--root", root.as_str()];
+        all.extend_from_slice(args);
+        let mut cmd = labkit::testing::command(bin(), &all);
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("spawn minicontainer");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// `minicontainer --root ROOT ARGS` for a command that leaves a container behind (create,
     /// run -d): the container inherits its output, so it goes to files, not to pipes a reader
     /// would wait on until the container ends.
@@ -610,15 +625,15 @@ fn cgroups_path_device_rules_and_a_cgroup_mount() {
     }) else {
         return;
     };
-    let id = id("cgpath");
-    let v2 = labkit::cgroupfs::detect().unwrap().kind == labkit::cgroupfs::LayoutKind::V2;
-    let r = b.mc(&["run", "--bundle", &b.path(), &id]);
-    if v2 {
-        // Device rules on v2 are an eBPF program: refused by name, with nothing left.
-        r.expect_code(77);
-        assert!(r.stderr.contains("eBPF"), "{}", r.stderr);
-    } else {
-        assert_eq!(r.code, 0, "{}", r.transcript());
+    // The rules go to v1's devices controller where there is one (here), to an eBPF program on
+    // the v2 group elsewhere (the VM); NSLAB_DEVICE_POLICY=bpf takes the eBPF way here too.
+    for policy in ["", "bpf"] {
+        let id = id("cgpath");
+        let r = b.mc_env(
+            &["run", "--bundle", &b.path(), &id],
+            &[("NSLAB_DEVICE_POLICY", policy)],
+        );
+        assert_eq!(r.code, 0, "{policy}: {}", r.transcript());
         assert!(r.stdout.contains("null=ok"), "{}", r.stdout);
         // The default nodes stay usable (as with runc), others are denied.
         assert!(r.stdout.contains("urandom=ok"), "{}", r.stdout);
@@ -633,10 +648,10 @@ fn cgroups_path_device_rules_and_a_cgroup_mount() {
             "its own pids group: {}",
             r.stdout
         );
+        // Made under this process's own cgroup, and removed with the container.
+        assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+        assert_no_cgroup_dir(|h| h.own.join(format!("nslab-cgpath-{}", std::process::id())));
     }
-    // Made under this process's own cgroup, and removed with the container.
-    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
-    assert_no_cgroup_dir(|h| h.own.join(format!("nslab-cgpath-{}", std::process::id())));
 }
 
 /// What a podman test made: its storage, its containers, and the cgroup directories podman's
@@ -1056,5 +1071,86 @@ fn a_cgroups_path_places_the_container_even_without_limits() {
         .to_string();
     assert!(line.ends_with(&format!("/{name}/ctr")), "{cgroups}");
     assert_no_cgroup_dir(|h| h.own.join(&name));
+    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn create_refuses_what_would_reach_the_host_or_run_nothing() {
+    const TEST: &str = "create_refuses_what_would_reach_the_host_or_run_nothing";
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
+        c["process"]["args"] = json!(["/bin/nslab-no-such-program"]);
+    }) else {
+        return;
+    };
+    let config = b.dir.path().join("config.json");
+    let edit = |f: &dyn Fn(&mut Value)| {
+        let mut c: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+        f(&mut c);
+        fs::write(&config, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    };
+    // A missing executable fails create, naming it (as runc does), and leaves nothing.
+    let id = id("noexe");
+    let r = b.mc_leaving(&["create", "--bundle", &b.path(), &id]);
+    assert_ne!(r.code, 0, "{}", r.transcript());
+    assert!(
+        r.stderr.contains("nslab-no-such-program") && r.stderr.contains("not found"),
+        "{}",
+        r.stderr
+    );
+    assert!(b.mc(&["list", "-q"]).stdout.is_empty());
+    // (uid_t) -1 would leave the process root.
+    edit(&|c| {
+        c["process"]["args"] = json!(["sleep", "30"]);
+        c["process"]["user"]["uid"] = json!(4294967295u32);
+    });
+    let r = b.mc_leaving(&["create", "--bundle", &b.path(), &id]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("4294967295"), "{}", r.stderr);
+    // A sysctl through a /proc the root filesystem made a symlink (to a directory of the host's
+    // that looks like /proc/sys): refused, the host file untouched.
+    let fake = TempDir::new("fakeproc");
+    let knob = fake.path().join("sys/net/ipv4");
+    fs::create_dir_all(&knob).unwrap();
+    fs::write(knob.join("ip_forward"), "host's\n").unwrap();
+    let proc = b.dir.path().join("rootfs/proc");
+    fs::remove_dir(&proc).unwrap();
+    symlink(fake.path(), &proc).unwrap();
+    edit(&|c| {
+        c["process"]["user"]["uid"] = json!(0);
+        c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["destination"] != "/proc");
+    });
+    let r = b.mc_leaving(&["create", "--bundle", &b.path(), &id]);
+    // Found in the container's setup (errors cross its pipe as text: exit 1, not 2).
+    assert_eq!(r.code, 1, "{}", r.transcript());
+    assert!(r.stderr.contains("own /proc"), "{}", r.stderr);
+    assert_eq!(
+        fs::read_to_string(knob.join("ip_forward")).unwrap(),
+        "host's\n"
+    );
+    fs::remove_file(&proc).unwrap();
+    fs::create_dir(&proc).unwrap();
+    // The PID file: a symlink planted at its name is replaced, never written through.
+    edit(&|c| {
+        c["linux"]["sysctl"] = json!(null);
+        c["mounts"].as_array_mut().unwrap().insert(
+            0,
+            json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        );
+    });
+    let victim = b.dir.path().join("victim");
+    fs::write(&victim, "root's file\n").unwrap();
+    let pid_file = b.dir.path().join("pid");
+    symlink(&victim, &pid_file).unwrap();
+    let pid_arg = pid_file.display().to_string();
+    let r = b.mc_leaving(&["create", "--bundle", &b.path(), "--pid-file", &pid_arg, &id]);
+    r.expect_code(0);
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root's file\n");
+    let meta = fs::symlink_metadata(&pid_file).unwrap();
+    assert!(meta.is_file(), "a file of its own now");
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    b.mc(&["delete", "--force", &id]).expect_code(0);
     assert_eq!(cgroup_leftovers(), Vec::<String>::new());
 }
