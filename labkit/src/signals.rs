@@ -62,6 +62,13 @@ pub struct PidFd {
     pid: i32,
 }
 
+/// For poll(2): a pidfd turns readable when its process ends.
+impl std::os::fd::AsFd for PidFd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl PidFd {
     /// `pidfd_open(pid, 0)`.
     pub fn open(pid: i32) -> Result<PidFd> {

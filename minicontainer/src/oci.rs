@@ -9,8 +9,7 @@
 //! daemon: each command reads the directory and the kernel's `/proc/PID`.
 
 use std::fs;
-use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use oci_spec::runtime::{ContainerState, Spec};
 
-use crate::{Config, CreateOptions, Net, Root};
+use crate::{Config, Net, Root};
 
 pub use crate::store::{Record, Store, starttime, validate_id};
 
@@ -60,7 +59,7 @@ pub struct CreateArgs {
 /// child until `create` ends: killed and reaped), its cgroups, and its directory.
 struct Pending {
     dir: Option<PathBuf>,
-    made: Option<crate::Created>,
+    made: Option<crate::engine::Created>,
 }
 
 impl Drop for Pending {
@@ -97,19 +96,10 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
         made: None,
     };
     let fifo = dir.join("exec.fifo");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
-        .with_context(|| format!("mkfifo {}", fifo.display()))?;
-    // The container's process may not be root: it opens the FIFO for writing.
-    fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622))?;
+    crate::run::make_fifo(&fifo)?;
     let annotations = spec.annotations().clone().unwrap_or_default();
     // A copy for `exec`, which joins with the same user, capabilities and seccomp filter.
     store.write_file(id, "config.json", crate::spec::to_json(&spec)?.as_bytes())?;
-    let command = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.args().clone())
-        .unwrap_or_default()
-        .join(" ");
     let config = Config {
         spec,
         root: Root::Bundle(rootfs),
@@ -118,16 +108,28 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
         init: false,
         log: false,
     };
-    let created = crate::create(
+    let command = config.args().join(" ");
+    // The terminal's master side goes to the caller's console socket.
+    let console = match &args.console_socket {
+        Some(path) => Some(
+            std::os::unix::net::UnixStream::connect(path)
+                .with_context(|| format!("connect({})", path.display()))?,
+        ),
+        None => None,
+    };
+    let ctr = crate::engine::create(
         out,
-        store,
-        &config,
-        Privilege::Root,
-        &CreateOptions {
-            fifo,
-            console_socket: args.console_socket.clone(),
+        crate::engine::Request {
+            config: &config,
+            privilege: Privilege::Root,
+            fifo: &fifo,
+            console,
+            work: Path::new(""),
+            veth_record: None,
+            outlive: true,
         },
     )?;
+    let created = ctr.leave();
     // From here a failure must also take the process and its cgroups away.
     let created = pending.made.insert(created).clone();
     let record = Record {
@@ -193,30 +195,8 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
             )));
         }
     }
-    let fifo = store.dir(id).join("exec.fifo");
-    // O_NONBLOCK: if the process died meanwhile, there is no writer and nothing to wait for.
-    let mut gate = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo)
-        .with_context(|| format!("open({}, O_RDONLY)", fifo.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut byte = [0u8; 1];
-    loop {
-        match gate.read(&mut byte) {
-            Ok(1) => break,
-            Ok(_) | Err(_) if starttime(record.pid) != Some(record.starttime) => {
-                let _ = fs::remove_file(&fifo);
-                bail!("container {id}: its process ended before it could start");
-            }
-            _ if Instant::now() > deadline => {
-                bail!("container {id}: its process did not take the start within 10 s");
-            }
-            _ => std::thread::sleep(Duration::from_millis(1)),
-        }
-    }
-    fs::remove_file(&fifo).with_context(|| format!("rm {}", fifo.display()))?;
-    Ok(())
+    crate::engine::start(&store.dir(id).join("exec.fifo"), record.process())
+        .with_context(|| format!("container {id}"))
 }
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -254,13 +234,12 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
                 store.status(&record)
             )));
         }
-        let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while starttime(record.pid) == Some(record.starttime) {
-            if Instant::now() > deadline {
+        // Through a pidfd checked to be its process; waited for on the pidfd, not by polling.
+        if let Ok(pidfd) = crate::state::pidfd(record.process()) {
+            pidfd.send(Signal::SIGKILL)?;
+            if !pidfd.wait_exit(Duration::from_secs(10))? {
                 bail!("container {id}: its process outlived SIGKILL for 10 s");
             }
-            std::thread::sleep(Duration::from_millis(2));
         }
     }
     remove_cgroups(&record.cgroups)?;

@@ -98,7 +98,7 @@ pub fn ps(store: &Store) -> Result<String> {
 
 /// A pidfd for the record's process, opened and then checked to be that process still (the PID
 /// and its start time), so a signal never reaches a process that took a freed PID.
-fn pidfd(proc: crate::store::Proc) -> Result<labkit::signals::PidFd> {
+pub(crate) fn pidfd(proc: crate::store::Proc) -> Result<labkit::signals::PidFd> {
     let fd = labkit::signals::PidFd::open(proc.pid)?;
     if !proc.alive() {
         return Err(bad_input(format!("process {} has ended", proc.pid)));

@@ -1,0 +1,152 @@
+//! Docker-style `run`: the same path as the OCI commands, on a bundle its flags make in the
+//! store. Its steps: take the name in the store (with this process as its runner), write the
+//! spec there and make a scratch directory for the layers, then `create`, `start`, wait for the
+//! container, and delete it (its cgroups, veth, scratch directory and record), on success, on
+//! error and on Ctrl-C alike. `gc` removes what a killed run could not.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use labkit::Narrator;
+use labkit::rootless::Privilege;
+use nix::mount::{MntFlags, umount2};
+
+use crate::engine::{self, Request, rootfs};
+use crate::store::{self, Store};
+use crate::{Config, console, net, spec, state};
+
+/// Run a container; returns the exit code of its command (128 + N if killed by signal N).
+pub fn run(
+    out: &mut Narrator,
+    store: &Store,
+    config: &Config,
+    privilege: Privilege,
+) -> Result<i32> {
+    let name = config
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("ctr-{}", std::process::id()));
+    state::validate_name(&name)?;
+    // The name first (atomically: two runs never share one), then a scratch directory for the
+    // layers, recorded before it is made so that `gc` finds it whatever happens next.
+    let claim = store.claim(&name)?;
+    let path = std::env::temp_dir().join(labkit::unique_name("ctr"));
+    store.write_file(&name, "scratch", path.as_os_str().as_encoded_bytes())?;
+    let work = rootfs::Scratch::create(path)?;
+    let bundle = spec::to_json(&config.spec)?;
+    store.write_file(&name, "config.json", bundle.as_bytes())?;
+    if config.log {
+        let log = store::create_private(&claim.path().join("log"))?;
+        nix::unistd::dup2_stdout(&log).context("dup2(log, 1)")?;
+        nix::unistd::dup2_stderr(&log).context("dup2(log, 2)")?;
+    }
+    let fifo = claim.path().join("exec.fifo");
+    make_fifo(&fifo)?;
+    let terminal = config.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    let (host_end, container_end) = match console::pair(terminal)? {
+        Some((h, c)) => (Some(h), Some(c)),
+        None => (None, None),
+    };
+    let veth = claim.path().join("veth");
+    let ctr = engine::create(
+        out,
+        Request {
+            config,
+            privilege,
+            fifo: &fifo,
+            console: container_end,
+            work: work.path(),
+            veth_record: Some(&veth),
+            outlive: false,
+        },
+    )?;
+    let process = ctr.process()?;
+    let record = store::Record {
+        id: name.clone(),
+        pid: process.pid,
+        starttime: process.starttime,
+        bundle: work.path().to_path_buf(),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        cgroups: ctr.cgroups(),
+        annotations: Default::default(),
+        procs: ctr.procs(),
+        runner: Some(store::Proc::me()?),
+        command: config.args().join(" "),
+    };
+    store.write_file(&name, "state.json", &serde_json::to_vec_pretty(&record)?)?;
+    // The terminal first: the container sent its master side while it set up.
+    let console = match host_end {
+        Some(host_end) => console::Console::attach(out, &host_end)?,
+        None => None,
+    };
+    engine::start(&fifo, process)?;
+    let code = ctr.wait(out, work.path());
+    drop(console); // the terminal restored, the container's last output copied
+    drop(work);
+    drop(claim);
+    code
+}
+
+/// The exec FIFO, writable by the container's process whatever its user (it opens it through
+/// a descriptor; the directory it is in stays the caller's alone).
+pub(crate) fn make_fifo(fifo: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .with_context(|| format!("mkfifo {}", fifo.display()))?;
+    std::fs::set_permissions(fifo, std::fs::Permissions::from_mode(0o622))
+        .with_context(|| format!("chmod {}", fifo.display()))
+}
+
+/// `gc`: remove what a killed `minicontainer run` left, from the caller's own store only: each
+/// record whose runner is gone (its scratch directory, unmounted first; its cgroups; its veth;
+/// the record), temporary claims of runs killed before they took their name, and the groups a
+/// killed run made before it recorded them ([`engine::cgroups::gc`]). OCI containers are
+/// `delete`'s.
+pub fn gc(out: &mut Narrator, store: &Store) -> Result<usize> {
+    let mut removed = 0;
+    let mut dead_veths = Vec::new();
+    for id in store.ids()? {
+        if store.runner(&id).is_none_or(|r| r.alive()) {
+            continue;
+        }
+        if let Ok(veth) = store.read_file(&id, "veth") {
+            dead_veths.push(String::from_utf8_lossy(&veth).into_owned());
+        }
+        let scratch = store
+            .read_file(&id, "scratch")
+            .ok()
+            .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()))
+            .filter(|p| store::is_own_dir(p));
+        if let Some(scratch) = scratch {
+            // Its mounts may outlive it while its mount namespace is still held: lazily.
+            let _ = umount2(&scratch.join("rootfs"), MntFlags::MNT_DETACH);
+            rootfs::remove_tree(&scratch)?;
+            out.step("gc", format!("rm -r {}", scratch.display()));
+        }
+        if let Ok(record) = store.load(&id) {
+            crate::oci::remove_cgroups(&record.cgroups)?;
+        }
+        rootfs::remove_tree(&store.dir(&id))?;
+        out.step("gc", format!("rm -r {}", store.dir(&id).display()));
+        removed += 1;
+    }
+    for claim in store.stale_claims() {
+        rootfs::remove_tree(&claim)?;
+        out.step("gc", format!("rm -r {}", claim.display()));
+        removed += 1;
+    }
+    removed += engine::cgroups::gc(out)?;
+    if removed > 0 {
+        store.tidy();
+    }
+    for link in net::gc(store, &dead_veths)? {
+        out.step("gc", format!("ip link del {link}"));
+        removed += 1;
+    }
+    if removed == 0 {
+        out.step("gc", "nothing left behind");
+    }
+    Ok(removed)
+}
