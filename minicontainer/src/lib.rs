@@ -34,7 +34,7 @@ use labkit::{Narrator, bad_input};
 pub use engine::devices::{DEFAULT_DEVICE_RULES, DEVICES};
 pub use engine::identity::{DEFAULT_CAPS, apply_identity};
 pub use engine::{CommandNotFound, Created};
-pub use run::{gc, run};
+pub use run::{gc, run, run_then};
 
 /// Where the container's root filesystem comes from.
 #[derive(Debug, Clone)]

@@ -22,6 +22,18 @@ pub fn run(
     config: &Config,
     privilege: Privilege,
 ) -> Result<i32> {
+    run_then(out, store, config, privilege, || {})
+}
+
+/// [`run`], calling `started` once the container has started and its record says so (`run -d`
+/// returns then).
+pub fn run_then(
+    out: &mut Narrator,
+    store: &Store,
+    config: &Config,
+    privilege: Privilege,
+    started: impl FnOnce(),
+) -> Result<i32> {
     let name = config
         .name
         .clone()
@@ -82,6 +94,7 @@ pub fn run(
         None => None,
     };
     engine::start(&fifo, process)?;
+    started();
     let code = ctr.wait(out, work.path());
     drop(console); // the terminal restored, the container's last output copied
     drop(work);
