@@ -332,3 +332,40 @@ fn bad_ids_volumes_and_names_are_refused() {
     assert_eq!(codes.iter().filter(|c| **c == 2).count(), 5, "{codes:?}");
     assert_clean();
 }
+
+#[test]
+fn gc_under_another_tmpdir_leaves_a_running_container_alone() {
+    if needs_root("gc_under_another_tmpdir_leaves_a_running_container_alone") {
+        return;
+    }
+    let _one = serial();
+    let name = format!("nslab-gc{}", std::process::id());
+    let mut ctr = Background::start(
+        bin(),
+        &[
+            "run",
+            "--name",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "echo up; exec sleep 30",
+        ],
+        "up",
+    );
+    let scratch = std::fs::read_to_string(format!("/run/nslab/{name}/scratch")).unwrap();
+    let other = TempDir::new("tmpdir");
+    let out = command(bin(), &["gc"])
+        .env("TMPDIR", other.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        Path::new(&scratch).join("rootfs").is_dir(),
+        "its layers are still there"
+    );
+    assert!(run(bin(), &["ps"]).stdout.contains(&name), "still running");
+    run(bin(), &["kill", &name]).expect_code(0);
+    ctr.wait();
+    assert_clean();
+}
