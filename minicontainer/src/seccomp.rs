@@ -127,7 +127,7 @@ pub const CLONE_NAMESPACE_FLAGS: &[(&str, i32)] = &[
     ("CLONE_NEWUTS", libc::CLONE_NEWUTS),
     ("CLONE_NEWIPC", libc::CLONE_NEWIPC),
     ("CLONE_NEWCGROUP", libc::CLONE_NEWCGROUP),
-    ("CLONE_NEWTIME", 0x80),
+    ("CLONE_NEWTIME", libc::CLONE_NEWTIME),
 ];
 
 fn arch() -> TargetArch {

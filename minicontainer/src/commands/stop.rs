@@ -10,8 +10,10 @@ use minicontainer::store::Store;
 pub struct Args {
     /// The container's name (see `ps`).
     pub name: String,
-    /// Seconds to wait after SIGTERM before SIGKILL.
-    #[arg(short = 't', long = "time", default_value_t = 10)]
+    /// Seconds to wait after SIGTERM before SIGKILL (at most 2^32 - 1: a deadline further away
+    /// than the clock can count would overflow it).
+    #[arg(short = 't', long = "time", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=u64::from(u32::MAX)))]
     pub time: u64,
 }
 
