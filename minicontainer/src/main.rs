@@ -63,15 +63,14 @@ fn main() -> ExitCode {
     })
 }
 
-/// runc's --log: one line per error, as text or as JSON ({"level","msg","time"}).
+/// runc's --log: one line per error, as text or as JSON (`{"level","msg","time"}`), the time in
+/// RFC 3339 as runc writes it (Docker and containerd parse it).
 fn write_log(file: &std::path::Path, json: bool, msg: &str) {
-    let time = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let time = rfc3339(std::time::SystemTime::now());
     let line = if json {
         serde_json::json!({ "level": "error", "msg": msg, "time": time }).to_string()
     } else {
-        format!("level=error msg={msg:?} time={time}")
+        format!("time=\"{time}\" level=error msg={msg:?}")
     };
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
@@ -82,6 +81,30 @@ fn write_log(file: &std::path::Path, json: bool, msg: &str) {
     }
 }
 
+/// `2026-12-03T11:52:07Z`: UTC, from the seconds since the epoch (Howard Hinnant's
+/// days-to-civil conversion).
+fn rfc3339(at: std::time::SystemTime) -> String {
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +113,17 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn log_times_are_rfc3339_in_utc() {
+        let at = |s: u64| rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z", "a leap day");
+        assert_eq!(
+            at(1_796_289_903),
+            "2026-12-03T09:25:03Z",
+            "date -u -d @1796289903"
+        );
     }
 }

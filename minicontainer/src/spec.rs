@@ -569,6 +569,18 @@ fn check_fields(spec: &Spec) -> Result<()> {
     }
 }
 
+/// `ociVersion`: a semantic version of the major version these configs follow (1).
+fn check_version(version: &str) -> Result<()> {
+    let parts: Vec<&str> = version.split(['.', '-', '+']).collect();
+    let numeric = parts.len() >= 3 && parts[..3].iter().all(|p| p.parse::<u32>().is_ok());
+    if !numeric || parts[0] != "1" {
+        return Err(labkit::bad_input(format!(
+            "config: ociVersion {version:?} is not a version 1.x.y of the runtime specification"
+        )));
+    }
+    Ok(())
+}
+
 /// The security labels of the process this host cannot apply.
 fn check_labels(process: &oci_spec::runtime::Process) -> Result<()> {
     // As runc: a profile is applied only where the kernel has AppArmor; without it, there
@@ -827,6 +839,7 @@ impl Plan {
     /// Check a spec and read it into a plan: every field of it that asks for something must be
     /// one the engine honours ([`HONOURED`]), then each part is read and checked.
     pub fn new(spec: &Spec) -> Result<Plan> {
+        check_version(spec.version())?;
         check_fields(spec)?;
         let process = spec
             .process()

@@ -1154,3 +1154,71 @@ fn create_refuses_what_would_reach_the_host_or_run_nothing() {
     b.mc(&["delete", "--force", &id]).expect_code(0);
     assert_eq!(cgroup_leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn the_spec_is_followed_where_it_is_silent_and_where_it_is_exact() {
+    const TEST: &str = "the_spec_is_followed_where_it_is_silent_and_where_it_is_exact";
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
+        c["process"]["args"] = json!(["sh", "-c", "hostname; stat -c %a /dev/nslab-zero"]);
+        c["process"]["user"]["umask"] = json!(0o077);
+        c.as_object_mut().unwrap().remove("hostname");
+        c["linux"]["devices"] = json!([
+            {"path": "/dev/nslab-zero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o660}
+        ]);
+        c["linux"]["resources"] = json!({"devices": [
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"}
+        ]});
+    }) else {
+        return;
+    };
+    let r = b.mc(&["run", "--bundle", &b.path(), &id("exact")]);
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    let host = nix::unistd::gethostname().unwrap();
+    // No hostname in the spec: the name the new UTS namespace was given (the host's), not "".
+    assert_eq!(
+        r.stdout,
+        format!("{}\n660\n", host.to_string_lossy()),
+        "the device's mode as given, not masked by the umask"
+    );
+    // An ociVersion that is no version 1.x.y is refused.
+    let config = b.dir.path().join("config.json");
+    let mut c: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    c["ociVersion"] = json!("invalid");
+    fs::write(&config, serde_json::to_vec(&c).unwrap()).unwrap();
+    let r = b.mc(&["run", "--bundle", &b.path(), &id("exact")]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("ociVersion"), "{}", r.stderr);
+    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn log_json_is_written_as_runc_writes_it() {
+    let dir = TempDir::new("log");
+    let log = dir.path().join("log.json");
+    let log_arg = log.display().to_string();
+    let r = run(
+        bin(),
+        &[
+            "--log",
+            &log_arg,
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            "/nonexistent-nslab",
+            "x",
+        ],
+    );
+    r.expect_code(2);
+    let text = fs::read_to_string(&log).unwrap();
+    let line: Value = serde_json::from_str(text.trim_end()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(
+        line["msg"].as_str().unwrap().contains("/nonexistent-nslab"),
+        "{line}"
+    );
+    // RFC 3339, which Docker and containerd parse ("2026-12-03T11:52:07Z").
+    let time = line["time"].as_str().unwrap();
+    let shape = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$").unwrap();
+    assert!(shape.is_match(time), "{time}");
+}

@@ -99,12 +99,22 @@ fn make_nodes(r: &mut Reporter, merged: &Path, plan: &Plan) -> Result<()> {
         };
         let dev = makedev(d.major as u64, d.minor as u64);
         match mknod(&target, kind, Mode::from_bits_truncate(d.mode), dev) {
-            Ok(()) => nix::unistd::chown(
-                &target,
-                Some(Uid::from_raw(d.uid)),
-                Some(Gid::from_raw(d.gid)),
-            )
-            .with_context(|| format!("chown {}", d.path.display()))?,
+            Ok(()) => {
+                nix::unistd::chown(
+                    &target,
+                    Some(Uid::from_raw(d.uid)),
+                    Some(Gid::from_raw(d.gid)),
+                )
+                .with_context(|| format!("chown {}", d.path.display()))?;
+                // mknod(2) applied the umask: the mode exactly as the spec gives it.
+                nix::sys::stat::fchmodat(
+                    nix::fcntl::AT_FDCWD,
+                    &target,
+                    Mode::from_bits_truncate(d.mode),
+                    nix::sys::stat::FchmodatFlags::FollowSymlink,
+                )
+                .with_context(|| format!("chmod {:o} {}", d.mode, d.path.display()))?;
+            }
             Err(nix::errno::Errno::EPERM) if d.path.exists() => {
                 fs::write(&target, "")?;
                 bind(&d.path, &target)?;

@@ -87,7 +87,9 @@ pub(crate) fn setup(
     eth0: Option<(Ipv4Addr, u8)>,
     filters: &[seccompiler::BpfProgram],
 ) -> Result<()> {
-    if plan.clone_flags.contains(CloneFlags::CLONE_NEWUTS) {
+    // With no hostname in the spec, the new UTS namespace keeps the name it was given (a copy
+    // of the host's), as with runc: never an empty one.
+    if plan.clone_flags.contains(CloneFlags::CLONE_NEWUTS) && !plan.hostname.is_empty() {
         sethostname(&plan.hostname)
             .with_context(|| format!("sethostname(\"{}\")", plan.hostname))?;
         step(r, format!("sethostname(\"{}\")", plan.hostname));
