@@ -158,30 +158,73 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
 /// made with `O_CREAT | O_EXCL | O_NOFOLLOW` under a name no one can have planted (a symlink
 /// there would make root write through it), then renamed over `path`.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    use std::io::Write;
-    let context = || format!("write the PID file {}", path.display());
-    let name = path
-        .file_name()
-        .ok_or_else(|| bad_input(format!("--pid-file {}: not a file name", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}",
-        name.to_string_lossy(),
-        labkit::unique_name("pid")
-    ));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .with_context(context)?;
-    let written = file
-        .write_all(pid.to_string().as_bytes())
-        .and_then(|()| fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
+    PidFile::open(path)?.write(pid)
+}
+
+/// A PID file's directory, opened ahead (`exec` writes the PID once it has joined the
+/// container's mount namespace, where the path means nothing), and its name.
+#[derive(Debug)]
+pub struct PidFile {
+    dir: std::os::fd::OwnedFd,
+    name: String,
+    shown: PathBuf,
+}
+
+impl PidFile {
+    pub fn open(path: &Path) -> Result<PidFile> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| bad_input(format!("--pid-file {}: not a file name", path.display())))?
+            .to_string_lossy()
+            .into_owned();
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = nix::fcntl::open(
+            parent,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .with_context(|| format!("write the PID file {}: open its directory", path.display()))?;
+        Ok(PidFile {
+            dir,
+            name,
+            shown: path.to_path_buf(),
+        })
     }
-    written.with_context(context)
+
+    /// Write `pid` into a new temporary file beside it (`O_CREAT | O_EXCL | O_NOFOLLOW`), then
+    /// rename it over the PID file.
+    pub fn write(&self, pid: i32) -> Result<()> {
+        use nix::fcntl::{OFlag, openat, renameat};
+        let context = || format!("write the PID file {}", self.shown.display());
+        let tmp = format!(".{}.{}", self.name, labkit::unique_name("pid"));
+        let fd = openat(
+            &self.dir,
+            tmp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .with_context(context)?;
+        let written =
+            std::io::Write::write_all(&mut fs::File::from(fd), pid.to_string().as_bytes())
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    renameat(&self.dir, tmp.as_str(), &self.dir, self.name.as_str())
+                        .map_err(anyhow::Error::from)
+                });
+        if written.is_err() {
+            let _ = nix::unistd::unlinkat(
+                &self.dir,
+                tmp.as_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+        }
+        written.with_context(context)
+    }
 }
 
 /// `start ID`: let a created container's process exec.
@@ -198,8 +241,6 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     crate::engine::start(&store.dir(id).join("exec.fifo"), record.process())
         .with_context(|| format!("container {id}"))
 }
-
-use std::os::unix::fs::OpenOptionsExt;
 
 /// `kill ID [SIGNAL]`: signal a created or running container's process.
 pub fn kill_container(store: &Store, id: &str, signal: Signal) -> Result<()> {

@@ -106,27 +106,195 @@ pub(crate) fn pidfd(proc: crate::store::Proc) -> Result<labkit::signals::PidFd> 
     Ok(fd)
 }
 
-/// `exec NAME -- CMD`: run CMD in a running container, as `docker exec` does: join its cgroups,
-/// then its namespaces with setns(2) (user first, mount last), fork (a PID namespace takes only
-/// the children of a process that joins it), cut the capabilities as `run` does, and exec.
-/// Returns CMD's exit status.
-pub fn exec(out: &mut Narrator, store: &Store, name: &str, cmd: &[String]) -> Result<i32> {
+/// What `exec` runs: the command and how, over the container's own process description.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// runc's `--process FILE`: the whole process (an OCI `process` object) instead of the
+    /// container's; the flags below then only add to it.
+    pub process: Option<oci_spec::runtime::Process>,
+    /// The command (required without a process file).
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE`, added to (or replacing in) the container's environment.
+    pub env: Vec<String>,
+    pub cwd: Option<std::path::PathBuf>,
+    pub user: Option<(u32, u32)>,
+    /// Capabilities added to all five sets (`CAP_NET_ADMIN`, ...), as runc's `--cap`.
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    /// Hand the command a terminal: its master side goes to this socket (runc's `--tty
+    /// --console-socket`).
+    pub console_socket: Option<std::path::PathBuf>,
+    /// Return once the command runs (runc's `--detach`); its host PID goes to `pid_file`.
+    pub detach: bool,
+    pub pid_file: Option<std::path::PathBuf>,
+}
+
+/// The container's spec with its process replaced or amended as `opts` say.
+fn exec_spec(
+    mut spec: oci_spec::runtime::Spec,
+    opts: &ExecOptions,
+) -> Result<oci_spec::runtime::Spec> {
+    let mut process = match &opts.process {
+        Some(p) => p.clone(),
+        None => spec
+            .process()
+            .clone()
+            .context("the container's config has no process")?,
+    };
+    if !opts.cmd.is_empty() {
+        process.set_args(Some(opts.cmd.clone()));
+    }
+    if !opts.env.is_empty() {
+        let mut env = process.env().clone().unwrap_or_default();
+        for kv in &opts.env {
+            let key = kv.split('=').next().unwrap_or_default();
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(kv.clone());
+        }
+        process.set_env(Some(env));
+    }
+    if let Some(cwd) = &opts.cwd {
+        process.set_cwd(cwd.clone());
+    }
+    if let Some((uid, gid)) = opts.user {
+        let mut user = process.user().clone();
+        user.set_uid(uid).set_gid(gid);
+        process.set_user(user);
+    }
+    if !opts.caps.is_empty() {
+        let mut sets = process.capabilities().clone().unwrap_or_default();
+        let add = |set: &Option<oci_spec::runtime::Capabilities>| -> Result<_> {
+            let mut set = set.clone().unwrap_or_default();
+            for name in &opts.caps {
+                let cap = serde_json::from_value(serde_json::Value::String(name.clone()))
+                    .map_err(|_| bad_input(format!("--cap {name:?}: not a capability")))?;
+                set.insert(cap);
+            }
+            Ok(Some(set))
+        };
+        // All five sets, as runc adds them (ambient too: a non-root user keeps them at exec).
+        let (b, e, p, i, a) = (
+            add(sets.bounding())?,
+            add(sets.effective())?,
+            add(sets.permitted())?,
+            add(sets.inheritable())?,
+            add(sets.ambient())?,
+        );
+        sets.set_bounding(b)
+            .set_effective(e)
+            .set_permitted(p)
+            .set_inheritable(i)
+            .set_ambient(a);
+        process.set_capabilities(Some(sets));
+    }
+    if opts.no_new_privs {
+        process.set_no_new_privileges(Some(true));
+    }
+    if opts.console_socket.is_some() {
+        process.set_terminal(Some(true));
+    }
+    if process.terminal() == Some(true) && opts.console_socket.is_none() {
+        return Err(bad_input(
+            "exec with a terminal needs --console-socket to hand the terminal to",
+        ));
+    }
+    spec.set_process(Some(process));
+    Ok(spec)
+}
+
+/// `exec NAME CMD...`: run CMD in a running container, as `docker exec` and `runc exec` do: join
+/// its cgroups, then its namespaces with setns(2) (user first, mount last), fork (a PID
+/// namespace takes only the children of a process that joins it), take the container's user,
+/// capabilities and seccomp filter (or those `opts` give), and exec. Returns CMD's exit status
+/// (0 at once with `detach`).
+pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -> Result<i32> {
     let ctr = find(store, name)?;
     let pid = ctr.pid;
-    // The container's own description: the same user, capabilities, environment and seccomp
-    // filter as its first process (read before setns: the store is the host's).
+    // The container's own description (read before setns: the store is the host's).
     let spec = serde_json::from_slice(&store.read_file(name, "config.json")?)
         .with_context(|| format!("parse {}", store.dir(name).join("config.json").display()))?;
-    let plan = crate::spec::Plan::new(&spec)?;
+    let plan = crate::spec::Plan::new(&exec_spec(spec, opts)?)?;
     let filters = plan.seccomp_programs()?;
-    // Open every namespace file first: after setns(mnt), /proc is the container's.
+    let console = match &opts.console_socket {
+        Some(path) => Some(
+            std::os::unix::net::UnixStream::connect(path)
+                .with_context(|| format!("connect({})", path.display()))?,
+        ),
+        None => None,
+    };
+    // Open every namespace file first: after setns(mnt), /proc is the container's (and the
+    // PID file's directory: its path means nothing there either).
     let files = labkit::ns::to_join(pid)?;
+    let pid_file = opts
+        .pid_file
+        .as_deref()
+        .map(crate::oci::PidFile::open)
+        .transpose()?;
     if !ctr.process().alive() {
         return Err(bad_input(format!("container {name} has ended")));
     }
     // Not dumpable (and so its child, until it execs): no process of the container may read
     // the caller's environment or open the pipes to this process through /proc/PID.
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
+    join(out, &ctr, &files)?;
+    let detach = opts.detach;
+    let mut child = fork_child(move |r| {
+        r.speaker("container");
+        if detach {
+            // Outlive this process (runc exec --detach): the caller's subreaper takes it.
+            nix::sys::prctl::set_pdeathsig(None).context("prctl(PR_SET_PDEATHSIG, 0)")?;
+        }
+        let tty = match &console {
+            Some(sock) => Some(crate::console::open(r, sock)?),
+            None => None,
+        };
+        nix::unistd::chdir(&plan.cwd).with_context(|| format!("chdir({})", plan.cwd.display()))?;
+        crate::apply_identity(&plan)?;
+        if plan.seccomp.is_some() {
+            crate::seccomp::install(&filters)?;
+        }
+        // A command that cannot be found fails the exec here, while the caller still listens.
+        crate::engine::spawn::find_executable(&plan)?;
+        r.step(format!(
+            "fork() -> pid {} in the container; the config's user, capabilities, seccomp; execvp({:?})",
+            nix::unistd::getpid(),
+            plan.args.join(" ")
+        ));
+        r.ready_and_wait()?;
+        // Nothing of the caller's crosses the exec: its descriptors above 2 close, and the
+        // command gets a session of its own, away from the caller's terminal (or one with the
+        // container's terminal).
+        labkit::harden::cloexec_from(3).context("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
+        match &tty {
+            Some(tty) => crate::console::login(Some(tty))?,
+            None => {
+                nix::unistd::setsid().context("setsid()")?;
+            }
+        }
+        let mut command = Command::new(&plan.args[0]);
+        command
+            .args(&plan.args[1..])
+            .env_clear()
+            .envs(plan.env_pairs());
+        let err = command.exec();
+        Err(err).with_context(|| format!("execvp(\"{}\")", plan.args[0]))
+    })?;
+    child.relay_until_ready(out, "container")?;
+    if let Some(pid_file) = &pid_file {
+        pid_file.write(child.pid().as_raw())?;
+    }
+    child.release()?;
+    if detach {
+        child.detach();
+        return Ok(0);
+    }
+    let done = child.finish(out, "container")?;
+    Ok(done.exit_code())
+}
+
+/// Join the container's cgroups and namespaces (the files opened before the first setns).
+fn join(out: &mut Narrator, ctr: &Record, files: &[labkit::ns::NsFile]) -> Result<()> {
+    let pid = ctr.pid;
     // ANCHOR: exec
     for procs in &ctr.procs {
         fs::write(procs, std::process::id().to_string())
@@ -138,7 +306,7 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, cmd: &[String]) -> Re
             "echo $$ > cgroup.procs of each of the container's limit groups",
         );
     }
-    for file in &files {
+    for file in files {
         setns(&file.file, file.kind.flag()).with_context(|| {
             format!(
                 "setns(/proc/{pid}/ns/{}, {})",
@@ -148,42 +316,12 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, cmd: &[String]) -> Re
         })?;
     }
     // ANCHOR_END: exec
+    let names: Vec<&str> = files.iter().map(|f| f.kind.name()).collect();
     out.step(
         "exec",
-        format!(
-            "setns(/proc/{pid}/ns/X) for X in: {}",
-            files
-                .iter()
-                .map(|f| f.kind.name())
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
+        format!("setns(/proc/{pid}/ns/X) for X in: {}", names.join(" ")),
     );
-    let cmd = cmd.to_vec();
-    let mut child = fork_child(move |r| {
-        r.speaker("container");
-        nix::unistd::chdir(&plan.cwd).with_context(|| format!("chdir({})", plan.cwd.display()))?;
-        crate::apply_identity(&plan)?;
-        crate::seccomp::install(&filters)?;
-        r.step(format!(
-            "fork() -> pid {} in the container; the config's user, capabilities, PR_SET_NO_NEW_PRIVS, seccomp; execvp({:?})",
-            nix::unistd::getpid(),
-            cmd.join(" ")
-        ));
-        r.ready_and_wait()?;
-        // Nothing of the caller's crosses the exec: its descriptors above 2 close, and the
-        // command gets a session of its own, away from the caller's terminal.
-        labkit::harden::cloexec_from(3).context("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
-        nix::unistd::setsid().context("setsid()")?;
-        let mut command = Command::new(&cmd[0]);
-        command.args(&cmd[1..]).env_clear().envs(plan.env_pairs());
-        let err = command.exec();
-        Err(err).with_context(|| format!("execvp(\"{}\")", cmd[0]))
-    })?;
-    child.relay_until_ready(out, "container")?;
-    child.release()?;
-    let done = child.finish(out, "container")?;
-    Ok(done.exit_code())
+    Ok(())
 }
 
 /// `stop NAME`: SIGTERM, then SIGKILL after `grace`. A docker-style container's SIGTERM goes to

@@ -829,6 +829,21 @@ fn podman_uses_minicontainer_as_its_runtime() {
         "{}",
         ps.stdout
     );
+    // exec: conmon calls `exec --process FILE --detach --pid-file F ID` and reaps the process.
+    let ex = podman_run(&[
+        "exec",
+        "-e",
+        "NSLAB_E=x",
+        &ctr,
+        "sh",
+        "-c",
+        "echo in $NSLAB_E; exit 4",
+    ]);
+    assert_eq!(ex.code, 4, "{}", ex.transcript());
+    assert_eq!(ex.stdout, "in x\n", "{}", ex.transcript());
+    let ex = podman_run(&["exec", "-t", &ctr, "sh", "-c", "tty"]);
+    assert_eq!(ex.code, 0, "{}", ex.transcript());
+    assert!(ex.stdout.contains("/dev/pts/"), "{}", ex.transcript());
     podman_run(&["stop", "--time", "2", &ctr]).expect_code(0);
     podman_run(&["rm", &ctr]).expect_code(0);
     // Its own exit status comes through as well.
@@ -1221,4 +1236,71 @@ fn log_json_is_written_as_runc_writes_it() {
     let time = line["time"].as_str().unwrap();
     let shape = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$").unwrap();
     assert!(shape.is_match(time), "{time}");
+}
+
+#[test]
+fn exec_takes_runcs_flags_and_process_file() {
+    const TEST: &str = "exec_takes_runcs_flags_and_process_file";
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+        c["process"]["env"] = json!(["PATH=/bin", "KEEP=kept"]);
+    }) else {
+        return;
+    };
+    let id = id("exec");
+    b.mc_leaving(&["run", "-d", "--bundle", &b.path(), &id])
+        .expect_code(0);
+    // runc's order: the command right after the ID, no `--`.
+    let r = b.mc(&[
+        "exec",
+        "--cwd",
+        "/srv",
+        "-e",
+        "ADDED=1",
+        "--user",
+        "1000:1000",
+        "--cap",
+        "CAP_NET_ADMIN",
+        &id,
+        "sh",
+        "-c",
+        "pwd; echo $KEEP $ADDED; id -u; grep CapEff /proc/self/status; exit 6",
+    ]);
+    assert_eq!(r.code, 6, "{}", r.transcript());
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[..3], ["/srv", "kept 1", "1000"], "{}", r.stdout);
+    // CAP_NET_ADMIN is bit 12.
+    let eff = u64::from_str_radix(lines[3].split_whitespace().last().unwrap(), 16).unwrap();
+    assert_ne!(eff & (1 << 12), 0, "{}", lines[3]);
+    // --process FILE with --detach and --pid-file, as containerd and conmon call it.
+    let process = b.dir.path().join("process.json");
+    fs::write(
+        &process,
+        serde_json::to_vec(&json!({
+            "args": ["sh", "-c", "echo detached > /tmp/nslab-exec-mark; sleep 30"],
+            "env": ["PATH=/bin"], "cwd": "/", "user": {"uid": 0, "gid": 0}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let pid_file = b.dir.path().join("exec.pid");
+    let (p, f) = (
+        process.display().to_string(),
+        pid_file.display().to_string(),
+    );
+    b.mc_leaving(&["exec", "--process", &p, "--detach", "--pid-file", &f, &id])
+        .expect_code(0);
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "it runs, detached"
+    );
+    let r = b.mc(&["exec", &id, "cat", "/tmp/nslab-exec-mark"]);
+    assert_eq!(r.stdout, "detached\n", "{}", r.transcript());
+    // A command that is not there fails the exec, naming it.
+    let r = b.mc(&["exec", &id, "nslab-no-such"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("nslab-no-such"), "{}", r.stderr);
+    b.mc(&["delete", "--force", &id]).expect_code(0);
+    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
 }

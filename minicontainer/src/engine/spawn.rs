@@ -168,7 +168,7 @@ pub(crate) fn release(fifo: &Path, process: Proc) -> Result<()> {
 /// Where execvp(3) will find the command (runc looks it up the same way before it starts the
 /// container): a missing one fails here, while the runtime still listens, with its name,
 /// instead of a container that stops silently.
-fn find_executable(plan: &Plan) -> Result<PathBuf> {
+pub(crate) fn find_executable(plan: &Plan) -> Result<PathBuf> {
     use nix::unistd::{AccessFlags, access};
     let name = &plan.args[0];
     let candidates: Vec<PathBuf> = if name.contains('/') {
