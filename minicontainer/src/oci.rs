@@ -24,6 +24,8 @@ use crate::{Config, Net, Root};
 
 pub use crate::store::{Record, Store, starttime, validate_id};
 
+use crate::engine::hooks::Kind;
+
 /// The bundle's config and root filesystem.
 fn open_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf)> {
     let bundle = fs::canonicalize(bundle)
@@ -120,6 +122,8 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
     let ctr = crate::engine::create(
         out,
         crate::engine::Request {
+            id,
+            bundle: &bundle,
             config: &config,
             privilege: Privilege::Root,
             fifo: &fifo,
@@ -239,7 +243,30 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
         }
     }
     crate::engine::start(&store.dir(id).join("exec.fifo"), record.process())
-        .with_context(|| format!("container {id}"))
+        .with_context(|| format!("container {id}"))?;
+    after_hooks(store, &record, Kind::Poststart, ContainerState::Running);
+    Ok(())
+}
+
+/// The spec's poststart or poststop hooks: a failure is a warning, as the spec says (the
+/// container runs, or is gone, either way).
+fn after_hooks(store: &Store, record: &Record, kind: Kind, status: ContainerState) {
+    let Ok(spec) = store
+        .read_file(&record.id, "config.json")
+        .and_then(|b| Ok(serde_json::from_slice::<Spec>(&b)?))
+    else {
+        return;
+    };
+    let hooks = crate::engine::hooks::of(&spec, kind);
+    if hooks.is_empty() {
+        return;
+    }
+    let pid = (status != ContainerState::Stopped).then_some(record.pid);
+    let ran = crate::engine::hooks::state(&record.id, status, pid, &record.bundle, &spec)
+        .and_then(|state| crate::engine::hooks::run(kind, &hooks, &state));
+    if let Err(e) = ran {
+        eprintln!("minicontainer: warning: {e:#}");
+    }
 }
 
 /// `kill ID [SIGNAL]`: signal a created or running container's process.
@@ -284,6 +311,8 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         }
     }
     remove_cgroups(&record.cgroups)?;
+    // Before the record goes: the hooks are in its config.json.
+    after_hooks(store, &record, Kind::Poststop, ContainerState::Stopped);
     let dir = store.dir(id);
     fs::remove_dir_all(&dir).with_context(|| format!("rm -r {}", dir.display()))?;
     store.tidy();

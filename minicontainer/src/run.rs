@@ -63,6 +63,8 @@ pub fn run_then(
     let ctr = engine::create(
         out,
         Request {
+            id: &name,
+            bundle: work.path(),
             config,
             privilege,
             fifo: &fifo,

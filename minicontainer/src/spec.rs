@@ -471,6 +471,7 @@ fn caps_of(set: Option<&oci_spec::runtime::Capabilities>) -> Result<CapsHashSet>
 /// field that asks for something, so that nothing nobody wrote code for is silently ignored.
 pub const HONOURED: &[&str] = &[
     "ociVersion",
+    "hooks",
     "root.path",
     "root.readonly",
     "hostname",

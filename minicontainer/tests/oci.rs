@@ -71,6 +71,7 @@ impl Bundle {
             "stat",
             "umask",
             "domainname",
+            "readlink",
         ] {
             symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
@@ -564,14 +565,18 @@ fn a_terminal_goes_to_the_console_socket() {
 fn bad_bundles_are_refused_and_leave_nothing() {
     const TEST: &str = "bad_bundles_are_refused_and_leave_nothing";
     let Some((_one, b)) = Bundle::for_test(TEST, |c| {
-        c["hooks"] = json!({"prestart": [{"path": "/bin/true"}]});
+        c["linux"]["personality"] = json!({"domain": "LINUX32"});
     }) else {
         return;
     };
     let id = id("bad");
     let r = b.mc_leaving(&["create", "--bundle", &b.path(), &id]);
     r.expect_code(2);
-    assert!(r.stderr.contains("hooks is not supported"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("linux.personality is not supported"),
+        "{}",
+        r.stderr
+    );
     let r = b.mc_leaving(&["create", "--bundle", "/nonexistent-nslab", &id]);
     r.expect_code(2);
     assert!(r.stderr.contains("/nonexistent-nslab"), "{}", r.stderr);
@@ -1302,5 +1307,80 @@ fn exec_takes_runcs_flags_and_process_file() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("nslab-no-such"), "{}", r.stderr);
     b.mc(&["delete", "--force", &id]).expect_code(0);
+    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn all_six_hooks_run_where_and_when_the_spec_says() {
+    const TEST: &str = "all_six_hooks_run_where_and_when_the_spec_says";
+    let log = TempDir::new("hooks");
+    let log_dir = log.path().display().to_string();
+    // Each hook appends its kind, the status it was told, and whose mount namespace it runs in
+    // (the host's, or the container's: another inode).
+    let host_mnt = fs::read_link("/proc/self/ns/mnt")
+        .unwrap()
+        .display()
+        .to_string();
+    let hook = |kind: &str, timeout: Option<i64>| {
+        let script = format!(
+            "read s; m=$(readlink /proc/self/ns/mnt); [ \"$m\" = {host_mnt} ] && w=host || w=container; \
+             echo {kind} $(echo \"$s\" | grep -o '\"status\":\"[a-z]*\"') $w >> {log_dir}/log"
+        );
+        let mut h = json!({"path": "/bin/sh", "args": ["sh", "-c", script]});
+        if let Some(t) = timeout {
+            h["timeout"] = json!(t);
+        }
+        h
+    };
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
+        c["process"]["args"] = json!(["sleep", "30"]);
+        c["hostname"] = json!("hooked");
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": log_dir, "type": "bind", "source": log_dir, "options": ["rbind"]
+        }));
+        c["hooks"] = json!({
+            "prestart": [hook("prestart", Some(10))],
+            "createRuntime": [hook("createRuntime", None)],
+            "createContainer": [hook("createContainer", None)],
+            "startContainer": [hook("startContainer", None)],
+            "poststart": [hook("poststart", None)],
+            "poststop": [hook("poststop", None)],
+        });
+    }) else {
+        return;
+    };
+    let id = id("hooks");
+    b.mc_leaving(&["create", "--bundle", &b.path(), &id])
+        .expect_code(0);
+    b.mc(&["start", &id]).expect_code(0);
+    b.mc(&["delete", "--force", &id]).expect_code(0);
+    let text = fs::read_to_string(log.path().join("log")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "prestart \"status\":\"creating\" host",
+            "createRuntime \"status\":\"creating\" host",
+            "createContainer \"status\":\"creating\" container",
+            "startContainer \"status\":\"creating\" container",
+            "poststart \"status\":\"running\" host",
+            "poststop \"status\":\"stopped\" host",
+        ],
+        "{text}"
+    );
+    // A failing createRuntime hook fails create, and leaves nothing.
+    let config = b.dir.path().join("config.json");
+    let mut c: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    c["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
+    fs::write(&config, serde_json::to_vec(&c).unwrap()).unwrap();
+    let r = b.mc_leaving(&["create", "--bundle", &b.path(), &id]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("createRuntime hook 0 (/bin/false) failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(b.mc(&["list", "-q"]).stdout.is_empty());
     assert_eq!(cgroup_leftovers(), Vec::<String>::new());
 }

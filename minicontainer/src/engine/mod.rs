@@ -15,6 +15,7 @@
 
 pub mod cgroups;
 pub mod devices;
+pub mod hooks;
 pub mod identity;
 pub mod namespaces;
 pub mod rootfs;
@@ -42,6 +43,9 @@ pub(crate) fn step(r: &mut Reporter, text: impl std::fmt::Display) {
 /// What [`create`] is asked for, besides the config.
 #[derive(Debug)]
 pub struct Request<'a> {
+    /// The container's ID (its name) and bundle, as its state shows them to hooks.
+    pub id: &'a str,
+    pub bundle: &'a Path,
     pub config: &'a Config,
     pub privilege: Privilege,
     /// The exec FIFO the process waits on (made by the caller, in the container's directory).
@@ -184,6 +188,8 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
         console: req.console.as_ref(),
         init: init.as_ref(),
         outlive: req.outlive,
+        create_container: hooks::of(&config.spec, hooks::Kind::CreateContainer),
+        start_container: hooks::of(&config.spec, hooks::Kind::StartContainer),
     };
     // ANCHOR: clone
     // The namespaces of the spec (all six from `run`). The cgroup namespace is made again with
@@ -210,10 +216,22 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
         }
         _ => None,
     };
+    // The container's namespaces exist: the runtime's hooks, then the state for the child's.
+    let state = hooks::state(
+        req.id,
+        oci_spec::runtime::ContainerState::Creating,
+        Some(pid),
+        req.bundle,
+        &config.spec,
+    )?;
+    for kind in [hooks::Kind::Prestart, hooks::Kind::CreateRuntime] {
+        hooks::run(kind, &hooks::of(&config.spec, kind), &state)?;
+    }
     child.send(&match &lease {
         Some(l) => format!("eth0 {}/{}", l.address, l.prefix),
         None => "none".into(),
     })?;
+    child.send(&state)?;
     child
         .relay_until_ready(out, "container")
         .map_err(spawn::typed)?;

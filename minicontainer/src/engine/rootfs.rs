@@ -29,6 +29,7 @@ pub(crate) fn build(
     root: &Root,
     work: &Path,
     binds: &[(PathBuf, PathBuf)],
+    before_pivot: &dyn Fn() -> Result<()>,
 ) -> Result<()> {
     make_private(r)?;
     let merged = mount_root(r, root, work)?;
@@ -58,6 +59,9 @@ pub(crate) fn build(
         );
     }
     mask(r, &merged, plan)?;
+    // The spec's createContainer hooks: in the container's mount namespace, the host's tree
+    // still there.
+    before_pivot()?;
     pivot(r, &merged, matches!(root, Root::Bundle(_)))?;
     if plan.root_readonly {
         remount_adding(Path::new("/"), MsFlags::MS_RDONLY)?;

@@ -39,13 +39,31 @@ pub(crate) struct Prepared<'a> {
     pub(crate) init: Option<&'a OwnedFd>,
     /// Outlive this process (OCI `create`): no parent-death signal once set up.
     pub(crate) outlive: bool,
+    /// The spec's hooks run by the container's process itself.
+    pub(crate) create_container: Vec<oci_spec::runtime::Hook>,
+    pub(crate) start_container: Vec<oci_spec::runtime::Hook>,
 }
 
 /// The body of the container's first process.
 pub(crate) fn container_main(r: &mut Reporter, p: &Prepared) -> Result<i32> {
-    let eth0 = wait_for_host(r)?;
+    let (eth0, state) = wait_for_host(r)?;
     super::namespaces::settle(p.plan)?;
-    super::rootfs::build(r, p.cgroup_view, p.plan, p.root, p.work, p.binds)?;
+    let before_pivot = || {
+        super::hooks::run(
+            super::hooks::Kind::CreateContainer,
+            &p.create_container,
+            &state,
+        )
+    };
+    super::rootfs::build(
+        r,
+        p.cgroup_view,
+        p.plan,
+        p.root,
+        p.work,
+        p.binds,
+        &before_pivot,
+    )?;
     let tty = match p.console {
         Some(sock) => Some(console::open(r, sock)?),
         None => None,
@@ -53,13 +71,19 @@ pub(crate) fn container_main(r: &mut Reporter, p: &Prepared) -> Result<i32> {
     super::identity::setup(r, p.plan, eth0, p.filters)?;
     let executable = find_executable(p.plan)?;
     wait_for_start(r, p.fifo, p.outlive)?;
+    // Started: in the container, just before its program (a failure fails the start).
+    super::hooks::run(
+        super::hooks::Kind::StartContainer,
+        &p.start_container,
+        &state,
+    )?;
     exec(r, p, tty.as_deref(), &executable)
 }
 
 /// Not dumpable, unblocked signals, then wait until the host has put this process in its
 /// cgroups (then CLONE_NEWCGROUP's root is theirs) and plugged in its network: it answers
-/// "eth0 ADDRESS/PREFIX" or "none".
-fn wait_for_host(r: &mut Reporter) -> Result<Option<(Ipv4Addr, u8)>> {
+/// "eth0 ADDRESS/PREFIX" or "none", then the container's state (JSON, for the hooks).
+fn wait_for_host(r: &mut Reporter) -> Result<(Option<(Ipv4Addr, u8)>, String)> {
     // First of all: not dumpable, so that no process of the container can open this one's
     // /proc/PID/{environ,fd,mem} (it still has the caller's environment and the pipes to the
     // host) before it execs; execve(2) makes the container's program dumpable again.
@@ -74,13 +98,15 @@ fn wait_for_host(r: &mut Reporter) -> Result<Option<(Ipv4Addr, u8)>> {
     .context("sigprocmask(SIG_SETMASK, {})")?;
     r.ready();
     let answer = r.recv()?.context("minicontainer ended during setup")?;
-    Ok(match answer.strip_prefix("eth0 ") {
+    let eth0 = match answer.strip_prefix("eth0 ") {
         Some(a) => {
             let (ip, prefix) = a.split_once('/').context("eth0 ADDRESS/PREFIX")?;
             Some((ip.parse()?, prefix.parse()?))
         }
         None => None,
-    })
+    };
+    let state = r.recv()?.context("minicontainer ended during setup")?;
+    Ok((eth0, state))
 }
 
 /// Set up: tell the host, then block in open(2) of the exec FIFO until `start` opens it.
