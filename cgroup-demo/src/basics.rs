@@ -1,11 +1,12 @@
 //! basics (CG-1, CG-2, CG-9, CG-10, CG-11, CG-12).
 
 use std::fs;
+use std::time::Duration;
 
 use crate::cg;
 use crate::cg::{Group, Hierarchy, Version, unique};
 use crate::{rel, waiting_child};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use labkit::Narrator;
 use labkit::child::fork_child;
 
@@ -107,6 +108,15 @@ pub fn basics(out: &mut Narrator, force: Option<Version>) -> Result<()> {
         });
         c.data(tid_rx.recv().context("the thread's TID")?);
         c.ready_and_wait()?; // the parent moves things around, then lets us fork
+        // fork(2) copies only the calling thread, and a lock the other one held would stay
+        // locked in the copy: end the thread first (labkit's fork_child refuses otherwise). Its
+        // exit completes a moment after join returns; no event announces it.
+        drop(tx);
+        let _ = thread.join();
+        let alone = labkit::wait::until(Duration::from_secs(10), || {
+            Ok(labkit::child::thread_count()? == 1)
+        })?;
+        ensure!(alone, "the second thread is still alive after 10 s");
         let grandchild = fork_child(|g| {
             g.ready_and_wait()?;
             Ok(0)
@@ -116,8 +126,6 @@ pub fn basics(out: &mut Narrator, force: Option<Version>) -> Result<()> {
         let mut grandchild = grandchild;
         grandchild.release()?;
         grandchild.wait()?;
-        drop(tx);
-        let _ = thread.join();
         Ok(0)
     })?;
     let pid = child.pid().as_raw();

@@ -14,6 +14,8 @@
 //! - [`doctor`]: what this machine can show, chapter by chapter.
 //! - [`signals`]: hold off Ctrl-C while the host is in a half-made state.
 //! - [`tempdir`]: `nslab-...` temp directories removed on drop.
+//! - [`wait`]: waiting with a deadline, on the kernel's event (pidfd, poll, inotify) where
+//!   there is one, with a backoff where there is none.
 //! - [`sys`], [`sysv`]: the few syscalls `nix` does not wrap (`setdomainname`, `sigwaitinfo`,
 //!   `finit_module`, System V IPC).
 //! - `testing` (feature `testing`): skip guards, snapshot filters, running as another user.
@@ -34,6 +36,7 @@ pub mod sysv;
 pub mod tempdir;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod wait;
 
 pub use errors::{BadInput, bad_input};
 pub use narrate::Narrator;

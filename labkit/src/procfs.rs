@@ -85,14 +85,13 @@ impl Proc {
         state: char,
         limit: std::time::Duration,
     ) -> Result<char> {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            let now = self.state(pid)?;
-            if now == state || std::time::Instant::now() > deadline {
-                return Ok(now);
-            }
-            std::thread::yield_now();
-        }
+        // No event announces a state change: back off between reads.
+        let mut last = self.state(pid)?;
+        crate::wait::until(limit, || {
+            last = self.state(pid)?;
+            Ok(last == state)
+        })?;
+        Ok(last)
     }
 
     /// The command name (`/proc/PID/comm`).

@@ -62,6 +62,12 @@ pub struct PidFd {
     pid: i32,
 }
 
+impl std::os::fd::AsFd for PidFd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl PidFd {
     /// `pidfd_open(pid, 0)`.
     pub fn open(pid: i32) -> Result<PidFd> {
@@ -101,19 +107,7 @@ impl PidFd {
     /// Wait until the process has ended (its pidfd turns readable), at most `timeout`; returns
     /// whether it ended.
     pub fn wait_exit(&self, timeout: std::time::Duration) -> Result<bool> {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        use std::os::fd::AsFd;
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(n) if n > 0 => return Ok(true),
-                Ok(_) if std::time::Instant::now() >= deadline => return Ok(false),
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e).context("poll(pidfd)"),
-            }
-        }
+        crate::wait::readable(std::os::fd::AsFd::as_fd(self), timeout)
     }
 }
 

@@ -1,6 +1,5 @@
 //! time (TIME-1).
 
-
 use anyhow::{Context, Result, ensure};
 use labkit::Narrator;
 use labkit::child::fork_child;

@@ -1,6 +1,5 @@
 //! tree (PID-1, PID-2).
 
-
 use crate::{join, own_nspid};
 use anyhow::{Result, ensure};
 use labkit::child::{Reporter, clone_child};
