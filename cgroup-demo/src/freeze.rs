@@ -1,6 +1,6 @@
 //! freeze (CG-6).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cg;
 use crate::cg::{Group, Version, unique};
@@ -48,15 +48,18 @@ pub fn freeze(out: &mut Narrator, force: Option<Version>) -> Result<()> {
     }
     // ANCHOR_END: freeze
     // Freezing takes effect task by task: wait for the group to report it done.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let frozen = || -> Result<bool> {
-        Ok(match h.version {
-            Version::V1 => leaf.read("freezer.state")? == "FROZEN",
-            Version::V2 => leaf.key("cgroup.events", "frozen")? == 1,
-        })
-    };
-    while !frozen()? && Instant::now() < deadline {
-        std::thread::yield_now();
+    // v2 announces it (cgroup.events is modified when `frozen` changes: inotify); v1's
+    // freezer.state goes from FREEZING to FROZEN with no event, so back off between reads.
+    let limit = Duration::from_secs(10);
+    match h.version {
+        Version::V1 => {
+            labkit::wait::until(limit, || Ok(leaf.read("freezer.state")? == "FROZEN"))?;
+        }
+        Version::V2 => {
+            labkit::wait::on_modify(&leaf.file("cgroup.events"), limit, || {
+                Ok((leaf.key("cgroup.events", "frozen")? == 1).then_some(()))
+            })?;
+        }
     }
     out.step(
         "demo",

@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cg;
 use crate::cg::unique;
@@ -214,20 +214,16 @@ fn rules_in_lab(lab: &mut Reporter, name: &str) -> Result<i32> {
         // The kernel ends a hierarchy when its last mount goes *and* it has no child group; a
         // removed child lingers a moment (it is freed after an RCU grace period), so an unmount
         // right after rmdir may leave the hierarchy alive: mount and unmount again until it ends.
-        let gone_within = |limit: Duration| {
-            let deadline = Instant::now() + limit;
-            while line(name).is_some() && Instant::now() < deadline {
-                std::thread::yield_now();
-            }
-            line(name).is_none()
+        let gone_within = |limit: Duration| -> Result<bool> {
+            labkit::wait::until(limit, || Ok(line(name).is_none()))
         };
-        if !gone_within(Duration::from_secs(2)) {
+        if !gone_within(Duration::from_secs(2))? {
             // The child was still being freed at the unmount: one more unmount, now that it is
             // gone, ends the hierarchy. (A dying hierarchy is never reused by a mount.)
             mount_v1("/tmp/again", &opts).context("mount the hierarchy again")?;
             nix::mount::umount2("/tmp/again", nix::mount::MntFlags::empty())
                 .context("umount /tmp/again")?;
-            gone_within(Duration::from_secs(10));
+            gone_within(Duration::from_secs(10))?;
         }
         lab.step(format!(
             "rmdir child; umount: /proc/self/cgroup lists it: {}",

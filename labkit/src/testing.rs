@@ -144,13 +144,14 @@ pub fn run_as_nobody(bin: &Path, args: &[&str]) -> Run {
         .gid(crate::doctor::NOBODY);
     // ETXTBSY: another test thread forked while the copy was open for writing, and its child
     // holds that descriptor until it execs. It goes away by itself: try again.
-    for _ in 0..50 {
-        match cmd.output() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::yield_now(),
-            other => return output_to_run(other.expect("spawn the demo binary as nobody")),
-        }
-    }
-    panic!("{}: still ETXTBSY after 50 tries", copy.display());
+    // No event announces that descriptor's close: back off between tries.
+    let output = crate::wait::backoff(std::time::Duration::from_secs(10), || match cmd.output() {
+        Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => Ok(None),
+        other => Ok(Some(other)),
+    })
+    .expect("backoff without errors")
+    .unwrap_or_else(|| panic!("{}: still ETXTBSY after 10 s", copy.display()));
+    output_to_run(output.expect("spawn the demo binary as nobody"))
 }
 
 /// The host's hostname, to redact it from snapshots.

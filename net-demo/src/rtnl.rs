@@ -104,17 +104,12 @@ impl Rtnl {
     /// operational state (carrier, bridge ports) in the background, a moment after `ip link
     /// set up`. Returns whether they all got there.
     pub fn wait_up(&self, names: &[&str]) -> Result<bool> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
+        labkit::wait::until(std::time::Duration::from_secs(10), || {
             let links = self.links()?;
-            let all = names
+            Ok(names
                 .iter()
-                .all(|n| links.iter().any(|l| l.name == *n && l.state == "UP"));
-            if all || std::time::Instant::now() > deadline {
-                return Ok(all);
-            }
-            std::thread::yield_now();
-        }
+                .all(|n| links.iter().any(|l| l.name == *n && l.state == "UP")))
+        })
     }
 
     /// The index of the link called `name`.

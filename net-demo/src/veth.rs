@@ -119,12 +119,9 @@ pub fn veth(out: &mut Narrator, privilege: Privilege) -> Result<()> {
         lab.speaker("lab");
         // The kernel dismantles a namespace in the background once its last process is gone:
         // wait (at most 10 s) for the state change, the veth end disappearing here.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while rtnl.links()?.iter().any(|l| l.name == hostside)
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::yield_now();
-        }
+        labkit::wait::until(Duration::from_secs(10), || {
+            Ok(!rtnl.links()?.iter().any(|l| l.name == hostside))
+        })?;
         lab.step(
             "the container exited: its namespace went, with its eth0, and a veth pair ends as one",
         );

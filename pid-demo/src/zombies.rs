@@ -109,7 +109,7 @@ pub fn zombies(out: &mut Narrator) -> Result<()> {
             let orphans = leave_orphans(top, 3)?;
             for (inside, host) in orphans {
                 // Reaped by init: the entry disappears from /proc (a state change, not a sleep).
-                let gone = wait_until_gone(host, Duration::from_secs(10));
+                let gone = wait_until_gone(inside, host, Duration::from_secs(10))?;
                 top.say(format!(
                     "pid {inside}: {}",
                     if gone {
@@ -167,15 +167,14 @@ pub fn zombies(out: &mut Narrator) -> Result<()> {
     Ok(())
 }
 
-/// Wait until `/proc/PID` is gone (the process was reaped), for at most `limit`.
-fn wait_until_gone(host: i32, limit: Duration) -> bool {
+/// Wait until `/proc/PID` is gone (the process was reaped), for at most `limit`: its pidfd
+/// (opened by its PID `inside`, in the caller's namespace) turns readable when it exits, then
+/// the reap by init follows, which no event announces.
+fn wait_until_gone(inside: i32, host: i32, limit: Duration) -> Result<bool> {
     let proc = Proc::host();
-    let deadline = Instant::now() + limit;
-    while proc.exists(host) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::yield_now();
-    }
-    true
+    let start = Instant::now();
+    labkit::wait::process_exit(inside, limit)?;
+    labkit::wait::until(limit.saturating_sub(start.elapsed()), || {
+        Ok(!proc.exists(host))
+    })
 }
