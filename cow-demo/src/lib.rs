@@ -153,4 +153,4 @@ pub use whiteout::{whiteout, xattr_prefix};
 mod many;
 pub use many::{disk_usage, many};
 mod memory;
-pub use memory::{memory, rollup};
+pub use memory::{mapping_usage, memory};

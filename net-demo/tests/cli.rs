@@ -1,6 +1,8 @@
 //! Runs the real `net-demo` binary, snapshots its output and asserts what the kernel did: real
-//! TCP round trips crossed the veth pair and the bridge, and nothing (no link, no netns file, no
-//! process) is left on the host afterwards.
+//! TCP round trips crossed the veth pair and the bridge, and nothing (no link, no process) is left
+//! afterwards. As root, each run's "host" is a network namespace the test made (see
+//! [`in_test_netns`]): no test makes a link in the machine's namespace, and another run going on
+//! at the same time cannot fail a check.
 
 use std::path::Path;
 
@@ -13,40 +15,46 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_net-demo"))
 }
 
-/// The host's links and /run/netns entries whose names carry the nslab prefix.
-fn host_leftovers() -> Vec<String> {
-    let mut found: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.contains("nslab"))
-        .collect();
-    if let Ok(dir) = std::fs::read_dir("/run/netns") {
-        found.extend(
-            dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.contains("nslab")),
-        );
-    }
-    found
+/// Run `f` on a thread of its own that first moves into a new network namespace: unshare(2)
+/// with `CLONE_NEWNET` changes only the calling thread's, and the processes it starts inherit
+/// it. The demos' "host" is then a namespace this test made, not the machine's, so the test
+/// sees only what its own demo did there, and a demo that broke its promise would not touch the
+/// machine either. Returns what `f` returned and the links that namespace has afterwards, from
+/// `/proc/thread-self/net/dev` (`lo` only, when nothing was left). Without the privilege to
+/// make one (as an ordinary user), `f` runs where the test runs, where it cannot make links.
+fn in_test_netns<T: Send>(f: impl FnOnce() -> T + Send) -> (T, Vec<String>) {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let own = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).is_ok();
+                let result = f();
+                let links = if own {
+                    std::fs::read_to_string("/proc/thread-self/net/dev")
+                        .unwrap()
+                        .lines()
+                        .skip(2)
+                        .filter_map(|l| Some(l.split(':').next()?.trim().to_string()))
+                        .filter(|n| n != "lo")
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                (result, links)
+            })
+            .join()
+            .unwrap()
+    })
 }
 
 fn demo(test: &str, args: &[&str]) -> Option<Run> {
-    assert_eq!(
-        host_leftovers(),
-        Vec::<String>::new(),
-        "the host must start clean"
-    );
     let mut all = vec!["--rootless"];
     all.extend_from_slice(args);
-    let r = run(bin(), &all);
+    let (r, left) = in_test_netns(|| run(bin(), &all));
     if r.code == 77 && needs_unprivileged_userns(test) {
         return None;
     }
     r.expect_code(0);
-    assert_eq!(
-        host_leftovers(),
-        Vec::<String>::new(),
-        "nothing left on the host"
-    );
+    assert_eq!(left, Vec::<String>::new(), "nothing left in the \"host\"");
     assert_no_process_left(&r, "net-demo");
     Some(r)
 }
@@ -212,10 +220,17 @@ fn every_demo_runs_as_real_root_and_as_nobody() {
         return;
     }
     for sub in ["fresh", "veth", "bridge"] {
-        for r in [run(bin(), &[sub]), run_as_nobody(bin(), &[sub])] {
+        for as_nobody in [false, true] {
+            let (r, left) = in_test_netns(|| {
+                if as_nobody {
+                    run_as_nobody(bin(), &[sub])
+                } else {
+                    run(bin(), &[sub])
+                }
+            });
             r.expect_code(0);
             assert!(r.stdout.contains("\"pong\""), "{sub}: {}", r.stdout);
-            assert_eq!(host_leftovers(), Vec::<String>::new());
+            assert_eq!(left, Vec::<String>::new(), "{sub}: left in the \"host\"");
         }
     }
 }
