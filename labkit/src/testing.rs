@@ -468,6 +468,58 @@ impl Drop for Background {
     }
 }
 
+/// Run `f` on a thread of its own that first moves into new namespaces of `flags`
+/// (`CLONE_NEWNS`, `CLONE_NEWNET`: unshare(2) of these changes only the calling thread's, even in
+/// a multithreaded process, and the processes it starts inherit them), with `/` made private in
+/// a new mount namespace so that no mount made on the machine meanwhile reaches it. The demos'
+/// "host" is then namespaces this test made: a check sees only what its own demo did, and a
+/// demo that broke its promise would still not touch the machine. `look` reads the state on
+/// that thread (through `/proc/thread-self`) before and after `f`. Without the privilege (an
+/// ordinary user), everything runs on the thread in the test's own namespaces, where a demo
+/// cannot change anything anyway; the third value says whether the namespaces were made.
+pub fn in_test_namespaces<T: Send, L: Send>(
+    flags: nix::sched::CloneFlags,
+    f: impl FnOnce() -> T + Send,
+    look: impl Fn() -> L + Send,
+) -> ((L, T, L), bool) {
+    use nix::mount::{MsFlags, mount};
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                let own = nix::sched::unshare(flags).is_ok()
+                    && (!flags.contains(nix::sched::CloneFlags::CLONE_NEWNS)
+                        || mount(
+                            None::<&str>,
+                            "/",
+                            None::<&str>,
+                            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                            None::<&str>,
+                        )
+                        .is_ok());
+                let before = look();
+                let result = f();
+                ((before, result, look()), own)
+            })
+            .join()
+            .expect("the test's namespace thread")
+    })
+}
+
+/// The links of the calling thread's network namespace (`/proc/thread-self/net/dev`).
+pub fn thread_links() -> Vec<String> {
+    fs::read_to_string("/proc/thread-self/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .skip(2)
+        .filter_map(|l| Some(l.split(':').next()?.trim().to_string()))
+        .collect()
+}
+
+/// The mount table of the calling thread's mount namespace (`/proc/thread-self/mountinfo`).
+pub fn thread_mounts() -> String {
+    fs::read_to_string("/proc/thread-self/mountinfo").expect("/proc/thread-self/mountinfo")
+}
+
 /// One test at a time within a test binary, for tests that check the whole host for leftovers
 /// or measure CPU time (a 2-core machine has no room for two at once).
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {

@@ -8,42 +8,21 @@ use std::path::Path;
 
 use labkit::assert_run_snapshot;
 use labkit::testing::{
-    Run, assert_no_process_left, needs_root, needs_unprivileged_userns, run, run_as_nobody,
+    Run, assert_no_process_left, in_test_namespaces, needs_root, needs_unprivileged_userns, run,
+    run_as_nobody, thread_links,
 };
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_net-demo"))
 }
 
-/// Run `f` on a thread of its own that first moves into a new network namespace: unshare(2)
-/// with `CLONE_NEWNET` changes only the calling thread's, and the processes it starts inherit
-/// it. The demos' "host" is then a namespace this test made, not the machine's, so the test
-/// sees only what its own demo did there, and a demo that broke its promise would not touch the
-/// machine either. Returns what `f` returned and the links that namespace has afterwards, from
-/// `/proc/thread-self/net/dev` (`lo` only, when nothing was left). Without the privilege to
-/// make one (as an ordinary user), `f` runs where the test runs, where it cannot make links.
+/// Run `f` with a network namespace this test made as the demo's "host" (see
+/// [`in_test_namespaces`]); returns its result and the links left there besides those it had.
 fn in_test_netns<T: Send>(f: impl FnOnce() -> T + Send) -> (T, Vec<String>) {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let own = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).is_ok();
-                let result = f();
-                let links = if own {
-                    std::fs::read_to_string("/proc/thread-self/net/dev")
-                        .unwrap()
-                        .lines()
-                        .skip(2)
-                        .filter_map(|l| Some(l.split(':').next()?.trim().to_string()))
-                        .filter(|n| n != "lo")
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                (result, links)
-            })
-            .join()
-            .unwrap()
-    })
+    let ((before, result, after), _) =
+        in_test_namespaces(nix::sched::CloneFlags::CLONE_NEWNET, f, thread_links);
+    let left = after.into_iter().filter(|l| !before.contains(l)).collect();
+    (result, left)
 }
 
 fn demo(test: &str, args: &[&str]) -> Option<Run> {
