@@ -69,14 +69,7 @@ pub fn rules(out: &mut Narrator) -> Result<()> {
 fn rules_in_lab(lab: &mut Reporter, name: &str) -> Result<i32> {
     {
         lab.speaker("lab");
-        nix::mount::mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .context("mount(\"/\", MS_REC | MS_PRIVATE)")?;
+        labkit::lab::make_root_private()?;
         nix::mount::mount(
             Some("tmpfs"),
             "/tmp",

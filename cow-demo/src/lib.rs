@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use labkit::Narrator;
-use labkit::child::{Reporter, clone_child};
+use labkit::child::Reporter;
 pub use labkit::parse_size;
 use nix::mount::{MsFlags, mount};
 use nix::sched::CloneFlags;
@@ -77,32 +77,19 @@ pub fn mount_overlay(
     // lab:end cow-overlay-mount
 }
 
-/// Run `body` in a lab: a child in a new mount namespace, all mounts made private first. The
-/// caller's temp directory holds the layers.
+/// Run `body` in a lab: a child in a new mount namespace, all mounts made private first
+/// ([`labkit::lab::in_lab`]). The caller's temp directory holds the layers.
 fn in_lab<F>(out: &mut Narrator, body: F) -> Result<Vec<String>>
 where
     F: FnOnce(&mut Reporter) -> Result<i32>,
 {
-    let lab = clone_child(CloneFlags::CLONE_NEWNS, |r| {
-        r.speaker("lab");
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .context("mount(\"/\", MS_REC | MS_PRIVATE)")?;
-        body(r)
-    })?;
-    out.step(
-        "host",
-        format!(
-            "clone(CLONE_NEWNS | SIGCHLD) -> lab pid {}: a private mount namespace",
-            lab.pid()
-        ),
-    );
-    Ok(lab.finish(out, "lab")?.data)
+    let done = labkit::lab::in_lab(
+        out,
+        CloneFlags::empty(),
+        ": a private mount namespace",
+        body,
+    )?;
+    Ok(done.data)
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {

@@ -20,14 +20,7 @@ pub fn mqueue_demo(out: &mut Narrator) -> Result<()> {
         lab.speaker("lab");
         // ANCHOR: mount_mqueue
         // Mounts stay in this namespace: private first, then a scratch tmpfs and an mqueue on it.
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .context("mount(\"/\", MS_REC | MS_PRIVATE)")?;
+        labkit::lab::make_root_private()?;
         mount(
             Some("tmpfs"),
             "/tmp",

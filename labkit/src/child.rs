@@ -600,26 +600,13 @@ fn flush_std() {
 
 /// `CLONE_NEWUTS | CLONE_NEWPID`: flag names as the man pages write them (for step lines).
 pub fn flag_names(flags: CloneFlags) -> String {
-    const NAMES: &[(CloneFlags, &str)] = &[
-        (CloneFlags::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
-        (CloneFlags::CLONE_NEWIPC, "CLONE_NEWIPC"),
-        (CloneFlags::CLONE_NEWNET, "CLONE_NEWNET"),
-        (CloneFlags::CLONE_NEWNS, "CLONE_NEWNS"),
-        (CloneFlags::CLONE_NEWPID, "CLONE_NEWPID"),
-        (CloneFlags::CLONE_NEWUSER, "CLONE_NEWUSER"),
-        (CloneFlags::CLONE_NEWUTS, "CLONE_NEWUTS"),
-    ];
-    let mut names: Vec<&str> = NAMES
+    let names: Vec<&str> = crate::ns::TABLE
         .iter()
-        .filter(|(f, _)| flags.contains(*f))
-        .map(|(_, n)| *n)
+        .filter(|(_, _, flag, _)| flags.contains(*flag))
+        .map(|(_, _, _, name)| *name)
         .collect();
-    // CLONE_NEWTIME (0x80) shares its value with CSIGNAL bits in clone(2); nix has no constant.
-    if flags.bits() & libc::CLONE_NEWTIME == libc::CLONE_NEWTIME {
-        names.push("CLONE_NEWTIME");
-    }
     if names.is_empty() {
-        names.push("0");
+        return "0".to_string();
     }
     names.join(" | ")
 }

@@ -7,6 +7,8 @@
 //!   with pipes so the child reports to the parent and waits for it: output never races.
 //! - [`ns`]: the namespace links of `/proc/PID/ns`, their types and inodes, and namespace files.
 //! - [`procfs`]: `/proc/PID/status` (`NSpid:`), `stat` states, the process list.
+//! - [`idmap`]: the one writer of `uid_map` and `gid_map`.
+//! - [`lab`]: the lab child every demo works in, its mounts made private first.
 //! - [`rootless`]: when not root, continue inside a new user namespace that maps the caller to 0.
 //! - [`errors`]: errno to teaching hint, and the exit codes every demo shares.
 //! - [`narrate`]: the `[who] N. step` output format, colour only on a terminal.
@@ -26,6 +28,8 @@ pub mod cgroupfs;
 pub mod child;
 pub mod doctor;
 pub mod errors;
+pub mod idmap;
+pub mod lab;
 pub mod narrate;
 pub mod ns;
 pub mod procfs;

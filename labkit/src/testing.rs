@@ -482,20 +482,12 @@ pub fn in_test_namespaces<T: Send, L: Send>(
     f: impl FnOnce() -> T + Send,
     look: impl Fn() -> L + Send,
 ) -> ((L, T, L), bool) {
-    use nix::mount::{MsFlags, mount};
     std::thread::scope(|scope| {
         scope
             .spawn(move || {
                 let own = nix::sched::unshare(flags).is_ok()
                     && (!flags.contains(nix::sched::CloneFlags::CLONE_NEWNS)
-                        || mount(
-                            None::<&str>,
-                            "/",
-                            None::<&str>,
-                            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                            None::<&str>,
-                        )
-                        .is_ok());
+                        || crate::lab::make_root_private().is_ok());
                 let before = look();
                 let result = f();
                 ((before, result, look()), own)

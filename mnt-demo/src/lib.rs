@@ -12,7 +12,7 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use labkit::child::{Reporter, clone_child};
+use labkit::child::Reporter;
 use labkit::{Narrator, bad_input};
 use nix::mount::{MsFlags, mount};
 use nix::sched::CloneFlags;
@@ -94,19 +94,9 @@ where
     F: FnOnce(&mut Reporter) -> Result<i32>,
 {
     let before = fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
-    let lab = clone_child(CloneFlags::CLONE_NEWNS, |r| {
-        r.speaker("lab");
+    // First, labkit::lab::in_lab cuts propagation to and from the host (make_root_private).
+    labkit::lab::in_lab(out, CloneFlags::empty(), "", |r| {
         // ANCHOR: lab
-        // First, cut propagation to and from the host: on a host whose / is shared (systemd),
-        // mounts made below would otherwise appear on the host too.
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .context("mount(\"/\", MS_REC | MS_PRIVATE)")?;
         // A scratch area only this namespace sees: nothing is written to the host's /tmp.
         mount(
             Some("tmpfs"),
@@ -124,11 +114,6 @@ where
         fs::create_dir_all(LAB).with_context(|| format!("mkdir({LAB})"))?;
         body(r)
     })?;
-    out.step(
-        "host",
-        format!("clone(CLONE_NEWNS | SIGCHLD) -> lab pid {}", lab.pid()),
-    );
-    lab.finish(out, "lab")?;
     let after = fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
     let n = after.lines().count();
     out.say(

@@ -19,9 +19,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use labkit::Narrator;
-use labkit::child::{Reporter, clone_child, fork_child};
+use labkit::child::{Reporter, fork_child};
 use labkit::ns::NsFile;
-use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, setns};
 use rtnl::{Rtnl, describe_links};
 /// The TCP port every demo server listens on (inside the demo's own namespaces).
@@ -32,25 +31,17 @@ fn ip(net: [u8; 3], host: u8) -> Ipv4Addr {
 }
 
 /// Run `body` in a lab: a child in a new network namespace (and a new, private mount
-/// namespace, for a sysfs of its own).
+/// namespace, for a sysfs of its own: [`labkit::lab::in_lab`]).
 pub fn in_lab<F>(out: &mut Narrator, body: F) -> Result<()>
 where
     F: FnOnce(&mut Reporter) -> Result<i32>,
 {
-    let lab = clone_child(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS, |r| {
-        r.speaker("lab");
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .context("mount(\"/\", MS_REC | MS_PRIVATE)")?;
-        body(r)
-    })?;
-    out.step("host", format!("clone(CLONE_NEWNET | CLONE_NEWNS | SIGCHLD) -> lab pid {}: a network namespace that plays the host", lab.pid()));
-    lab.finish(out, "lab")?;
+    labkit::lab::in_lab(
+        out,
+        CloneFlags::CLONE_NEWNET,
+        ": a network namespace that plays the host",
+        body,
+    )?;
     Ok(())
 }
 

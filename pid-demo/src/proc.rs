@@ -27,14 +27,7 @@ pub fn proc_view(out: &mut Narrator) -> Result<()> {
         // ANCHOR: mount_proc
         // Private first: without it, on a host whose / is shared, the new /proc would
         // propagate back into the host's mount namespace.
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .context("mount(\"/\", MS_REC | MS_PRIVATE)")?;
+        labkit::lab::make_root_private()?;
         // lab:begin pid-mount-proc tests=proc_shows_the_namespace_only
         // TODO(lab): mount a new procfs on /proc: one that shows this PID namespace.
         // TODO(lab): A procfs shows the PID namespace of the process that mounted it; the /proc

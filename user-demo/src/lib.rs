@@ -6,10 +6,7 @@
 //! maps (`/proc/CHILD/uid_map`, `gid_map`): the order of the two sides is always the same.
 #![forbid(unsafe_code)]
 
-use std::fmt;
-use std::fs;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use labkit::child::{Child, Reporter, clone_child};
 use labkit::{Narrator, bad_input};
 use nix::sched::CloneFlags;
@@ -18,19 +15,7 @@ use nix::unistd::{getegid, geteuid};
 /// The overflow ID ("nobody"): what an unmapped ID looks like (`/proc/sys/kernel/overflowuid`).
 pub const NOBODY: u32 = 65534;
 
-/// One line of a uid_map or gid_map: `count` IDs from `inside` map to `count` IDs from `outside`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdRange {
-    pub inside: u32,
-    pub outside: u32,
-    pub count: u32,
-}
-
-impl fmt::Display for IdRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.inside, self.outside, self.count)
-    }
-}
+pub use labkit::idmap::IdRange;
 
 /// Parse `inside:outside:count` (as `newuidmap` takes its ranges).
 pub fn parse_range(text: &str) -> Result<IdRange> {
@@ -67,29 +52,10 @@ pub fn parse_range(text: &str) -> Result<IdRange> {
     Ok(range)
 }
 
-fn map_text(ranges: &[IdRange]) -> String {
-    ranges.iter().map(|r| format!("{r}\n")).collect()
-}
-
-// ANCHOR: write_maps
-/// Write a child's maps from outside, the way a runtime (or newuidmap) does.
+/// Write a child's maps from outside, the way a runtime (or newuidmap) does, with labkit's one
+/// writer ([`labkit::idmap::write_maps`]), and say what was written.
 fn write_maps(out: &mut Narrator, pid: i32, uids: &[IdRange], gids: &[IdRange]) -> Result<()> {
-    let base = format!("/proc/{pid}");
-    // lab:begin user-write-maps tests=ids_are_nobody_until_mapped,ids_with_a_range_map_as_root
-    // TODO(lab): write the child's uid_map and gid_map from outside, as a runtime does.
-    // TODO(lab): Each map is written once, whole, in one write(2) of "INSIDE OUTSIDE COUNT" lines.
-    // TODO(lab): For gid_map, setgroups(2) must be denied in that process first (USER-4).
-    // lab:hint fs::write(format!("{base}/uid_map"), map_text(uids)); then "deny" into
-    // lab:hint {base}/setgroups; then fs::write(format!("{base}/gid_map"), map_text(gids)).
-    fs::write(format!("{base}/uid_map"), map_text(uids))
-        .with_context(|| format!("write({base}/uid_map)"))?;
-    // gid_map: an unprivileged writer must deny setgroups(2) first (USER-4).
-    fs::write(format!("{base}/setgroups"), "deny")
-        .with_context(|| format!("write({base}/setgroups)"))?;
-    fs::write(format!("{base}/gid_map"), map_text(gids))
-        .with_context(|| format!("write({base}/gid_map)"))?;
-    // lab:end user-write-maps
-    // ANCHOR_END: write_maps
+    labkit::idmap::write_maps(&pid.to_string(), uids, gids)?;
     let show = |r: &[IdRange]| {
         r.iter()
             .map(ToString::to_string)

@@ -471,8 +471,9 @@ fn initramfs(root: &Path, built: &Built, busybox: &Path, accept: bool, out: &Pat
     Ok(())
 }
 
-/// Boot the VM, stream its console, and return what it printed.
-fn boot(kernel: &Path, initrd: &Path) -> Result<String> {
+/// The one QEMU command line of vm-test and the sandbox: Debian's kernel and our initramfs, 1 GiB
+/// and 2 CPUs, the serial console on stdio, no reboot (the guest's poweroff ends QEMU).
+fn qemu(kernel: &Path, initrd: &Path) -> Result<Command> {
     let qemu = which("qemu-system-x86_64")
         .context("qemu-system-x86_64 not found: install Debian's qemu-system-x86 package")?;
     // KVM only when asked (NSLAB_VM_KVM=1): on some hosts /dev/kvm exists and stock kernels
@@ -482,24 +483,30 @@ fn boot(kernel: &Path, initrd: &Path) -> Result<String> {
     } else {
         "tcg"
     };
-    let mut child = Command::new(qemu)
-        .args([
-            "-accel",
-            accel,
-            "-m",
-            "1024",
-            "-smp",
-            "2",
-            "-nographic",
-            "-no-reboot",
-            "-monitor",
-            "none",
-        ])
-        .arg("-kernel")
-        .arg(kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet loglevel=3"])
+    let mut cmd = Command::new(qemu);
+    cmd.args([
+        "-accel",
+        accel,
+        "-m",
+        "1024",
+        "-smp",
+        "2",
+        "-nographic",
+        "-no-reboot",
+        "-monitor",
+        "none",
+    ])
+    .arg("-kernel")
+    .arg(kernel)
+    .arg("-initrd")
+    .arg(initrd)
+    .args(["-append", "console=ttyS0 panic=-1 quiet loglevel=3"]);
+    Ok(cmd)
+}
+
+/// Boot the VM, stream its console, and return what it printed.
+fn boot(kernel: &Path, initrd: &Path) -> Result<String> {
+    let mut child = qemu(kernel, initrd)?
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -710,31 +717,7 @@ pub fn sandbox(root: &Path) -> Result<()> {
     cpio.file("/init", 0o755, init.as_bytes());
     let initrd = root.join("target/vm/sandbox.cpio");
     std::fs::write(&initrd, cpio.finish())?;
-    let qemu = which("qemu-system-x86_64")
-        .context("qemu-system-x86_64 not found: install Debian's qemu-system-x86 package")?;
-    let accel = if std::env::var("NSLAB_VM_KVM").is_ok_and(|v| v == "1") {
-        "kvm"
-    } else {
-        "tcg"
-    };
-    let status = Command::new(qemu)
-        .args([
-            "-accel",
-            accel,
-            "-m",
-            "1024",
-            "-smp",
-            "2",
-            "-nographic",
-            "-no-reboot",
-            "-monitor",
-            "none",
-        ])
-        .arg("-kernel")
-        .arg(&kernel)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet loglevel=3"])
+    let status = qemu(&kernel, &initrd)?
         .status()
         .context("spawn qemu-system-x86_64")?;
     let _ = std::fs::remove_file(&initrd);
