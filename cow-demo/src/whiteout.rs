@@ -72,8 +72,8 @@ pub fn whiteout(out: &mut Narrator) -> Result<()> {
         fs::create_dir(merged.join("logs")).context("mkdir merged/logs")?;
         lab.step("rm -r merged/logs; mkdir merged/logs");
         let opaque = format!("{}opaque", xattr_prefix());
-        let value = labkit::sys::getxattr(&upper.join("logs"), &opaque)
-            .with_context(|| format!("getxattr(upper/logs, {opaque})"))?;
+        let value = xattr::get(upper.join("logs"), &opaque)
+            .with_context(|| format!("lgetxattr(upper/logs, {opaque})"))?;
         lab.say(format!(
             "upper/logs: {}, {opaque} = {}; ls merged/logs: {}",
             describe_entry(&upper.join("logs")),
@@ -112,7 +112,8 @@ pub fn whiteout(out: &mut Narrator) -> Result<()> {
                     moved.map_or_else(|e| errno_name(&e), |_| "0".into())
                 ));
                 let redirect = format!("{}redirect", xattr_prefix());
-                let value = labkit::sys::getxattr(&upper3.join("cache2"), &redirect)?;
+                let value = xattr::get(upper3.join("cache2"), &redirect)
+                    .with_context(|| format!("lgetxattr(upper/cache2, {redirect})"))?;
                 lab.say(format!(
                     "upper/cache2: {redirect} = {}",
                     value.map_or("(none)".to_string(), |v| format!(

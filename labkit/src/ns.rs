@@ -250,9 +250,6 @@ pub fn kinds_present() -> Result<Vec<NsKind>> {
     Ok(kinds)
 }
 
-/// nsfs's magic number (`NSFS_MAGIC` in `<linux/magic.h>`): namespace files live on nsfs.
-const NSFS_MAGIC: i64 = 0x6e73_6673;
-
 // NS_GET_NSTYPE from <linux/nsfs.h>: _IO(0xb7, 0x3), Linux 4.11.
 nix::ioctl_none!(ns_get_nstype, 0xb7, 0x3);
 
@@ -282,9 +279,8 @@ impl NsFile {
         let file = File::open(path).with_context(|| format!("open({})", path.display()))?;
         let fs = nix::sys::statfs::fstatfs(file.as_fd())
             .with_context(|| format!("fstatfs({})", path.display()))?;
-        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
-        let magic = i64::from(fs.filesystem_type().0 as i64);
-        if magic != NSFS_MAGIC {
+        // Namespace files live on nsfs (`NSFS_MAGIC` in <linux/magic.h>).
+        if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
             return Err(bad_input(format!(
                 "{} is not a namespace file (expected /proc/PID/ns/TYPE or a bind mount of one)",
                 path.display()
