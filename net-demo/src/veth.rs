@@ -72,12 +72,24 @@ pub fn veth(out: &mut Narrator, privilege: Privilege) -> Result<()> {
         lab.speaker("lab");
 
         let rtnl = Rtnl::open()?;
+        rtnl.trace(); // keep the message and the kernel's answer, to show them
         // ANCHOR: wire
         rtnl.add_veth(hostside, peer)?;
         // ANCHOR_END: wire
         lab.step(format!(
             "RTM_NEWLINK  (ip link add {hostside} type veth peer name {peer})"
         ));
+        // The request as the kernel got it, decoded, then its answer.
+        let mut trace = rtnl.take_trace();
+        let answer = trace.pop().unwrap_or_default();
+        for (i, line) in trace.iter().enumerate() {
+            lab.say(if i == 0 {
+                format!("sent:   {line}")
+            } else {
+                format!("        {line}")
+            });
+        }
+        lab.say(format!("kernel: {answer}"));
         link_lines(lab, &rtnl)?;
         // ANCHOR: move
         rtnl.move_to(peer, pid, "eth0")?;
