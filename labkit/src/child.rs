@@ -586,11 +586,8 @@ fn single_threaded(call: &str) -> Result<()> {
 
 /// How many threads this process has (`Threads:` of `/proc/self/status`).
 pub fn thread_count() -> Result<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").context("/proc/self/status")?;
-    crate::procfs::status_field_in(&status, "Threads")
-        .context("/proc/self/status: no Threads: line")?
-        .parse()
-        .context("/proc/self/status: Threads: is not a number")
+    let threads = crate::procfs::Proc::host().own_status()?.threads;
+    usize::try_from(threads).context("Threads: out of range")
 }
 
 fn flush_std() {

@@ -10,17 +10,16 @@
 pub mod init;
 
 use anyhow::{Context, Result};
-use labkit::procfs::status_field_in;
+use labkit::procfs::Proc;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 
 /// This process's `NSpid:` line: its PID in every namespace from the one of the mounted
 /// `/proc` down to its own.
 pub fn own_nspid() -> Result<Vec<i32>> {
-    let status = std::fs::read_to_string("/proc/self/status").context("/proc/self/status")?;
-    let line = status_field_in(&status, "NSpid").context("/proc/self/status: no NSpid: line")?;
-    line.split_whitespace()
-        .map(|n| n.parse().context("NSpid"))
-        .collect()
+    Proc::host()
+        .own_status()?
+        .nspid
+        .context("/proc/self/status: no NSpid: line")
 }
 
 /// This process's PID as the host numbers it (the first `NSpid:` entry, with the host's /proc).
