@@ -45,6 +45,14 @@ pub fn rules(out: &mut Narrator) -> Result<()> {
             "this kernel has no cgroup v1 filesystem".into(),
         )));
     }
+    // v1 hierarchies belong to the machine, not to a namespace: two runs at once would each take
+    // the other's free controllers (CG-7). One at a time, then: an exclusive flock(2) on the
+    // cgroup mount's directory, which every nslab run opens and none creates; it blocks until
+    // the other run is done, and goes when this process ends.
+    let root = fs::File::open("/sys/fs/cgroup").context("open(/sys/fs/cgroup)")?;
+    let _one_at_a_time = nix::fcntl::Flock::lock(root, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .context("flock(/sys/fs/cgroup, LOCK_EX)")?;
     let name = unique("rules");
     let lab = clone_child(CloneFlags::CLONE_NEWNS, |lab| {
         let result = rules_in_lab(lab, &name);
