@@ -196,11 +196,30 @@ pub fn run_as_nobody_with_pid(bin: &Path, args: &[&str]) -> (i32, Run) {
     .expect("backoff without errors")
     .unwrap_or_else(|| panic!("{}: still ETXTBSY after 10 s", copy.display()))
     .expect("spawn the demo binary as nobody");
-    // spawn returns once exec(2) has succeeded: the running program needs its file no more, so
-    // the copy goes now, before anything can fail (or the test be killed) while it runs.
-    drop(dir);
     let pid = i32::try_from(child.id()).expect("a PID fits in i32");
-    let output = child.wait_with_output().expect("wait for the demo binary");
+    // The copy goes as soon as the program has ended, before the rest of its output is read: a
+    // process it left behind may hold the pipes open (a failing demo's), and a test stuck
+    // reading them, then killed, would otherwise leave the copy. The pipes are drained
+    // meanwhile, so a talkative program never blocks on a full one.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            text
+        })
+    };
+    let mut child = child;
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = child.wait().expect("wait for the demo binary");
+    drop(dir);
+    let output = std::process::Output {
+        status,
+        stdout: stdout.join().expect("the stdout reader"),
+        stderr: stderr.join().expect("the stderr reader"),
+    };
     (pid, output_to_run(output))
 }
 
