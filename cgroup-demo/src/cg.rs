@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use labkit::cgroupfs::{self, LayoutKind, parse_proc_cgroup};
@@ -314,11 +314,13 @@ impl Group {
                 }
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        // Kill what is left (again, each time: a process may fork while dying) until the
+        // group is empty. v2 announces it: cgroup.events is modified when `populated` changes
+        // (inotify); v1 has no event (only the release agent), so back off between reads.
+        let emptied = || -> Result<Option<()>> {
             let left = self.procs().unwrap_or_default();
             if left.is_empty() {
-                break;
+                return Ok(Some(()));
             }
             if self.version == Version::V2 && self.has("cgroup.kill") {
                 let _ = self.write("cgroup.kill", "1");
@@ -330,26 +332,37 @@ impl Group {
                     );
                 }
             }
-            if Instant::now() > deadline {
-                bail!("{} still has processes after 10 s", self.path.display());
-            }
-            std::thread::yield_now();
+            Ok(None)
+        };
+        let limit = Duration::from_secs(10);
+        let empty = if self.version == Version::V2 && self.has("cgroup.events") {
+            labkit::wait::on_modify(&self.file("cgroup.events"), limit, emptied)?
+        } else {
+            labkit::wait::backoff(limit, emptied)?
+        };
+        if empty.is_none() {
+            bail!("{} still has processes after 10 s", self.path.display());
         }
         // A frozen v1 group keeps its (killed) tasks until thawed.
         if self.has("freezer.state") {
             let _ = self.write("freezer.state", "THAWED");
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        // EBUSY while the last killed tasks finish exiting (no event: back off).
+        let mut last = None;
+        let removed = labkit::wait::backoff(Duration::from_secs(10), || {
             match fs::remove_dir(&self.path) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                // EBUSY while the last killed tasks finish exiting.
-                Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
-                    std::thread::yield_now()
+                Ok(()) => Ok(Some(())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(())),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    last = Some(e);
+                    Ok(None)
                 }
-                Err(e) => return Err(e).with_context(|| format!("rmdir({})", self.path.display())),
+                Err(e) => Err(e).with_context(|| format!("rmdir({})", self.path.display())),
             }
+        })?;
+        if removed.is_none() {
+            let e = last.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::EBUSY));
+            return Err(e).with_context(|| format!("rmdir({}) for 10 s", self.path.display()));
         }
         self.removed = true;
         Ok(())

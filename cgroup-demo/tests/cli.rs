@@ -11,8 +11,8 @@ use std::path::Path;
 
 use labkit::assert_run_snapshot;
 use labkit::testing::{
-    Run, assert_no_process_left, cgroup_leftovers as leftovers, needs_root, run, run_as_nobody,
-    serial, skip,
+    Run, assert_no_process_left, cgroup_leftovers_of, needs_root, pids_of, run, run_as_nobody,
+    run_as_nobody_with_pid, run_with_pid, serial, skip,
 };
 
 fn bin() -> &'static Path {
@@ -25,11 +25,25 @@ fn demo(test: &str, args: &[&str]) -> Option<Run> {
         return None;
     }
     let _one = serial();
-    let r = run(bin(), args);
+    let (pid, r) = run_with_pid(bin(), args);
     r.expect_code(0);
-    assert_eq!(leftovers(), Vec::<String>::new(), "cgroups left behind");
+    assert_eq!(
+        leftovers(&pids_of(pid, &r)),
+        Vec::<String>::new(),
+        "cgroups left behind"
+    );
     assert_no_process_left(&r, "cgroup-demo");
     Some(r)
+}
+
+/// The cgroups that processes in `pids` (a run of the demo and the children it printed) made
+/// below this process's own cgroups, where the demo makes its groups: this test's names only,
+/// never another run's.
+fn leftovers(pids: &[i32]) -> Vec<String> {
+    let parents: Vec<_> = cgroup_demo::cg::hierarchies()
+        .map(|all| all.into_iter().map(|h| h.own).collect())
+        .unwrap_or_default();
+    cgroup_leftovers_of(&parents, pids)
 }
 
 /// The cgroup paths and values that differ between hosts and runs.
@@ -577,7 +591,7 @@ fn making_a_cgroup_without_root_fails_with_a_hint() {
         return;
     }
     let _one = serial();
-    let r = run_as_nobody(bin(), &["memory"]);
+    let (pid, r) = run_as_nobody_with_pid(bin(), &["memory"]);
     r.expect_code(77);
     assert!(
         r.stderr.contains("Permission denied")
@@ -587,7 +601,7 @@ fn making_a_cgroup_without_root_fails_with_a_hint() {
         r.stderr
     );
 
-    assert_eq!(leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(&pids_of(pid, &r)), Vec::<String>::new());
 }
 
 #[test]
@@ -599,13 +613,12 @@ fn bad_sizes_and_limits_are_refused() {
         (vec!["quota", "--percent", "100"], "choose 5 to 95"),
     ] {
         let _one = serial();
-        let r = run(bin(), &args);
+        let (pid, r) = run_with_pid(bin(), &args);
         r.expect_code(2);
         assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
         assert_eq!(r.stderr.lines().count(), 1);
+        assert_eq!(leftovers(&pids_of(pid, &r)), Vec::<String>::new());
     }
-    let _one = serial();
-    assert_eq!(leftovers(), Vec::<String>::new());
 }
 
 /// Start the demo with piped output and read until a line contains `marker`.
@@ -615,6 +628,7 @@ fn start_until(
 ) -> (
     std::process::Child,
     std::io::BufReader<std::process::ChildStdout>,
+    Vec<i32>,
 ) {
     use std::io::BufRead;
     let mut child = labkit::testing::command(bin(), args)
@@ -630,7 +644,8 @@ fn start_until(
         line.clear();
     }
     assert!(line.contains(marker), "the demo never printed {marker:?}");
-    (child, out)
+    let pid = i32::try_from(child.id()).unwrap();
+    (child, out, vec![pid])
 }
 
 #[test]
@@ -639,7 +654,7 @@ fn ctrl_c_in_the_middle_still_removes_every_group() {
         return;
     }
     let _one = serial();
-    let (mut child, _out) = start_until(&["cpu", "--seconds", "2"], "fork() -> light");
+    let (mut child, _out, pids) = start_until(&["cpu", "--seconds", "2"], "fork() -> light");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -653,7 +668,7 @@ fn ctrl_c_in_the_middle_still_removes_every_group() {
         "it ends by the SIGINT, after cleaning up: {status:?}"
     );
     assert_eq!(
-        leftovers(),
+        leftovers(&pids),
         Vec::<String>::new(),
         "Ctrl-C left cgroups behind"
     );
@@ -665,7 +680,7 @@ fn a_closed_output_pipe_still_removes_every_group() {
         return;
     }
     let _one = serial();
-    let (mut child, out) = start_until(&["pids"], "fork() -> bomb");
+    let (mut child, out, pids) = start_until(&["pids"], "fork() -> bomb");
     drop(out); // like `cgroup-demo pids | head -2`
     let status = child.wait().unwrap();
     assert_eq!(
@@ -674,7 +689,7 @@ fn a_closed_output_pipe_still_removes_every_group() {
         "128 + SIGPIPE, as a classic tool would: {status:?}"
     );
     assert_eq!(
-        leftovers(),
+        leftovers(&pids),
         Vec::<String>::new(),
         "a closed pipe left cgroups behind"
     );

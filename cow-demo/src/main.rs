@@ -50,7 +50,7 @@ enum Cmd {
         #[arg(long, default_value = "16M")]
         size: String,
     },
-    /// After fork(), a buffer's pages are shared until written (smaps_rollup). Needs no
+    /// After fork(), a buffer's pages are shared until written (the buffer's mapping in smaps). Needs no
     /// namespace.
     Memory {
         /// The buffer's size.

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use labkit::assert_run_snapshot;
 use labkit::testing::{
-    Run, needs_root, needs_unprivileged_userns, run, run_as_nobody, serial, temp_leftovers,
+    Run, needs_root, needs_unprivileged_userns, pids_of, run, run_as_nobody_with_pid, run_with_pid,
+    serial, temp_leftovers_of,
 };
 
 fn bin() -> &'static Path {
@@ -15,20 +16,24 @@ fn bin() -> &'static Path {
 }
 
 /// Temp directories and mounts the demo might have left.
-fn leftovers() -> Vec<String> {
-    temp_leftovers("nslab-cow")
+fn leftovers(pid: i32, r: &Run) -> Vec<String> {
+    temp_leftovers_of(&pids_of(pid, r))
 }
 
 fn demo(test: &str, args: &[&str]) -> Option<Run> {
     let _one = serial();
     let mut all = vec!["--rootless"];
     all.extend_from_slice(args);
-    let r = run(bin(), &all);
+    let (pid, r) = run_with_pid(bin(), &all);
     if r.code == 77 && needs_unprivileged_userns(test) {
         return None;
     }
     r.expect_code(0);
-    assert_eq!(leftovers(), Vec::<String>::new(), "left mounted or on disk");
+    assert_eq!(
+        leftovers(pid, &r),
+        Vec::<String>::new(),
+        "left mounted or on disk"
+    );
     Some(r)
 }
 
@@ -155,7 +160,7 @@ fn as_root_redirect_dir_lets_a_lower_directory_move() {
         return;
     }
     let _one = serial();
-    let r = run(bin(), &["whiteout"]);
+    let (pid, r) = run_with_pid(bin(), &["whiteout"]);
     r.expect_code(0);
     assert!(r.stdout.contains("trusted.overlay.opaque = \"y\""));
     assert!(
@@ -163,7 +168,7 @@ fn as_root_redirect_dir_lets_a_lower_directory_move() {
             .contains("rename(merged/cache, merged/cache2) -> 0")
     );
     assert!(r.stdout.contains("trusted.overlay.redirect = \"cache\""));
-    assert_eq!(leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(pid, &r), Vec::<String>::new());
     assert_run_snapshot!("whiteout_root", r, TIMES);
 }
 
@@ -243,9 +248,12 @@ fn overlay_demos_run_as_root_and_as_nobody() {
     }
     let _one = serial();
     for sub in ["layers", "copyup", "many"] {
-        for r in [run(bin(), &[sub]), run_as_nobody(bin(), &[sub])] {
+        for (pid, r) in [
+            run_with_pid(bin(), &[sub]),
+            run_as_nobody_with_pid(bin(), &[sub]),
+        ] {
             r.expect_code(0);
-            assert_eq!(leftovers(), Vec::<String>::new(), "{sub}");
+            assert_eq!(leftovers(pid, &r), Vec::<String>::new(), "{sub}");
         }
     }
 }
@@ -259,9 +267,9 @@ fn bad_sizes_are_refused() {
         (vec!["memory", "--size", "0"], "above 0"),
     ] {
         let _one = serial();
-        let r = run(bin(), &args);
+        let (pid, r) = run_with_pid(bin(), &args);
         r.expect_code(2);
         assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
-        assert_eq!(leftovers(), Vec::<String>::new());
+        assert_eq!(leftovers(pid, &r), Vec::<String>::new());
     }
 }

@@ -527,6 +527,7 @@ where
         !flags.contains(CloneFlags::CLONE_VM),
         "clone_child never shares memory (CLONE_VM)"
     );
+    single_threaded("clone")?;
     // ANCHOR: clone_call
     let mut stack = vec![0u8; STACK_SIZE];
     let mut work = Some((pipes()?, f));
@@ -539,8 +540,8 @@ where
     });
     // SAFETY: clone(2) without CLONE_VM gives the child a private copy of this address space, as
     // fork(2) does; the callback runs on `stack` (a live heap buffer of STACK_SIZE bytes, copied
-    // in the child) and never returns: child_main ends with _exit(2). The demos are
-    // single-threaded, so no lock is held by another thread at the time of the copy.
+    // in the child) and never returns: child_main ends with _exit(2). The process has one
+    // thread (checked above), so no lock is held by another thread at the time of the copy.
     let pid =
         unsafe { nix::sched::clone(callback, &mut stack, flags, Some(Signal::SIGCHLD as i32)) };
     let pid = pid.with_context(|| format!("clone({})", flag_names(flags)))?;
@@ -554,14 +555,46 @@ pub fn fork_child<F>(f: F) -> Result<Child>
 where
     F: FnOnce(&mut Reporter) -> Result<i32>,
 {
+    single_threaded("fork")?;
     let ends = pipes()?;
     flush_std();
-    // SAFETY: fork(2) in a single-threaded program (the demos start no threads): the child may use
-    // any function, and child_main ends it with _exit(2), so it never returns into the caller.
+    // SAFETY: fork(2) in a process with one thread (checked just above): no other thread can
+    // hold a lock (the allocator's, stdout's) that the child would inherit locked, so the child
+    // may use any function; child_main ends it with _exit(2), so it never returns into the caller.
     match unsafe { nix::unistd::fork() }.context("fork()")? {
         ForkResult::Child => child_main(ends, f),
         ForkResult::Parent { child } => Ok(parent_side(child, ends)),
     }
+}
+
+/// The rule that makes [`clone_child`] and [`fork_child`] sound: the caller is this process's only
+/// thread. A child of a multithreaded process gets a copy of memory in which another thread may
+/// hold a lock (the allocator's, stdout's) that nobody will ever release there (fork(2), "the
+/// child process is created with a single thread"; signal-safety(7)). `Threads:` of
+/// `/proc/self/status` says how many there are.
+fn single_threaded(call: &str) -> Result<()> {
+    // The count needs a procfs that shows this process. After joining a mount namespace whose
+    // /proc belongs to another PID namespace (an `exec` into a container), /proc/self does not
+    // exist and there is no other place to ask: the check is skipped, and the caller's order of
+    // calls (setns before any thread) is the guarantee.
+    if !std::path::Path::new("/proc/self/status").exists() {
+        return Ok(());
+    }
+    let threads = thread_count()?;
+    anyhow::ensure!(
+        threads == 1,
+        "{call}() refused: this process has {threads} threads (Threads: in /proc/self/status), \
+         and labkit forks or clones only a single-threaded process (a child of a multithreaded \
+         one may inherit locks held by the other threads); run the demo as its own program, \
+         not inside a test harness's threads"
+    );
+    Ok(())
+}
+
+/// How many threads this process has (`Threads:` of `/proc/self/status`).
+pub fn thread_count() -> Result<usize> {
+    let threads = crate::procfs::Proc::host().own_status()?.threads;
+    usize::try_from(threads).context("Threads: out of range")
 }
 
 fn flush_std() {
@@ -571,26 +604,13 @@ fn flush_std() {
 
 /// `CLONE_NEWUTS | CLONE_NEWPID`: flag names as the man pages write them (for step lines).
 pub fn flag_names(flags: CloneFlags) -> String {
-    const NAMES: &[(CloneFlags, &str)] = &[
-        (CloneFlags::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
-        (CloneFlags::CLONE_NEWIPC, "CLONE_NEWIPC"),
-        (CloneFlags::CLONE_NEWNET, "CLONE_NEWNET"),
-        (CloneFlags::CLONE_NEWNS, "CLONE_NEWNS"),
-        (CloneFlags::CLONE_NEWPID, "CLONE_NEWPID"),
-        (CloneFlags::CLONE_NEWUSER, "CLONE_NEWUSER"),
-        (CloneFlags::CLONE_NEWUTS, "CLONE_NEWUTS"),
-    ];
-    let mut names: Vec<&str> = NAMES
+    let names: Vec<&str> = crate::ns::TABLE
         .iter()
-        .filter(|(f, _)| flags.contains(*f))
-        .map(|(_, n)| *n)
+        .filter(|(_, _, flag, _)| flags.contains(*flag))
+        .map(|(_, _, _, name)| *name)
         .collect();
-    // CLONE_NEWTIME (0x80) shares its value with CSIGNAL bits in clone(2); nix has no constant.
-    if flags.bits() & libc::CLONE_NEWTIME == libc::CLONE_NEWTIME {
-        names.push("CLONE_NEWTIME");
-    }
     if names.is_empty() {
-        names.push("0");
+        return "0".to_string();
     }
     names.join(" | ")
 }

@@ -7,6 +7,8 @@
 //!   with pipes so the child reports to the parent and waits for it: output never races.
 //! - [`ns`]: the namespace links of `/proc/PID/ns`, their types and inodes, and namespace files.
 //! - [`procfs`]: `/proc/PID/status` (`NSpid:`), `stat` states, the process list.
+//! - [`idmap`]: the one writer of `uid_map` and `gid_map`.
+//! - [`lab`]: the lab child every demo works in, its mounts made private first.
 //! - [`rootless`]: when not root, continue inside a new user namespace that maps the caller to 0.
 //! - [`errors`]: errno to teaching hint, and the exit codes every demo shares.
 //! - [`narrate`]: the `[who] N. step` output format, colour only on a terminal.
@@ -16,6 +18,8 @@
 //! - [`harden`]: keep the caller's descriptors out of a container (`close_range`).
 //! - [`signals`]: hold off Ctrl-C while the host is in a half-made state.
 //! - [`tempdir`]: `nslab-...` temp directories removed on drop.
+//! - [`wait`]: waiting with a deadline, on the kernel's event (pidfd, poll, inotify) where
+//!   there is one, with a backoff where there is none.
 //! - [`sys`], [`sysv`]: the few syscalls `nix` does not wrap (`setdomainname`, `sigwaitinfo`,
 //!   `finit_module`, System V IPC).
 //! - `testing` (feature `testing`): skip guards, snapshot filters, running as another user.
@@ -28,6 +32,8 @@ pub mod devices;
 pub mod doctor;
 pub mod errors;
 pub mod harden;
+pub mod idmap;
+pub mod lab;
 pub mod narrate;
 pub mod ns;
 pub mod procfs;
@@ -38,6 +44,7 @@ pub mod sysv;
 pub mod tempdir;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod wait;
 
 pub use errors::{BadInput, bad_input};
 pub use narrate::Narrator;

@@ -43,46 +43,27 @@ impl NsKind {
         NsKind::Uts,
     ];
 
+    /// Its row of [`TABLE`].
+    fn row(self) -> &'static (NsKind, &'static str, CloneFlags, &'static str) {
+        TABLE
+            .iter()
+            .find(|row| row.0 == self)
+            .expect("every kind has a row")
+    }
+
     /// The name used in `/proc/PID/ns` and in link targets (`mnt`, `uts`, ...).
     pub fn name(self) -> &'static str {
-        match self {
-            NsKind::Cgroup => "cgroup",
-            NsKind::Ipc => "ipc",
-            NsKind::Mnt => "mnt",
-            NsKind::Net => "net",
-            NsKind::Pid => "pid",
-            NsKind::Time => "time",
-            NsKind::User => "user",
-            NsKind::Uts => "uts",
-        }
+        self.row().1
     }
 
     /// The `CLONE_NEW*` flag for `clone`, `unshare` and `setns`.
     pub fn flag(self) -> CloneFlags {
-        match self {
-            NsKind::Cgroup => CloneFlags::CLONE_NEWCGROUP,
-            NsKind::Ipc => CloneFlags::CLONE_NEWIPC,
-            NsKind::Mnt => CloneFlags::CLONE_NEWNS,
-            NsKind::Net => CloneFlags::CLONE_NEWNET,
-            NsKind::Pid => CloneFlags::CLONE_NEWPID,
-            NsKind::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
-            NsKind::User => CloneFlags::CLONE_NEWUSER,
-            NsKind::Uts => CloneFlags::CLONE_NEWUTS,
-        }
+        self.row().2
     }
 
     /// The flag's name as the man pages spell it.
     pub fn flag_name(self) -> &'static str {
-        match self {
-            NsKind::Cgroup => "CLONE_NEWCGROUP",
-            NsKind::Ipc => "CLONE_NEWIPC",
-            NsKind::Mnt => "CLONE_NEWNS",
-            NsKind::Net => "CLONE_NEWNET",
-            NsKind::Pid => "CLONE_NEWPID",
-            NsKind::Time => "CLONE_NEWTIME",
-            NsKind::User => "CLONE_NEWUSER",
-            NsKind::Uts => "CLONE_NEWUTS",
-        }
+        self.row().3
     }
 
     /// Parse a type name as `/proc` writes it (`mnt`; `pid_for_children` gives `pid`).
@@ -102,6 +83,39 @@ impl fmt::Display for NsKind {
         f.write_str(self.name())
     }
 }
+
+/// The one table of namespace types: the kind, its name in `/proc/PID/ns`, its `CLONE_NEW*`
+/// flag and the flag's name as the man pages spell it. [`NsKind`]'s methods and
+/// [`crate::child::flag_names`] read it (in this order: `CLONE_NEWTIME` last, as clone3(2) added
+/// it last); a runtime that needs the flags by name uses it too.
+///
+/// `CLONE_NEWTIME` (0x80) shares its value with the `CSIGNAL` bits of clone(2), so nix has no
+/// constant for it: it is written from libc's here, once.
+pub const TABLE: [(NsKind, &str, CloneFlags, &str); 8] = [
+    (
+        NsKind::Cgroup,
+        "cgroup",
+        CloneFlags::CLONE_NEWCGROUP,
+        "CLONE_NEWCGROUP",
+    ),
+    (NsKind::Ipc, "ipc", CloneFlags::CLONE_NEWIPC, "CLONE_NEWIPC"),
+    (NsKind::Net, "net", CloneFlags::CLONE_NEWNET, "CLONE_NEWNET"),
+    (NsKind::Mnt, "mnt", CloneFlags::CLONE_NEWNS, "CLONE_NEWNS"),
+    (NsKind::Pid, "pid", CloneFlags::CLONE_NEWPID, "CLONE_NEWPID"),
+    (
+        NsKind::User,
+        "user",
+        CloneFlags::CLONE_NEWUSER,
+        "CLONE_NEWUSER",
+    ),
+    (NsKind::Uts, "uts", CloneFlags::CLONE_NEWUTS, "CLONE_NEWUTS"),
+    (
+        NsKind::Time,
+        "time",
+        CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+        "CLONE_NEWTIME",
+    ),
+];
 
 /// The order in which to join all of a process's namespaces (`uts-demo setns --target`,
 /// `minicontainer exec`): the user namespace first (it may grant the capabilities the other
@@ -236,9 +250,6 @@ pub fn kinds_present() -> Result<Vec<NsKind>> {
     Ok(kinds)
 }
 
-/// nsfs's magic number (`NSFS_MAGIC` in `<linux/magic.h>`): namespace files live on nsfs.
-const NSFS_MAGIC: i64 = 0x6e73_6673;
-
 // NS_GET_NSTYPE from <linux/nsfs.h>: _IO(0xb7, 0x3), Linux 4.11.
 nix::ioctl_none!(ns_get_nstype, 0xb7, 0x3);
 
@@ -268,9 +279,8 @@ impl NsFile {
         let file = File::open(path).with_context(|| format!("open({})", path.display()))?;
         let fs = nix::sys::statfs::fstatfs(file.as_fd())
             .with_context(|| format!("fstatfs({})", path.display()))?;
-        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
-        let magic = i64::from(fs.filesystem_type().0 as i64);
-        if magic != NSFS_MAGIC {
+        // Namespace files live on nsfs (`NSFS_MAGIC` in <linux/magic.h>).
+        if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
             return Err(bad_input(format!(
                 "{} is not a namespace file (expected /proc/PID/ns/TYPE or a bind mount of one)",
                 path.display()

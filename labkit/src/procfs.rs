@@ -1,5 +1,8 @@
 //! Readers for the per-process files of `/proc` that several demos need: `status` (its `NSpid:`
-//! line above all), `stat` (the state letter), `comm`, the list of processes.
+//! line above all), `stat` (the state letter), `comm`, the list of processes. `status` and
+//! `stat` are parsed by `procfs-core` (the parsers of the `procfs` crate, without its file
+//! access); [`Proc::status_field`] gives a field's text as the kernel wrote it, for the demos
+//! that print it.
 //!
 //! Every reader takes the procfs root as a parameter ([`Proc`]), so a test can point it at a
 //! fixture directory, and a demo at a procfs mounted somewhere else.
@@ -7,6 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use procfs_core::FromRead;
+use procfs_core::process::{Stat, Status};
 
 /// A procfs mount (normally `/proc`, the one of the reader's PID namespace at mount time).
 #[derive(Debug, Clone)]
@@ -53,26 +58,35 @@ impl Proc {
     /// `NSpid:`: the process's PID in each PID namespace from the one of this procfs down to
     /// its own (outermost first, its own last).
     pub fn nspid(&self, pid: i32) -> Result<Vec<i32>> {
-        let line = self.status_field(pid, "NSpid")?;
-        line.split_whitespace()
-            .map(|n| {
-                n.parse()
-                    .with_context(|| format!("NSpid of {pid}: {line:?}"))
-            })
-            .collect()
+        self.status(pid)?
+            .nspid
+            .with_context(|| format!("{}: no NSpid: line", self.file(pid, "status").display()))
     }
 
     /// The parent's PID (`PPid:`), as this procfs numbers it (0: the parent is not visible).
     pub fn ppid(&self, pid: i32) -> Result<i32> {
-        let v = self.status_field(pid, "PPid")?;
-        v.parse().with_context(|| format!("PPid of {pid}: {v:?}"))
+        Ok(self.status(pid)?.ppid)
+    }
+
+    /// `ROOT/self/status`, parsed: the reader's own (`self` is the reader as this procfs
+    /// numbers it, whatever PID namespace it is in).
+    pub fn own_status(&self) -> Result<Status> {
+        let path = self.root.join("self/status");
+        Status::from_file(&path).with_context(|| format!("{}", path.display()))
+    }
+
+    /// `/proc/PID/status`, parsed.
+    pub fn status(&self, pid: i32) -> Result<Status> {
+        let path = self.file(pid, "status");
+        Status::from_file(&path).with_context(|| format!("{}", path.display()))
     }
 
     /// The state letter from `/proc/PID/stat` (R running, S sleeping, T stopped, Z zombie, ...).
     pub fn state(&self, pid: i32) -> Result<char> {
-        let stat = self.read(pid, "stat")?;
-        state_in_stat(&stat)
-            .with_context(|| format!("{}: malformed", self.file(pid, "stat").display()))
+        let path = self.file(pid, "stat");
+        Ok(Stat::from_file(&path)
+            .with_context(|| format!("{}", path.display()))?
+            .state)
     }
 
     /// Wait until the process is in `state` (for example `'S'`: asleep in a blocking call), for
@@ -85,14 +99,13 @@ impl Proc {
         state: char,
         limit: std::time::Duration,
     ) -> Result<char> {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            let now = self.state(pid)?;
-            if now == state || std::time::Instant::now() > deadline {
-                return Ok(now);
-            }
-            std::thread::yield_now();
-        }
+        // No event announces a state change: back off between reads.
+        let mut last = self.state(pid)?;
+        crate::wait::until(limit, || {
+            last = self.state(pid)?;
+            Ok(last == state)
+        })?;
+        Ok(last)
     }
 
     /// The command name (`/proc/PID/comm`).
@@ -129,17 +142,6 @@ pub fn status_field_in(status: &str, field: &str) -> Option<String> {
     })
 }
 
-/// The state letter of a `stat` line: the first field after the `(comm)`, which may itself
-/// contain spaces and parentheses (hence the last `)`).
-pub fn state_in_stat(stat: &str) -> Option<char> {
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .next()?
-        .chars()
-        .next()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,18 +158,27 @@ mod tests {
     }
 
     #[test]
-    fn the_state_follows_the_last_parenthesis() {
-        assert_eq!(state_in_stat("42 (a) b) (c) Z 1 2 3"), Some('Z'));
-        assert_eq!(state_in_stat("42 (sh) S 1"), Some('S'));
-    }
-
-    #[test]
     fn fixtures_are_read_like_proc() {
         let dir = std::env::temp_dir().join(crate::unique_name("proc-fixture"));
         std::fs::create_dir_all(dir.join("42")).unwrap();
         std::fs::create_dir_all(dir.join("self")).unwrap();
-        std::fs::write(dir.join("42/status"), "NSpid:\t42\t1\nPPid:\t0\n").unwrap();
-        std::fs::write(dir.join("42/stat"), "42 (init) S 0").unwrap();
+        // This process's own files, made to say: PID 42 here, 1 in its own namespace, parent
+        // not visible, asleep, and a command name with a space and a parenthesis in it.
+        let status: String = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .map(|l| match l.split_once(':') {
+                Some(("NSpid", _)) => "NSpid:\t42\t1".to_string(),
+                Some(("PPid", _)) => "PPid:\t0".to_string(),
+                _ => l.to_string(),
+            })
+            .map(|l| l + "\n")
+            .collect();
+        std::fs::write(dir.join("42/status"), status).unwrap();
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let after = stat.rsplit_once(')').unwrap().1.trim_start();
+        let after = after.split_once(' ').unwrap().1;
+        std::fs::write(dir.join("42/stat"), format!("42 (a) b) S {after}")).unwrap();
         let proc = Proc::at(&dir);
         let result = (proc.nspid(42), proc.ppid(42), proc.state(42), proc.pids());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -9,6 +9,7 @@
 //! one line mapping its own UID (and GID) to 0, after writing `deny` to `setgroups`.
 //! `unshare(CLONE_NEWUSER)` fails in a multithreaded process, so call this first thing in `main`.
 
+use crate::idmap::IdRange;
 use anyhow::{Context, Result};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{getegid, geteuid};
@@ -61,7 +62,7 @@ pub fn enter(force: bool, out: &Narrator) -> Result<Privilege> {
     })
 }
 
-/// Write `/proc/self/{setgroups,uid_map,gid_map}` so that `uid`/`gid` outside are 0 inside.
+/// Write `/proc/self/{uid_map,setgroups,gid_map}` so that `uid`/`gid` outside are 0 inside.
 pub fn write_maps(uid: u32, gid: u32) -> Result<()> {
     write_maps_of("self", uid, gid)
 }
@@ -70,14 +71,7 @@ pub fn write_maps(uid: u32, gid: u32) -> Result<()> {
 /// `CLONE_NEWUSER` does this while the child waits.
 pub fn write_maps_of(pid: &str, uid: u32, gid: u32) -> Result<()> {
     // ANCHOR: write_maps
-    let base = format!("/proc/{pid}");
-    // Without root, gid_map can only be written once setgroups(2) is denied (USER-4).
-    std::fs::write(format!("{base}/setgroups"), "deny")
-        .with_context(|| format!("write({base}/setgroups, \"deny\")"))?;
-    std::fs::write(format!("{base}/uid_map"), format!("0 {uid} 1\n"))
-        .with_context(|| format!("write({base}/uid_map, \"0 {uid} 1\")"))?;
-    std::fs::write(format!("{base}/gid_map"), format!("0 {gid} 1\n"))
-        .with_context(|| format!("write({base}/gid_map, \"0 {gid} 1\")"))?;
+    // One line each, this UID (GID) as 0: the smallest maps an unprivileged process may write.
+    crate::idmap::write_maps(pid, &[IdRange::one(0, uid)], &[IdRange::one(0, gid)])
     // ANCHOR_END: write_maps
-    Ok(())
 }

@@ -70,57 +70,29 @@ impl std::os::fd::AsFd for PidFd {
 }
 
 impl PidFd {
-    /// `pidfd_open(pid, 0)`.
+    /// `pidfd_open(pid, 0)` (with rustix's wrapper: nix has none).
     pub fn open(pid: i32) -> Result<PidFd> {
-        use std::os::fd::FromRawFd;
-        // SAFETY: pidfd_open(2) takes a PID and flags and returns a new file descriptor or -1;
-        // no memory is passed.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return Err(nix::errno::Errno::last()).context(format!("pidfd_open({pid})"));
-        }
-        let raw = i32::try_from(fd).context("pidfd_open returned a descriptor out of range")?;
-        // SAFETY: `raw` was just returned by pidfd_open and is owned by nothing else.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let target = rustix::process::Pid::from_raw(pid)
+            .with_context(|| format!("pidfd_open({pid}): not a PID"))?;
+        let fd = rustix::process::pidfd_open(target, rustix::process::PidfdFlags::empty())
+            .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error()))
+            .with_context(|| format!("pidfd_open({pid})"))?;
         Ok(PidFd { fd, pid })
     }
 
     /// `pidfd_send_signal(fd, sig, NULL, 0)`.
     pub fn send(&self, sig: Signal) -> Result<()> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a pidfd we own, a valid signal number, no siginfo (null is allowed), no flags.
-        let sent = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.fd.as_raw_fd(),
-                sig as i32,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if sent < 0 {
-            return Err(nix::errno::Errno::last())
-                .context(format!("pidfd_send_signal({}, {sig})", self.pid));
-        }
-        Ok(())
+        let signal = rustix::process::Signal::from_named_raw(sig as i32)
+            .with_context(|| format!("{sig}: not a signal rustix names"))?;
+        rustix::process::pidfd_send_signal(&self.fd, signal)
+            .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error()))
+            .with_context(|| format!("pidfd_send_signal({}, {sig})", self.pid))
     }
 
     /// Wait until the process has ended (its pidfd turns readable), at most `timeout`; returns
     /// whether it ended.
     pub fn wait_exit(&self, timeout: std::time::Duration) -> Result<bool> {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        use std::os::fd::AsFd;
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(n) if n > 0 => return Ok(true),
-                Ok(_) if std::time::Instant::now() >= deadline => return Ok(false),
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e).context("poll(pidfd)"),
-            }
-        }
+        crate::wait::readable(std::os::fd::AsFd::as_fd(self), timeout)
     }
 }
 

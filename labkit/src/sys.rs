@@ -58,33 +58,6 @@ pub fn finit_module(fd: std::os::fd::BorrowedFd<'_>) -> nix::Result<()> {
     Errno::result(res).map(drop)
 }
 
-/// `lgetxattr(2)`: the value of extended attribute `name` of `path` (not following a symlink),
-/// or `None` when it has none (ENODATA).
-pub fn getxattr(path: &std::path::Path, name: &str) -> nix::Result<Option<Vec<u8>>> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-    let name = std::ffi::CString::new(name).map_err(|_| Errno::EINVAL)?;
-    let mut buf = vec![0u8; 256];
-    // SAFETY: NUL-terminated strings and a writable buffer of buf.len() bytes, all live for the
-    // call; the kernel writes at most that many bytes (getxattr(2)).
-    let n = unsafe {
-        libc::lgetxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    match Errno::result(n) {
-        Ok(n) => {
-            buf.truncate(n as usize);
-            Ok(Some(buf))
-        }
-        Err(Errno::ENODATA) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// Send one file descriptor over a Unix socket (`sendmsg(2)` with `SCM_RIGHTS`): the receiver
 /// gets its own descriptor for the same open file, even across mount namespaces.
 pub fn send_fd(

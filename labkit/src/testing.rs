@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Set to `1` to turn every skip into a failure (`.ci/run` does).
@@ -125,12 +125,54 @@ pub fn run(bin: &Path, args: &[&str]) -> Run {
     output_to_run(command(bin, args).output().expect("spawn the demo binary"))
 }
 
+/// [`run`], also returning the demo's PID: with [`made_by`], a test checks for leftovers by the
+/// names this run made, never by a scan for anything `nslab-*` (another run may be going on).
+pub fn run_with_pid(bin: &Path, args: &[&str]) -> (i32, Run) {
+    let (pid, out) = output_with_pid(&mut command(bin, args)).expect("spawn the demo binary");
+    (pid, output_to_run(out))
+}
+
+/// `cmd.output()`, also returning the child's PID.
+fn output_with_pid(cmd: &mut Command) -> std::io::Result<(i32, std::process::Output)> {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let pid = i32::try_from(child.id()).expect("a PID fits in i32");
+    Ok((pid, child.wait_with_output()?))
+}
+
+/// Whether `name` is one that a process in `pids` made with [`crate::unique_name`]: it contains
+/// `nslab-<what>-<pid>-<n>` for one of them. Tests pass the demo's PID and the PIDs it printed
+/// (its children), so a run going on at the same time cannot fail them.
+pub fn made_by(name: &str, pids: &[i32]) -> bool {
+    let Some(at) = name.find(&format!("{}-", crate::PREFIX)) else {
+        return false;
+    };
+    let rest = &name[at + crate::PREFIX.len() + 1..];
+    // <what>-<pid>-<n>: <what> may itself contain dashes, so try every split.
+    let parts: Vec<&str> = rest.split(['-', '/', ' ', ',']).collect();
+    parts.windows(2).any(|w| {
+        w[0].parse::<i32>().is_ok_and(|p| pids.contains(&p))
+            && w[1].chars().next().is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+/// The PIDs a run is answerable for: the demo's own and those it printed (its children).
+pub fn pids_of(pid: i32, run: &Run) -> Vec<i32> {
+    let mut pids = printed_pids(&run.stdout);
+    pids.push(pid);
+    pids
+}
+
 pub use crate::tempdir::TempDir;
 
 /// Run a demo binary as the unprivileged user `nobody` (UID/GID 65534, no supplementary groups).
 /// The binary is copied into a world-readable temp dir first: the checkout may sit under a home
 /// directory that `nobody` cannot enter. Needs root (to change UID).
 pub fn run_as_nobody(bin: &Path, args: &[&str]) -> Run {
+    run_as_nobody_with_pid(bin, args).1
+}
+
+/// [`run_as_nobody`], also returning the demo's PID (see [`run_with_pid`]).
+pub fn run_as_nobody_with_pid(bin: &Path, args: &[&str]) -> (i32, Run) {
     use std::os::unix::process::CommandExt;
     let dir = TempDir::new("bin");
     let copy = dir.path().join(bin.file_name().expect("binary name"));
@@ -138,19 +180,47 @@ pub fn run_as_nobody(bin: &Path, args: &[&str]) -> Run {
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod the copy");
     let mut cmd = command(&copy, args);
     // setgid, then setuid, in the child before exec; as root, std also clears the supplementary
-    // groups (setgroups(0, NULL)).
-    cmd.current_dir(dir.path())
+    // groups (setgroups(0, NULL)). The working directory is one `nobody` may enter.
+    cmd.current_dir("/")
         .uid(crate::doctor::NOBODY)
-        .gid(crate::doctor::NOBODY);
+        .gid(crate::doctor::NOBODY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // ETXTBSY: another test thread forked while the copy was open for writing, and its child
-    // holds that descriptor until it execs. It goes away by itself: try again.
-    for _ in 0..50 {
-        match cmd.output() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::yield_now(),
-            other => return output_to_run(other.expect("spawn the demo binary as nobody")),
-        }
-    }
-    panic!("{}: still ETXTBSY after 50 tries", copy.display());
+    // holds that descriptor until it execs. It goes away by itself, with no event to say so:
+    // back off between tries.
+    let child = crate::wait::backoff(std::time::Duration::from_secs(10), || match cmd.spawn() {
+        Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => Ok(None),
+        other => Ok(Some(other)),
+    })
+    .expect("backoff without errors")
+    .unwrap_or_else(|| panic!("{}: still ETXTBSY after 10 s", copy.display()))
+    .expect("spawn the demo binary as nobody");
+    let pid = i32::try_from(child.id()).expect("a PID fits in i32");
+    // The copy goes as soon as the program has ended, before the rest of its output is read: a
+    // process it left behind may hold the pipes open (a failing demo's), and a test stuck
+    // reading them, then killed, would otherwise leave the copy. The pipes are drained
+    // meanwhile, so a talkative program never blocks on a full one.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            text
+        })
+    };
+    let mut child = child;
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = child.wait().expect("wait for the demo binary");
+    drop(dir);
+    let output = std::process::Output {
+        status,
+        stdout: stdout.join().expect("the stdout reader"),
+        stderr: stderr.join().expect("the stderr reader"),
+    };
+    (pid, output_to_run(output))
 }
 
 /// The host's hostname, to redact it from snapshots.
@@ -417,6 +487,50 @@ impl Drop for Background {
     }
 }
 
+/// Run `f` on a thread of its own that first moves into new namespaces of `flags`
+/// (`CLONE_NEWNS`, `CLONE_NEWNET`: unshare(2) of these changes only the calling thread's, even in
+/// a multithreaded process, and the processes it starts inherit them), with `/` made private in
+/// a new mount namespace so that no mount made on the machine meanwhile reaches it. The demos'
+/// "host" is then namespaces this test made: a check sees only what its own demo did, and a
+/// demo that broke its promise would still not touch the machine. `look` reads the state on
+/// that thread (through `/proc/thread-self`) before and after `f`. Without the privilege (an
+/// ordinary user), everything runs on the thread in the test's own namespaces, where a demo
+/// cannot change anything anyway; the third value says whether the namespaces were made.
+pub fn in_test_namespaces<T: Send, L: Send>(
+    flags: nix::sched::CloneFlags,
+    f: impl FnOnce() -> T + Send,
+    look: impl Fn() -> L + Send,
+) -> ((L, T, L), bool) {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                let own = nix::sched::unshare(flags).is_ok()
+                    && (!flags.contains(nix::sched::CloneFlags::CLONE_NEWNS)
+                        || crate::lab::make_root_private().is_ok());
+                let before = look();
+                let result = f();
+                ((before, result, look()), own)
+            })
+            .join()
+            .expect("the test's namespace thread")
+    })
+}
+
+/// The links of the calling thread's network namespace (`/proc/thread-self/net/dev`).
+pub fn thread_links() -> Vec<String> {
+    fs::read_to_string("/proc/thread-self/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .skip(2)
+        .filter_map(|l| Some(l.split(':').next()?.trim().to_string()))
+        .collect()
+}
+
+/// The mount table of the calling thread's mount namespace (`/proc/thread-self/mountinfo`).
+pub fn thread_mounts() -> String {
+    fs::read_to_string("/proc/thread-self/mountinfo").expect("/proc/thread-self/mountinfo")
+}
+
 /// One test at a time within a test binary, for tests that check the whole host for leftovers
 /// or measure CPU time (a 2-core machine has no room for two at once).
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -426,8 +540,41 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The cgroups below `parents` (this process's own cgroup in each hierarchy: where the demos it
+/// runs make theirs) that processes in `pids` made ([`made_by`]), and named v1 hierarchies of
+/// theirs in /proc/self/cgroup. Only this run's names: another run's groups, beside them under
+/// the same parent, are none of this test's business.
+pub fn cgroup_leftovers_of(parents: &[PathBuf], pids: &[i32]) -> Vec<String> {
+    fn walk(dir: &Path, depth: usize, pids: &[i32], found: &mut Vec<String>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if made_by(&name, pids) {
+                found.push(e.path().display().to_string());
+            } else if depth > 0 && name.starts_with(crate::PREFIX) {
+                walk(&e.path(), depth - 1, pids, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for parent in parents {
+        walk(parent, 6, pids, &mut found);
+    }
+    found.sort();
+    found.dedup();
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    found.extend(own.lines().filter(|l| made_by(l, pids)).map(String::from));
+    found
+}
+
 /// Directories under /sys/fs/cgroup whose names carry the nslab prefix, and named v1 hierarchies
-/// with it in /proc/self/cgroup: cgroups a program of this project left behind.
+/// with it in /proc/self/cgroup. This scans the whole machine, so another run's groups count
+/// too: the demo crates' tests use [`cgroup_leftovers_of`] instead.
 pub fn cgroup_leftovers() -> Vec<String> {
     fn walk(dir: &Path, depth: usize, found: &mut Vec<String>) {
         let Ok(entries) = fs::read_dir(dir) else {
@@ -455,8 +602,28 @@ pub fn cgroup_leftovers() -> Vec<String> {
     found
 }
 
+/// Entries of the temp directory that processes in `pids` made ([`made_by`]), and mounts whose
+/// lines in /proc/self/mountinfo mention such a name: this run's leftovers only.
+pub fn temp_leftovers_of(pids: &[i32]) -> Vec<String> {
+    let mut found: Vec<String> = fs::read_dir(std::env::temp_dir())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| made_by(n, pids))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| made_by(l, pids))
+            .map(String::from),
+    );
+    found
+}
+
 /// Entries of the temp directory whose names start with `prefix`, and mounts whose lines in
-/// /proc/self/mountinfo mention it.
+/// /proc/self/mountinfo mention it (the whole machine's: see [`temp_leftovers_of`]).
 pub fn temp_leftovers(prefix: &str) -> Vec<String> {
     let mut found: Vec<String> = fs::read_dir(std::env::temp_dir())
         .map(|d| {
@@ -478,6 +645,19 @@ pub fn temp_leftovers(prefix: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn made_by_knows_its_own_names_only() {
+        assert!(made_by("nslab-cg-4242-0", &[4242]));
+        assert!(made_by(
+            "/sys/fs/cgroup/memory/nslab-cpu-w-4242-3/leaf",
+            &[4242]
+        ));
+        assert!(made_by("12:name=nslab-rules-77-1:/", &[1, 77]));
+        assert!(!made_by("nslab-cg-4243-0", &[4242]));
+        assert!(!made_by("nslab-br0", &[0]));
+        assert!(!made_by("cg-4242-0", &[4242]));
+    }
 
     #[test]
     fn equal_values_get_equal_numbers() {

@@ -77,27 +77,12 @@ fn a_waiting_child_goes_on_only_when_released() -> anyhow::Result<()> {
     // Unreleased, the child goes to sleep in read(2) on the pipe (state S in /proc/PID/stat)
     // and stays there: it neither exits nor reports. Watch for that state (it may still be
     // running on its way to read(2) when Ready arrives), with a generous bound.
-    let stat_path = format!("/proc/{}/stat", child.pid());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let stat = std::fs::read_to_string(&stat_path)?;
-        let state = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string();
-        if state == "S" {
-            break;
-        }
-        assert!(
-            state == "R" && std::time::Instant::now() < deadline,
-            "child state {state}, expected it asleep"
-        );
-        std::thread::yield_now();
-    }
+    let state = labkit::procfs::Proc::host().wait_for_state(
+        child.pid().as_raw(),
+        'S',
+        std::time::Duration::from_secs(10),
+    )?;
+    anyhow::ensure!(state == 'S', "child state {state}, expected it asleep");
     child.release()?;
     assert_eq!(child.next_msg()?, Some(Msg::Say("released".into())));
     assert_eq!(labkit::child::exit_code(child.wait()?), 0);
@@ -127,6 +112,35 @@ fn a_panicking_child_is_reported() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn fork_and_clone_refuse_a_second_thread() -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    let forked = fork_child(|_| Ok(0)).map(|_| ());
+    let cloned = clone_child(CloneFlags::empty(), |_| Ok(0)).map(|_| ());
+    drop(tx);
+    thread.join().expect("the thread ends");
+    for (call, result) in [("fork", forked), ("clone", cloned)] {
+        let err = result
+            .err()
+            .with_context(|| format!("{call} ran with two threads"))?;
+        let text = err.to_string();
+        anyhow::ensure!(
+            text.starts_with(&format!("{call}() refused: this process has 2 threads")),
+            "{text}"
+        );
+        anyhow::ensure!(text.contains("single-threaded"), "{text}");
+    }
+    // The joined thread leaves the thread group a moment after join returns (its exit is
+    // finished after it wakes the joiner): the next check forks again.
+    let one = labkit::wait::until(std::time::Duration::from_secs(10), || {
+        Ok(labkit::child::thread_count()? == 1)
+    })?;
+    anyhow::ensure!(one, "the second thread did not end");
+    Ok(())
+}
+
 fn main() {
     let checks: &[(&str, Check)] = &[
         (
@@ -153,9 +167,20 @@ fn main() {
             "a_panicking_child_is_reported",
             a_panicking_child_is_reported,
         ),
+        (
+            "fork_and_clone_refuse_a_second_thread",
+            fork_and_clone_refuse_a_second_thread,
+        ),
     ];
-    // The panicking child's message goes to stderr; keep it short.
-    std::panic::set_hook(Box::new(|info| eprintln!("  (child panicked: {info})")));
+    // A panic in this program is a failing check and prints; a panic in a child is the expected
+    // outcome of a_panicking_child_is_reported, which the parent checks in the report it gets,
+    // so the child prints nothing (a passing run shows no panic message).
+    let main_pid = std::process::id();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::process::id() == main_pid {
+            eprintln!("  (panicked: {info})");
+        }
+    }));
     let mut failed = 0;
     for (name, check) in checks {
         match std::panic::catch_unwind(check) {

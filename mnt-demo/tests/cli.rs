@@ -7,29 +7,42 @@ use std::path::Path;
 
 use labkit::assert_run_snapshot;
 use labkit::testing::{
-    Run, assert_no_process_left, needs_root, needs_unprivileged_userns, run, run_as_nobody,
+    Run, assert_no_process_left, in_test_namespaces, needs_root, needs_unprivileged_userns, run,
+    run_as_nobody, thread_mounts,
 };
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_mnt-demo"))
 }
 
-fn host_mounts() -> String {
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap()
+/// Run `f` with a mount namespace this test made (`/` private) as the demo's "host" (see
+/// [`in_test_namespaces`]): no mount made on the machine meanwhile, by another run or anyone,
+/// changes it. Returns the result and that namespace's mount table before and after.
+fn with_test_host<T: Send>(f: impl FnOnce() -> T + Send) -> (String, T, String) {
+    in_test_namespaces(nix::sched::CloneFlags::CLONE_NEWNS, f, || {
+        // The copies of other runs' mounts on their `nslab-*` paths (a uts-demo pin) come and
+        // go here too: removing a mount point on the host detaches its copies in every other
+        // mount namespace. mnt-demo makes nothing on such paths; they are not this test's.
+        thread_mounts()
+            .lines()
+            .filter(|l| !l.contains("/nslab-"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    })
+    .0
 }
 
 /// Run a demo with `--rootless` and check the host's mount table did not change; `None` (after a
 /// loud skip) where user namespaces are not allowed.
 fn demo(test: &str, args: &[&str]) -> Option<Run> {
-    let before = host_mounts();
     let mut all = vec!["--rootless"];
     all.extend_from_slice(args);
-    let r = run(bin(), &all);
+    let (before, r, after) = with_test_host(|| run(bin(), &all));
     if r.code == 77 && needs_unprivileged_userns(test) {
         return None;
     }
     r.expect_code(0);
-    assert_eq!(before, host_mounts(), "the host's mount table changed");
+    assert_eq!(before, after, "the host's mount table changed");
     assert!(
         r.stdout.contains("/proc/self/mountinfo: ")
             && r.stdout.contains(" mounts, the same before and after")
@@ -242,18 +255,13 @@ fn every_mount_demo_runs_as_real_root_too() {
         return;
     }
     for sub in ["copy", "propagation", "root", "chroot"] {
-        let before = host_mounts();
-        let r = run(bin(), &[sub]);
+        let (before, r, after) = with_test_host(|| run(bin(), &[sub]));
         r.expect_code(0);
         assert!(
             !r.stdout.contains("rootless:"),
             "{sub} ran as root, directly"
         );
-        assert_eq!(
-            before,
-            host_mounts(),
-            "{sub} changed the host's mount table"
-        );
+        assert_eq!(before, after, "{sub} changed the host's mount table");
     }
 }
 
@@ -264,13 +272,12 @@ fn mount_demos_run_as_an_unprivileged_user() {
     {
         return;
     }
-    let before = host_mounts();
-    let r = run_as_nobody(bin(), &["chroot"]);
+    let (before, r, after) = with_test_host(|| run_as_nobody(bin(), &["chroot"]));
     r.expect_code(0);
     assert!(
         r.stdout
             .contains("rootless: continuing in a new user namespace")
     );
     assert!(r.stdout.contains("no way out"));
-    assert_eq!(before, host_mounts());
+    assert_eq!(before, after);
 }

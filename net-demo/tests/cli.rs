@@ -1,52 +1,39 @@
 //! Runs the real `net-demo` binary, snapshots its output and asserts what the kernel did: real
-//! TCP round trips crossed the veth pair and the bridge, and nothing (no link, no netns file, no
-//! process) is left on the host afterwards.
+//! TCP round trips crossed the veth pair and the bridge, and nothing (no link, no process) is left
+//! afterwards. As root, each run's "host" is a network namespace the test made (see
+//! [`in_test_netns`]): no test makes a link in the machine's namespace, and another run going on
+//! at the same time cannot fail a check.
 
 use std::path::Path;
 
 use labkit::assert_run_snapshot;
 use labkit::testing::{
-    Run, assert_no_process_left, needs_root, needs_unprivileged_userns, run, run_as_nobody,
+    Run, assert_no_process_left, in_test_namespaces, needs_root, needs_unprivileged_userns, run,
+    run_as_nobody, thread_links,
 };
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_net-demo"))
 }
 
-/// The host's links and /run/netns entries whose names carry the nslab prefix.
-fn host_leftovers() -> Vec<String> {
-    let mut found: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.contains("nslab"))
-        .collect();
-    if let Ok(dir) = std::fs::read_dir("/run/netns") {
-        found.extend(
-            dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.contains("nslab")),
-        );
-    }
-    found
+/// Run `f` with a network namespace this test made as the demo's "host" (see
+/// [`in_test_namespaces`]); returns its result and the links left there besides those it had.
+fn in_test_netns<T: Send>(f: impl FnOnce() -> T + Send) -> (T, Vec<String>) {
+    let ((before, result, after), _) =
+        in_test_namespaces(nix::sched::CloneFlags::CLONE_NEWNET, f, thread_links);
+    let left = after.into_iter().filter(|l| !before.contains(l)).collect();
+    (result, left)
 }
 
 fn demo(test: &str, args: &[&str]) -> Option<Run> {
-    assert_eq!(
-        host_leftovers(),
-        Vec::<String>::new(),
-        "the host must start clean"
-    );
     let mut all = vec!["--rootless"];
     all.extend_from_slice(args);
-    let r = run(bin(), &all);
+    let (r, left) = in_test_netns(|| run(bin(), &all));
     if r.code == 77 && needs_unprivileged_userns(test) {
         return None;
     }
     r.expect_code(0);
-    assert_eq!(
-        host_leftovers(),
-        Vec::<String>::new(),
-        "nothing left on the host"
-    );
+    assert_eq!(left, Vec::<String>::new(), "nothing left in the \"host\"");
     assert_no_process_left(&r, "net-demo");
     Some(r)
 }
@@ -212,10 +199,17 @@ fn every_demo_runs_as_real_root_and_as_nobody() {
         return;
     }
     for sub in ["fresh", "veth", "bridge"] {
-        for r in [run(bin(), &[sub]), run_as_nobody(bin(), &[sub])] {
+        for as_nobody in [false, true] {
+            let (r, left) = in_test_netns(|| {
+                if as_nobody {
+                    run_as_nobody(bin(), &[sub])
+                } else {
+                    run(bin(), &[sub])
+                }
+            });
             r.expect_code(0);
             assert!(r.stdout.contains("\"pong\""), "{sub}: {}", r.stdout);
-            assert_eq!(host_leftovers(), Vec::<String>::new());
+            assert_eq!(left, Vec::<String>::new(), "{sub}: left in the \"host\"");
         }
     }
 }

@@ -46,11 +46,20 @@ fn table_row(text: &str, label: &str) -> Vec<String> {
 /// A running `uts-demo unshare --hostname NAME -- cat` (waits on its stdin): a process in a UTS
 /// namespace of its own, for `ns` and `setns` to look at.
 fn renamed_process(name: &str) -> Background {
-    Background::start(
+    let renamed = Background::start(
         bin(),
         &["unshare", "--hostname", name, "--", "cat"],
         "execvp",
-    )
+    );
+    // The line comes just before execvp(2); no event says the exec is done (on a busy machine
+    // the demo could otherwise still be `uts-demo` when the test looks): wait for `cat`.
+    let proc = labkit::procfs::Proc::host();
+    let exec_done = labkit::wait::until(std::time::Duration::from_secs(10), || {
+        Ok(proc.comm(renamed.pid()).is_ok_and(|c| c == "cat"))
+    })
+    .unwrap();
+    assert!(exec_done, "the renamed process never became cat");
+    renamed
 }
 
 #[test]

@@ -543,10 +543,8 @@ fn mounts() -> Result<Vec<Mount>> {
         .collect())
 }
 
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape(field: &str) -> String {
-    crate::decode_escapes(field, b'\\', 3, 8)
-}
+// mountinfo escapes space, tab, newline and backslash as \ooo: labkit's decoder undoes them.
+use labkit::cgroupfs::unescape;
 
 #[derive(Debug)]
 enum CgroupLayout {
@@ -1000,17 +998,10 @@ fn worker(args: &[String]) -> Result<()> {
 /// A mount namespace of this process's own, every mount private (nothing propagates back to the
 /// host), and on a hybrid host the cgroup2 mounts detached: crun refuses hybrid layouts.
 fn private_mounts() -> Result<()> {
-    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    use nix::mount::{MntFlags, umount2};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .context("unshare(CLONE_NEWNS) (needs root)")?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .context("make / private (MS_REC|MS_PRIVATE)")?;
+    labkit::lab::make_root_private()?;
     if let CgroupLayout::Hybrid(v2) = CgroupLayout::of(&mounts()?) {
         for point in v2 {
             umount2(&point, MntFlags::MNT_DETACH)

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 /// The integration tests that run in the VM: (crate, its test target or all of them, the tests'
 /// name filters or all). minicontainer's OCI tests need neither overlayfs nor veth (a bundle's
@@ -221,7 +221,80 @@ fn build(root: &Path) -> Result<Built> {
     if built.tests.is_empty() {
         bail!("cargo built no integration test binary");
     }
+    check_filters(
+        &built.tests,
+        std::env::var("NSLAB_VM_FILTER").ok().as_deref(),
+    )?;
     Ok(built)
+}
+
+/// The test names of a libtest executable (`--list --format terse`: `name: test` lines), run on
+/// the host: listing runs no test.
+fn list_tests(exe: &Path) -> Result<Vec<String>> {
+    let out = Command::new(exe)
+        .args(["--list", "--format", "terse"])
+        .output()
+        .with_context(|| format!("{} --list", exe.display()))?;
+    ensure!(
+        out.status.success(),
+        "{} --list: {}",
+        exe.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(names_in_listing(&String::from_utf8_lossy(&out.stdout)))
+}
+
+fn names_in_listing(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(String::from)
+        .collect()
+}
+
+/// The filters that select no test: each of a suite's own filters must match a test of its
+/// executable (libtest matches by substring), and `NSLAB_VM_FILTER`, when set, one test of some
+/// suite. A renamed test then fails vm-test before the VM boots, instead of silently running
+/// nothing.
+fn unmatched_filters(
+    suites: &[(String, Vec<String>, Vec<String>)],
+    extra: Option<&str>,
+) -> Vec<String> {
+    let mut unmatched = Vec::new();
+    for (name, filters, tests) in suites {
+        for f in filters {
+            if !tests.iter().any(|t| t.contains(f.as_str())) {
+                unmatched.push(format!("{name}: {f}"));
+            }
+        }
+    }
+    if let Some(f) = extra {
+        if !suites
+            .iter()
+            .any(|(_, _, tests)| tests.iter().any(|t| t.contains(f)))
+        {
+            unmatched.push(format!("NSLAB_VM_FILTER: {f}"));
+        }
+    }
+    unmatched
+}
+
+fn check_filters(tests: &[Test], extra: Option<&str>) -> Result<()> {
+    let mut suites = Vec::new();
+    for t in tests {
+        suites.push((
+            format!("{}::{}", t.krate, t.name),
+            t.filters.clone(),
+            list_tests(&t.exe)?,
+        ));
+    }
+    let unmatched = unmatched_filters(&suites, extra);
+    ensure!(
+        unmatched.is_empty(),
+        "vm-test filters that match no test (renamed?): {}",
+        unmatched.join(", ")
+    );
+    Ok(())
 }
 
 /// The string value after `key` in a JSON line (good enough for cargo's messages).
@@ -398,8 +471,9 @@ fn initramfs(root: &Path, built: &Built, busybox: &Path, accept: bool, out: &Pat
     Ok(())
 }
 
-/// Boot the VM, stream its console, and return what it printed.
-fn boot(kernel: &Path, initrd: &Path) -> Result<String> {
+/// The one QEMU command line of vm-test and the sandbox: Debian's kernel and our initramfs, 1 GiB
+/// and 2 CPUs, the serial console on stdio, no reboot (the guest's poweroff ends QEMU).
+fn qemu(kernel: &Path, initrd: &Path) -> Result<Command> {
     let qemu = which("qemu-system-x86_64")
         .context("qemu-system-x86_64 not found: install Debian's qemu-system-x86 package")?;
     // KVM only when asked (NSLAB_VM_KVM=1): on some hosts /dev/kvm exists and stock kernels
@@ -409,24 +483,30 @@ fn boot(kernel: &Path, initrd: &Path) -> Result<String> {
     } else {
         "tcg"
     };
-    let mut child = Command::new(qemu)
-        .args([
-            "-accel",
-            accel,
-            "-m",
-            "1024",
-            "-smp",
-            "2",
-            "-nographic",
-            "-no-reboot",
-            "-monitor",
-            "none",
-        ])
-        .arg("-kernel")
-        .arg(kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet loglevel=3"])
+    let mut cmd = Command::new(qemu);
+    cmd.args([
+        "-accel",
+        accel,
+        "-m",
+        "1024",
+        "-smp",
+        "2",
+        "-nographic",
+        "-no-reboot",
+        "-monitor",
+        "none",
+    ])
+    .arg("-kernel")
+    .arg(kernel)
+    .arg("-initrd")
+    .arg(initrd)
+    .args(["-append", "console=ttyS0 panic=-1 quiet loglevel=3"]);
+    Ok(cmd)
+}
+
+/// Boot the VM, stream its console, and return what it printed.
+fn boot(kernel: &Path, initrd: &Path) -> Result<String> {
+    let mut child = qemu(kernel, initrd)?
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -542,6 +622,10 @@ pub fn vm_test(root: &Path, accept: bool) -> Result<()> {
             built.tests.len()
         );
     }
+    // The filters were checked against the host's listing; a run of nothing is still a failure.
+    if console.lines().any(|l| l.trim() == "running 0 tests") {
+        bail!("a test binary ran no test in the VM (its filters selected none)");
+    }
     let failed: Vec<&str> = results
         .iter()
         .filter(|(_, c)| *c != 0)
@@ -633,31 +717,7 @@ pub fn sandbox(root: &Path) -> Result<()> {
     cpio.file("/init", 0o755, init.as_bytes());
     let initrd = root.join("target/vm/sandbox.cpio");
     std::fs::write(&initrd, cpio.finish())?;
-    let qemu = which("qemu-system-x86_64")
-        .context("qemu-system-x86_64 not found: install Debian's qemu-system-x86 package")?;
-    let accel = if std::env::var("NSLAB_VM_KVM").is_ok_and(|v| v == "1") {
-        "kvm"
-    } else {
-        "tcg"
-    };
-    let status = Command::new(qemu)
-        .args([
-            "-accel",
-            accel,
-            "-m",
-            "1024",
-            "-smp",
-            "2",
-            "-nographic",
-            "-no-reboot",
-            "-monitor",
-            "none",
-        ])
-        .arg("-kernel")
-        .arg(&kernel)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet loglevel=3"])
+    let status = qemu(&kernel, &initrd)?
         .status()
         .context("spawn qemu-system-x86_64")?;
     let _ = std::fs::remove_file(&initrd);
@@ -665,4 +725,34 @@ pub fn sandbox(root: &Path) -> Result<()> {
         bail!("qemu ended with {status}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filter_that_matches_no_test_is_reported() {
+        let listing =
+            "cgroup_shows_its_layout: test\nthe_lifecycle_runs: test\nbench x: benchmark\n";
+        let tests = names_in_listing(listing);
+        assert_eq!(tests, ["cgroup_shows_its_layout", "the_lifecycle_runs"]);
+        let suites = vec![(
+            "minicontainer::oci".to_string(),
+            vec!["the_lifecycle".to_string(), "renamed_away".to_string()],
+            tests,
+        )];
+        assert_eq!(
+            unmatched_filters(&suites, None),
+            ["minicontainer::oci: renamed_away"]
+        );
+        assert_eq!(
+            unmatched_filters(&suites, Some("nothing_like_it")),
+            [
+                "minicontainer::oci: renamed_away",
+                "NSLAB_VM_FILTER: nothing_like_it"
+            ]
+        );
+        assert!(unmatched_filters(&suites[..0], Some("x")).len() == 1);
+    }
 }

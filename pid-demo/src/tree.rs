@@ -1,0 +1,122 @@
+//! tree (PID-1, PID-2).
+
+use crate::{join, own_nspid};
+use anyhow::{Result, ensure};
+use labkit::child::{Reporter, clone_child};
+use labkit::narrate::table;
+use labkit::ns::{self};
+use labkit::{Narrator, bad_input};
+use nix::sched::CloneFlags;
+use nix::unistd::{getpid, getppid};
+
+/// The kernel's limit on nesting: 32 levels of PID namespaces, the initial one included
+/// (`MAX_PID_NS_LEVEL`).
+pub const MAX_DEPTH: u32 = 31;
+
+/// One level of the nested demo: report this process's view, then make the next level.
+// ANCHOR: level
+pub(crate) fn level(report: &mut Reporter, k: u32, depth: u32) -> Result<i32> {
+    report.speaker(format!("level {k}"));
+    let nspid = own_nspid()?;
+    // In its own namespace this process is PID 1, and its parent is in another namespace:
+    // not visible from here, so getppid() returns 0.
+    report.step(format!(
+        "getpid() -> {}, getppid() -> {}",
+        getpid(),
+        getppid()
+    ));
+    report.say(format!("NSpid: {} (/proc/self/status)", join(&nspid)));
+    report.data(format!("{k} {} {}", ns::inode(None, "pid")?, join(&nspid)));
+    // lab:begin pid-nested-level tests=tree_numbers_each_process
+    // TODO(lab): below the deepest level, make the next level in a new PID namespace.
+    // TODO(lab): The next level is a child in a new PID namespace that runs level(k + 1):
+    // TODO(lab): report the clone, pass its report lines up, and wait for it.
+    // lab:hint clone_child(CloneFlags::CLONE_NEWPID, |r| level(r, k + 1, depth))?; then
+    // lab:hint report.step("clone(CLONE_NEWPID | SIGCHLD) -> child pid N"), next.forward(report)?
+    // lab:hint (its lines come before ours end) and next.wait()?. Return Ok(0).
+    if k < depth {
+        let mut next = clone_child(CloneFlags::CLONE_NEWPID, |r| level(r, k + 1, depth))?;
+        report.step(format!(
+            "clone(CLONE_NEWPID | SIGCHLD) -> child pid {}",
+            next.pid()
+        ));
+        next.forward(report)?;
+        next.wait()?;
+    }
+    Ok(0)
+    // lab:end pid-nested-level
+}
+
+// ANCHOR_END: level
+
+/// `tree --depth N`: N nested PID namespaces, each made by the first process of the one above
+/// with `clone(CLONE_NEWPID)`. Each process is PID 1 in its own namespace and has a PID in
+/// every namespace above it, none in those below: the table and the tree show all of them.
+pub fn tree(out: &mut Narrator, depth: u32) -> Result<()> {
+    if !(1..=MAX_DEPTH).contains(&depth) {
+        return Err(bad_input(format!(
+            "--depth {depth}: the kernel nests at most 32 PID namespaces, the host's included, so 1 to {MAX_DEPTH}"
+        )));
+    }
+    let host_ns = ns::inode(None, "pid")?;
+    let top = clone_child(CloneFlags::CLONE_NEWPID, |r| level(r, 1, depth))?;
+    out.step(
+        "host",
+        format!("clone(CLONE_NEWPID | SIGCHLD) -> child pid {}", top.pid()),
+    );
+    let finished = top.finish(out, "level 1")?;
+    ensure!(
+        finished.exit_code() == 0,
+        "level 1 ended with {:?}",
+        finished.status
+    );
+
+    // Each data line: level, namespace inode, NSpid (host first).
+    let levels: Vec<(u32, u64, Vec<i32>)> = finished
+        .data
+        .iter()
+        .map(|line| {
+            let mut f = line.split(' ');
+            let k = f.next().unwrap_or_default().parse()?;
+            let inode = f.next().unwrap_or_default().parse()?;
+            let nspid = f.map(str::parse).collect::<Result<Vec<i32>, _>>()?;
+            Ok((k, inode, nspid))
+        })
+        .collect::<Result<_>>()?;
+
+    out.raw("");
+    out.raw(
+        "Each process's PID as every namespace numbers it (NSpid:); - : not visible from there",
+    );
+    let mut header = vec!["process".to_string()];
+    header.extend((1..=depth).map(|k| format!("in level {k}")));
+    header.push("in the host".into());
+    let mut rows = vec![header];
+    for (k, _, nspid) in &levels {
+        let mut row = vec![format!("level-{k} init")];
+        // nspid[0] is the host's number, nspid[j] the number in level j.
+        row.extend((1..=depth as usize).map(|j| nspid.get(j).map_or("-".into(), i32::to_string)));
+        row.push(format!("pid {}", nspid[0]));
+        rows.push(row);
+    }
+    out.raw(table(&rows).trim_end());
+    out.raw("");
+    out.raw(format!("host  pid:[{host_ns}]"));
+    for (k, inode, nspid) in &levels {
+        let indent = "    ".repeat(*k as usize - 1);
+        let seen: Vec<String> = (1..*k as usize)
+            .rev()
+            .map(|j| format!("level {j}: {}", nspid[j]))
+            .collect();
+        let above = if seen.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", seen.join(", "))
+        };
+        out.raw(format!(
+            "{indent}└── level {k}  pid:[{inode}]  its PID 1 is host pid {}{above}",
+            nspid[0]
+        ));
+    }
+    Ok(())
+}
