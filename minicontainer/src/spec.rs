@@ -1048,12 +1048,7 @@ mod tests {
         assert!(with(&["hooks"], serde_json::json!({})).is_ok());
         for (path, value, named) in [
             (
-                &["hooks"][..],
-                serde_json::json!({"prestart": [{"path": "/bin/true"}]}),
-                "hooks",
-            ),
-            (
-                &["linux", "personality"],
+                &["linux", "personality"][..],
                 serde_json::json!({"domain": "LINUX32"}),
                 "linux.personality",
             ),
