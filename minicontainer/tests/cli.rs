@@ -2,23 +2,12 @@
 //! the kernel's refusal, limits are enforced, the exit status comes through, and nothing is left
 //! behind: on exit, on error, on Ctrl-C, and after SIGKILL once `gc` ran.
 
+mod common;
+
 use std::path::Path;
 
-use labkit::testing::{
-    Background, Run, cgroup_leftovers, needs_root, needs_unprivileged_userns, run, run_as_nobody,
-    serial, temp_leftovers,
-};
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_minicontainer"))
-}
-
-/// Temp directories, mounts and cgroups a container might have left.
-fn leftovers() -> Vec<String> {
-    let mut found = temp_leftovers("nslab-ctr");
-    found.extend(cgroup_leftovers());
-    found
-}
+use common::{bin, leftovers, run, run_as_nobody, started};
+use labkit::testing::{Background, Run, needs_root, needs_unprivileged_userns, serial};
 
 /// `minicontainer run ARGS -- sh -c SCRIPT`, as the current user (root in CI).
 fn container(args: &[&str], script: &str) -> Run {
@@ -391,6 +380,7 @@ fn bridge_containers_reach_each_other_and_the_host_and_nothing_else() {
         ],
         "listening",
     );
+    started(a.pid());
     let explained = a.lines.concat();
     // "[container] N. RTM_SETLINK lo up; RTM_NEWADDR 10.89.X.Y/24 dev eth0; ..."
     let address = explained
@@ -495,6 +485,7 @@ fn sigterm_to_minicontainer_reaches_the_container() {
     // The shell (PID 2, under the init) ends with 42 on SIGTERM; it says so once its trap is set.
     let script = "trap 'echo got-term; exit 42' TERM; echo trap-set; while :; do sleep 0.05; done";
     let mut ctr = Background::start(bin(), &["run", "--", "sh", "-c", script], "trap-set");
+    started(ctr.pid());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(ctr.pid()),
         nix::sys::signal::Signal::SIGTERM,
@@ -557,6 +548,7 @@ fn ps_exec_and_stop_work_on_a_named_container() {
         ],
         "up",
     );
+    started(ctr.pid());
     let ps = run(bin(), &["ps"]);
     ps.expect_code(0);
     let row = ps
@@ -937,7 +929,10 @@ fn a_detached_container_runs_in_the_background_with_its_log() {
         format!("{name}\n"),
         "run -d prints the name and returns"
     );
-    assert!(run(bin(), &["ps"]).stdout.contains(&name));
+    let ps = run(bin(), &["ps"]).stdout;
+    let row = ps.lines().find(|l| l.starts_with(&name)).expect("in ps");
+    // The background runner makes the container's objects: remember its PID (RUNNER).
+    started(row.split_whitespace().nth(2).unwrap().parse().unwrap());
     // Its output goes to its log (poll: the shell writes it in its own time).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let log = loop {

@@ -8,12 +8,11 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use labkit::tempdir::TempDir;
-use labkit::testing::{Run, cgroup_leftovers, needs_root, run, serial, skip};
-use serde_json::{Value, json};
+mod common;
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_minicontainer"))
-}
+use common::{bin, leftovers as cgroup_leftovers, run, started};
+use labkit::testing::{Run, needs_root, serial, skip};
+use serde_json::{Value, json};
 
 /// A bundle: `rootfs/` with busybox and its applets, and the default `config.json` that
 /// `minicontainer spec` writes, changed by `edit`.
@@ -108,7 +107,15 @@ impl Bundle {
         all.extend_from_slice(args);
         let mut cmd = labkit::testing::command(bin(), &all);
         cmd.envs(env.iter().copied());
-        let out = cmd.output().expect("spawn minicontainer");
+        let (pid, out) = {
+            let child = cmd
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn minicontainer");
+            (child.id() as i32, child.wait_with_output().unwrap())
+        };
+        started(pid);
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -127,8 +134,13 @@ impl Bundle {
             .args(args)
             .stdout(fs::File::create(&out).unwrap())
             .stderr(fs::File::create(&err).unwrap())
-            .status()
+            .spawn()
             .unwrap();
+        started(status.id() as i32);
+        let status = {
+            let mut child = status;
+            child.wait().unwrap()
+        };
         Run {
             code: status.code().unwrap_or(-1),
             stdout: fs::read_to_string(&out).unwrap(),
@@ -929,6 +941,7 @@ fn sigterm_to_run_goes_to_the_container_and_run_still_deletes_it() {
         &["--root", &root, "run", "--bundle", &b.path(), &id],
         "ready",
     );
+    started(run.pid());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(run.pid()),
         nix::sys::signal::Signal::SIGTERM,

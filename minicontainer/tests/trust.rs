@@ -6,33 +6,22 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use labkit::testing::{
-    Background, Run, TempDir, cgroup_leftovers, command, needs_root, run, run_as_nobody, serial,
-    temp_leftovers,
-};
+mod common;
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_minicontainer"))
-}
+use common::{bin, leftovers, run, run_as_nobody, started};
+use labkit::testing::{Background, Run, TempDir, command, needs_root, serial};
 
 const NOBODY: u32 = 65534;
 
 /// `sh -c SCRIPT` as root, with `$MC` the binary: for what needs the shell's own descriptors.
 fn shell(script: &str) -> Run {
-    let out = command(Path::new("/bin/sh"), &["-c", script])
-        .env("MC", bin())
-        .output()
-        .expect("sh");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    // The shell execs minicontainer: same PID, remembered by `run`.
+    let script = script.replace("\"$MC\"", &format!("'{}'", bin().display()));
+    run(Path::new("/bin/sh"), &["-c", &script])
 }
 
 fn assert_clean() {
-    assert_eq!(temp_leftovers("nslab-ctr"), Vec::<String>::new());
-    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
 }
 
 #[test]
@@ -123,6 +112,7 @@ fn another_users_containers_are_not_visible_nor_reachable() {
         ],
         "up",
     );
+    started(ctr.pid());
     assert!(run(bin(), &["ps"]).stdout.contains(&name));
     let ps = run_as_nobody(bin(), &["ps"]);
     assert!(!ps.stdout.contains(&name), "{}", ps.stdout);
@@ -184,6 +174,7 @@ fn the_callers_descriptors_and_environment_stay_outside() {
         ],
         "up",
     );
+    started(ctr.pid());
     let r = shell(&format!(
         "exec 7</; NSLAB_SECRET=caller exec \"$MC\" exec {name} -- sh -c \
          'ls /proc/self/fd | tr \"\\n\" \" \"; echo; env | grep -c NSLAB_SECRET'"
@@ -317,11 +308,13 @@ fn bad_ids_volumes_and_names_are_refused() {
     let name = format!("nslab-dup{}", std::process::id());
     let runs: Vec<_> = (0..6)
         .map(|_| {
-            command(bin(), &["run", "--name", &name, "--", "sleep", "1"])
+            let child = command(bin(), &["run", "--name", &name, "--", "sleep", "1"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
-                .unwrap()
+                .unwrap();
+            started(child.id() as i32);
+            child
         })
         .collect();
     let codes: Vec<i32> = runs
@@ -353,6 +346,7 @@ fn gc_under_another_tmpdir_leaves_a_running_container_alone() {
         ],
         "up",
     );
+    started(ctr.pid());
     let scratch = std::fs::read_to_string(format!("/run/nslab/{name}/scratch")).unwrap();
     let other = TempDir::new("tmpdir");
     let out = command(bin(), &["gc"])
