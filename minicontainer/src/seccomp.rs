@@ -118,17 +118,13 @@ pub const DENIED_IOCTLS: &[(&str, u64)] = &[("TIOCSTI", libc::TIOCSTI)];
 /// architecture check, which kills the process).
 pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
-/// `clone` is refused with EPERM when its flags ask for any of these new namespaces.
-pub const CLONE_NAMESPACE_FLAGS: &[(&str, i32)] = &[
-    ("CLONE_NEWUSER", libc::CLONE_NEWUSER),
-    ("CLONE_NEWNS", libc::CLONE_NEWNS),
-    ("CLONE_NEWPID", libc::CLONE_NEWPID),
-    ("CLONE_NEWNET", libc::CLONE_NEWNET),
-    ("CLONE_NEWUTS", libc::CLONE_NEWUTS),
-    ("CLONE_NEWIPC", libc::CLONE_NEWIPC),
-    ("CLONE_NEWCGROUP", libc::CLONE_NEWCGROUP),
-    ("CLONE_NEWTIME", libc::CLONE_NEWTIME),
-];
+/// `clone` is refused with EPERM when its flags ask for any new namespace: every flag of
+/// `labkit::ns::TABLE` (the workspace's one table of namespace flags), by name and value.
+pub fn clone_namespace_flags() -> impl Iterator<Item = (&'static str, u64)> {
+    labkit::ns::TABLE
+        .iter()
+        .map(|(_, _, flag, name)| (*name, u64::from(flag.bits() as u32)))
+}
 
 fn arch() -> TargetArch {
     #[cfg(target_arch = "aarch64")]
@@ -151,14 +147,13 @@ fn errno(action: LinuxSeccompAction, errno: u32) -> Result<LinuxSyscall> {
 
 /// The default filter as the OCI runtime spec writes it (`linux.seccomp` in `config.json`):
 /// allow by default; EPERM for [`DENIED`], and for `clone` with any flag of
-/// [`CLONE_NAMESPACE_FLAGS`] (one entry per flag: the conditions of one entry must all hold);
+/// [`clone_namespace_flags`] (one entry per flag: the conditions of one entry must all hold);
 /// ENOSYS for `clone3`.
 pub fn default_profile() -> Result<LinuxSeccomp> {
     let mut denied = errno(LinuxSeccompAction::ScmpActErrno, libc::EPERM as u32)?;
     denied.set_names(DENIED.iter().map(|(n, _, _)| n.to_string()).collect());
     let mut syscalls = vec![denied];
-    for (_, flag) in CLONE_NAMESPACE_FLAGS {
-        let flag = u64::try_from(*flag).context("flag")?;
+    for (_, flag) in clone_namespace_flags() {
         let mut clone = errno(LinuxSeccompAction::ScmpActErrno, libc::EPERM as u32)?;
         clone.set_names(vec!["clone".into()]);
         clone.set_args(Some(vec![
@@ -379,9 +374,8 @@ pub fn describe(profile: &LinuxSeccomp) -> String {
                 .map(|(n, _, _)| *n)
                 .collect::<Vec<_>>()
                 .join(" "),
-            CLONE_NAMESPACE_FLAGS
-                .iter()
-                .map(|(n, _)| *n)
+            clone_namespace_flags()
+                .map(|(n, _)| n)
                 .collect::<Vec<_>>()
                 .join("|"),
             DENIED_IOCTLS
