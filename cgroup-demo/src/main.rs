@@ -57,8 +57,8 @@ enum Cmd {
     },
     /// Two busy loops pinned to one CPU (cpuset), weighted 2:1, get CPU time near 2:1.
     Cpu {
-        /// How long to measure.
-        #[arg(long, default_value_t = 2.0)]
+        /// How long to measure (0.1 to 600 seconds).
+        #[arg(long, default_value_t = 2.0, value_parser = measurement_window)]
         seconds: f64,
     },
     /// A CPU quota throttles a busy loop to the configured share of one CPU.
@@ -66,8 +66,8 @@ enum Cmd {
         /// The share of one CPU, in percent.
         #[arg(long, default_value_t = 20)]
         percent: u32,
-        /// How long to measure.
-        #[arg(long, default_value_t = 1.5)]
+        /// How long to measure (0.1 to 600 seconds).
+        #[arg(long, default_value_t = 1.5, value_parser = measurement_window)]
         seconds: f64,
     },
     /// The CPU time and memory a group reports, next to what its process measured itself.
@@ -127,6 +127,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A measurement window in seconds: a finite number from 0.1 to 600 (NaN, infinities and huge
+/// values are no duration at all).
+fn measurement_window(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if seconds.is_finite() && (0.1..=600.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!("{text}: choose 0.1 to 600 seconds"))
+    }
 }
 
 fn main() -> ExitCode {

@@ -619,6 +619,18 @@ fn bad_sizes_and_limits_are_refused() {
         assert_eq!(r.stderr.lines().count(), 1);
         assert_eq!(leftovers(&pids_of(pid, &r)), Vec::<String>::new());
     }
+    // No duration at all: refused by name, never a panic.
+    for seconds in ["nan", "inf", "1e300", "0"] {
+        for lesson in ["cpu", "quota"] {
+            let r = run_with_pid(bin(), &[lesson, "--seconds", seconds]).1;
+            r.expect_code(2);
+            assert!(
+                r.stderr.contains("choose 0.1 to 600 seconds"),
+                "{seconds}: {}",
+                r.stderr
+            );
+        }
+    }
 }
 
 /// Start the demo with piped output and read until a line contains `marker`.

@@ -41,3 +41,23 @@ fn doctor_help_says_what_it_does() {
     r.expect_code(0);
     assert!(r.stdout.contains("Usage: nslab-doctor"));
 }
+
+#[test]
+fn doctor_refuses_arguments_it_does_not_take() {
+    use std::os::unix::ffi::OsStrExt;
+    let bin = Path::new(env!("CARGO_BIN_EXE_nslab-doctor"));
+    let r = run(bin, &["--bogus"]);
+    r.expect_code(2);
+    assert!(
+        r.stderr.contains("unexpected argument \"--bogus\""),
+        "{}",
+        r.stderr
+    );
+    // Not UTF-8: refused the same way, no panic.
+    let out = std::process::Command::new(bin)
+        .arg(std::ffi::OsStr::from_bytes(b"\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unexpected argument"));
+}
