@@ -11,7 +11,7 @@
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use labkit::rootless::Privilege;
@@ -329,19 +329,9 @@ pub(crate) fn remove_cgroups(cgroups: &[(PathBuf, String)]) -> Result<()> {
             cgroup_demo::cg::Version::V2
         };
         if top.exists() {
-            // An exited process may linger a moment in cgroup.procs: retry the rmdir briefly.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                let mut group = cgroup_demo::cg::Group::adopt(top.clone(), version);
-                match group.remove() {
-                    Ok(()) => break,
-                    Err(_) if Instant::now() < deadline => {
-                        std::mem::forget(group);
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+            // Group::remove kills what is left and waits for the group to empty (on v2's
+            // cgroup.events) and for its rmdir to stop answering EBUSY.
+            cgroup_demo::cg::Group::adopt(top.clone(), version).remove()?;
         }
     }
     Ok(())

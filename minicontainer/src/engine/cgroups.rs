@@ -90,6 +90,7 @@ pub(crate) fn make(out: &mut Narrator, plan: &Plan, device_policy: bool) -> Resu
         && !bpf
         && cg::for_controller("devices", None).is_ok_and(|h| h.version == Version::V1);
     let mut groups = Vec::new();
+    // ANCHOR: make
     for controller in wanted(plan, v1_devices) {
         let at = group_for(&mut groups, plan, controller)?;
         let (h, leaf, _) = &groups[at];
@@ -102,6 +103,7 @@ pub(crate) fn make(out: &mut Narrator, plan: &Plan, device_policy: bool) -> Resu
     if device_policy && !v1_devices {
         super::devices::v2_policy(out, plan, &mut groups)?;
     }
+    // ANCHOR_END: make
     Ok(Limits { groups })
 }
 

@@ -184,6 +184,7 @@ pub(crate) fn v2_policy(
             })
         })
         .collect::<Result<_>>()?;
+    // ANCHOR: bpf
     let program = labkit::devices::program(&rules);
     let prog = labkit::devices::load(&program).map_err(|(errno, log)| {
         anyhow::Error::new(errno).context(format!(
@@ -200,6 +201,7 @@ pub(crate) fn v2_policy(
             leaf.path.display()
         )
     })?;
+    // ANCHOR_END: bpf
     out.step(
         "host",
         format!(
