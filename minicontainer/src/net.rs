@@ -174,10 +174,12 @@ impl Drop for Lease {
 /// Nothing else is touched: no veth of a running container, whatever directory it keeps its
 /// files in. Returns what it removed.
 pub fn gc(store: &crate::store::Store, dead: &[String]) -> Result<Vec<String>> {
-    if !Path::new("/sys/class/net").join(BRIDGE).exists() {
+    let _lock = lock()?;
+    // Asked of netlink, not /sys/class/net: sysfs shows the links of the network namespace it
+    // was mounted in, which need not be this process's.
+    if !Rtnl::open()?.links()?.iter().any(|l| l.name == BRIDGE) {
         return Ok(Vec::new());
     }
-    let _lock = lock()?;
     // Read under the lock: a run records its veth before making it, with the lock held.
     let live: Vec<String> = store
         .ids()?

@@ -344,14 +344,55 @@ fn bad_input_is_refused_and_leaves_nothing() {
     assert_eq!(leftovers(), Vec::<String>::new());
 }
 
-/// Whether any link named nslab-br0 or nslab-v* is on the host.
-fn bridge_links() -> Vec<String> {
-    std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n == "nslab-br0" || n.starts_with("nslab-v"))
-        .collect()
+/// A network namespace this test makes to play the host for `--net bridge`: the bridge and the
+/// veths' host ends are made there, not in the machine's own namespace, so the test changes
+/// nothing of the host and another run's bridge is none of its business.
+struct TestNet {
+    holder: Background,
+}
+
+impl TestNet {
+    fn new() -> TestNet {
+        let holder = Background::spawn(Path::new("/usr/bin/unshare"), &["-n", "sleep", "600"]);
+        let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let theirs = format!("/proc/{}/ns/net", holder.pid());
+        // unshare(1) makes the namespace, then execs sleep: wait until it has.
+        let made = labkit::wait::until(std::time::Duration::from_secs(10), || {
+            Ok(std::fs::read_link(&theirs).is_ok_and(|l| l != ours))
+        })
+        .unwrap();
+        assert!(made, "unshare -n made no network namespace");
+        TestNet { holder }
+    }
+
+    /// `nsenter --net=NS -- PROGRAM ARGS...` (nsenter execs it: the same PID).
+    fn args<'a>(&self, program: &'a str, args: &[&'a str]) -> Vec<String> {
+        let mut all = vec![
+            format!("--net=/proc/{}/ns/net", self.holder.pid()),
+            "--".to_string(),
+            program.to_string(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Run {
+        let all = self.args(program, args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        run(Path::new("/usr/bin/nsenter"), &all)
+    }
+
+    /// The links named nslab-br0 or nslab-v* in it.
+    fn bridge_links(&self) -> Vec<String> {
+        let r = self.run("ip", &["-o", "link", "show"]);
+        r.expect_code(0);
+        r.stdout
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .filter(|n| n == "nslab-br0" || n.starts_with("nslab-v"))
+            .collect()
+    }
 }
 
 #[test]
@@ -360,12 +401,14 @@ fn bridge_containers_reach_each_other_and_the_host_and_nothing_else() {
         return;
     }
     let _one = serial();
+    let net = TestNet::new();
+    let mc = bin().display().to_string();
     // Container A answers two TCP connections on port 7070 with its hostname, then ends.
     let server = "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => 7070, \
                   Listen => 5, ReuseAddr => 1) or die \"listen: $!\"; $| = 1; print \"listen\", \"ing\\n\"; \
                   for (1..2) { $c = $s->accept; print $c \"pong from \", `hostname`; close $c }'";
-    let mut a = Background::start(
-        bin(),
+    let a_args = net.args(
+        &mc,
         &[
             "run",
             "--net",
@@ -378,8 +421,9 @@ fn bridge_containers_reach_each_other_and_the_host_and_nothing_else() {
             "-c",
             server,
         ],
-        "listening",
     );
+    let a_args: Vec<&str> = a_args.iter().map(String::as_str).collect();
+    let mut a = Background::start(Path::new("/usr/bin/nsenter"), &a_args, "listening");
     started(a.pid());
     let explained = a.lines.concat();
     // "[container] N. RTM_SETLINK lo up; RTM_NEWADDR 10.89.X.Y/24 dev eth0; ..."
@@ -389,13 +433,19 @@ fn bridge_containers_reach_each_other_and_the_host_and_nothing_else() {
         .map(|(ip, _)| ip.to_string())
         .unwrap_or_else(|| panic!("no eth0 address in:\n{explained}"));
     assert!(address.starts_with("10.89."), "{address}");
-    assert!(bridge_links().contains(&"nslab-br0".to_string()));
+    assert!(net.bridge_links().contains(&"nslab-br0".to_string()));
 
-    // The host reaches A on the bridge.
-    let mut from_host = String::new();
-    let mut stream = std::net::TcpStream::connect((address.as_str(), 7070)).unwrap();
-    std::io::Read::read_to_string(&mut stream, &mut from_host).unwrap();
-    assert_eq!(from_host, "pong from nslab-a\n");
+    // The host (the test's namespace that plays it) reaches A on the bridge.
+    let from_host = net.run(
+        "bash",
+        &["-c", &format!("exec 3<>/dev/tcp/{address}/7070 && cat <&3")],
+    );
+    assert_eq!(
+        from_host.stdout,
+        "pong from nslab-a\n",
+        "{}",
+        from_host.transcript()
+    );
 
     // Container B reaches A; an address outside the bridge's subnet fails at once: there is
     // no route to it, so no packet leaves B (192.0.2.1 is TEST-NET-1, never routed anyway).
@@ -403,8 +453,8 @@ fn bridge_containers_reach_each_other_and_the_host_and_nothing_else() {
         "exec 3<>/dev/tcp/{address}/7070 && cat <&3; \
          (exec 4<>/dev/tcp/192.0.2.1/80) 2>&1 | grep -o 'Network is unreachable' | sort -u"
     );
-    let b = run(
-        bin(),
+    let b = net.run(
+        &mc,
         &[
             "run",
             "--net",
@@ -427,7 +477,7 @@ fn bridge_containers_reach_each_other_and_the_host_and_nothing_else() {
 
     assert_eq!(a.wait(), 0, "A served both and ended");
     assert_eq!(
-        bridge_links(),
+        net.bridge_links(),
         Vec::<String>::new(),
         "the last one out removed the bridge"
     );
@@ -848,11 +898,13 @@ fn sigkill_at_every_setup_step_then_gc_leaves_nothing() {
         return;
     }
     let _one = serial();
+    let net = TestNet::new();
+    let mc = bin().display().to_string();
     let mut step = 1;
     loop {
         // The test-only hook: minicontainer stops for good right after step N.
-        let mut child = labkit::testing::command(
-            bin(),
+        let args = net.args(
+            &mc,
             &[
                 "run",
                 "--explain",
@@ -865,12 +917,15 @@ fn sigkill_at_every_setup_step_then_gc_leaves_nothing() {
                 "--",
                 "true",
             ],
-        )
-        .env("NSLAB_PAUSE_AT_STEP", step.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = labkit::testing::command(Path::new("/usr/bin/nsenter"), &args)
+            .env("NSLAB_PAUSE_AT_STEP", step.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        started(child.id() as i32);
         let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         let paused = loop {
@@ -886,7 +941,7 @@ fn sigkill_at_every_setup_step_then_gc_leaves_nothing() {
             child.kill().unwrap();
         }
         child.wait().unwrap();
-        let gc = run(bin(), &["gc"]);
+        let gc = net.run(&mc, &["gc"]);
         gc.expect_code(0);
         assert_eq!(
             leftovers(),
@@ -894,7 +949,7 @@ fn sigkill_at_every_setup_step_then_gc_leaves_nothing() {
             "after SIGKILL at step {step} and gc:\n{}",
             gc.stdout
         );
-        assert_eq!(bridge_links(), Vec::<String>::new(), "step {step}");
+        assert_eq!(net.bridge_links(), Vec::<String>::new(), "step {step}");
         if !paused {
             assert!(step > 15, "a run has more steps than {step}");
             break;
