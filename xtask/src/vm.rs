@@ -39,6 +39,11 @@ const SUITES: &[(&str, Option<&str>, &[&str])] = &[
             "cgroups_path",
             "a_cgroups_path_places",
             "bad_bundles",
+            "exec_takes",
+            "all_six_hooks",
+            "the_spec_is_followed",
+            "create_refuses",
+            "log_json",
         ],
     ),
 ];
