@@ -119,6 +119,19 @@ pub fn login_tty(fd: std::os::fd::OwnedFd) -> nix::Result<()> {
     Errno::result(res).map(drop)
 }
 
+/// Open the terminal at `path` and make it the caller's as [`login_tty`] does (a new session,
+/// it as the controlling terminal, standard input, output and error).
+pub fn login_tty_at(path: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("open({})", path.display()))?;
+    login_tty(std::os::fd::OwnedFd::from(file))
+        .context("login_tty: setsid(), ioctl(TIOCSCTTY), dup2 to 0 1 2")
+}
+
 /// Copy the window size of terminal `from` to terminal `to` (`TIOCGWINSZ`, `TIOCSWINSZ`): the
 /// kernel then sends SIGWINCH to `to`'s foreground process group. False when `from` is not a
 /// terminal.

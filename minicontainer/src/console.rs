@@ -10,9 +10,9 @@
 //! signals for its own foreground process group), copies bytes both ways, and passes on window
 //! size changes (`SIGWINCH`).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -58,16 +58,10 @@ pub fn open(r: &mut Reporter, sock: &UnixStream) -> Result<PathBuf> {
 /// In the command's process, just before exec: a new session whose controlling terminal, and
 /// standard input, output and error, is `tty` (nothing when `None`).
 pub fn login(tty: Option<&Path>) -> Result<()> {
-    let Some(path) = tty else {
-        return Ok(());
-    };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("open({})", path.display()))?;
-    labkit::sys::login_tty(OwnedFd::from(file))
-        .context("login_tty: setsid(), ioctl(TIOCSCTTY), dup2 to 0 1 2")
+    match tty {
+        Some(path) => labkit::sys::login_tty_at(path),
+        None => Ok(()),
+    }
 }
 
 /// The host's side of a running console: restores your terminal and collects the last output

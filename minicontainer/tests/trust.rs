@@ -20,6 +20,25 @@ fn shell(script: &str) -> Run {
     run(Path::new("/bin/sh"), &["-c", &script])
 }
 
+/// A running container called `name` (`sleep 30` under the init), started and remembered.
+fn sleeper(name: &str) -> Background {
+    let ctr = Background::start(
+        bin(),
+        &[
+            "run",
+            "--name",
+            name,
+            "--",
+            "sh",
+            "-c",
+            "echo up; exec sleep 30",
+        ],
+        "up",
+    );
+    started(ctr.pid());
+    ctr
+}
+
 fn assert_clean() {
     assert_eq!(leftovers(), Vec::<String>::new());
 }
@@ -99,20 +118,7 @@ fn another_users_containers_are_not_visible_nor_reachable() {
     }
     let _one = serial();
     let name = format!("nslab-mine{}", std::process::id());
-    let mut ctr = Background::start(
-        bin(),
-        &[
-            "run",
-            "--name",
-            &name,
-            "--",
-            "sh",
-            "-c",
-            "echo up; exec sleep 30",
-        ],
-        "up",
-    );
-    started(ctr.pid());
+    let mut ctr = sleeper(&name);
     assert!(run(bin(), &["ps"]).stdout.contains(&name));
     let ps = run_as_nobody(bin(), &["ps"]);
     assert!(!ps.stdout.contains(&name), "{}", ps.stdout);
@@ -161,20 +167,7 @@ fn the_callers_descriptors_and_environment_stay_outside() {
     assert!(r.stdout.contains("exe=refused"), "{}", r.stdout);
     // exec: the same for the process it starts.
     let name = format!("nslab-fd{}", std::process::id());
-    let mut ctr = Background::start(
-        bin(),
-        &[
-            "run",
-            "--name",
-            &name,
-            "--",
-            "sh",
-            "-c",
-            "echo up; exec sleep 30",
-        ],
-        "up",
-    );
-    started(ctr.pid());
+    let mut ctr = sleeper(&name);
     let r = shell(&format!(
         "exec 7</; NSLAB_SECRET=caller exec \"$MC\" exec {name} -- sh -c \
          'ls /proc/self/fd | tr \"\\n\" \" \"; echo; env | grep -c NSLAB_SECRET'"
@@ -333,20 +326,7 @@ fn gc_under_another_tmpdir_leaves_a_running_container_alone() {
     }
     let _one = serial();
     let name = format!("nslab-gc{}", std::process::id());
-    let mut ctr = Background::start(
-        bin(),
-        &[
-            "run",
-            "--name",
-            &name,
-            "--",
-            "sh",
-            "-c",
-            "echo up; exec sleep 30",
-        ],
-        "up",
-    );
-    started(ctr.pid());
+    let mut ctr = sleeper(&name);
     let scratch = std::fs::read_to_string(format!("/run/nslab/{name}/scratch")).unwrap();
     let other = TempDir::new("tmpdir");
     let out = command(bin(), &["gc"])

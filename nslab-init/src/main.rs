@@ -11,8 +11,6 @@
 #![forbid(unsafe_code)]
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
-use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -44,13 +42,7 @@ fn run(args: &[OsString]) -> Result<i32> {
         if let Some(path) = &tty {
             // The command leads a session of its own, with the container's terminal as its
             // controlling terminal and its standard input, output and error (login_tty(3)).
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .with_context(|| format!("open({})", path.display()))?;
-            labkit::sys::login_tty(OwnedFd::from(file))
-                .context("login_tty: setsid(), ioctl(TIOCSCTTY), dup2 to 0 1 2")?;
+            labkit::sys::login_tty_at(path)?;
         }
         let err = Command::new(&cmd[0]).args(&cmd[1..]).exec();
         // Nobody reads this process's report pipe (init reaps it like any child): say it on
