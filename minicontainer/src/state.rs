@@ -70,8 +70,9 @@ pub fn find(store: &Store, name: &str) -> Result<Record> {
                 store.root.display()
             )))
         } else {
+            // runc's words ("does not exist"), which clients such as podman look for.
             bad_input(format!(
-                "no running container is called {name:?} (see minicontainer ps)"
+                "container {name} does not exist: no running container is called {name:?} (see minicontainer ps)"
             ))
         }
     })

@@ -1400,5 +1400,20 @@ fn all_six_hooks_run_where_and_when_the_spec_says() {
         r.stderr
     );
     assert!(b.mc(&["list", "-q"]).stdout.is_empty());
+    // A failing startContainer hook (in the container, after the release) fails start, which
+    // waits for the program's exec (or, as here, the process's account of why there is none).
+    c["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]});
+    fs::write(&config, serde_json::to_vec(&c).unwrap()).unwrap();
+    b.mc_leaving(&["create", "--bundle", &b.path(), &id])
+        .expect_code(0);
+    let r = b.mc(&["start", &id]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("startContainer hook 0 (/bin/sh) failed"),
+        "{}",
+        r.stderr
+    );
+    b.mc(&["delete", "--force", &id]).expect_code(0);
+    assert!(b.mc(&["list", "-q"]).stdout.is_empty());
     assert_eq!(cgroup_leftovers(), Vec::<String>::new());
 }

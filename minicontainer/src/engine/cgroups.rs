@@ -340,11 +340,16 @@ pub(crate) fn gc(out: &mut Narrator) -> Result<usize> {
             let mine = e
                 .metadata()
                 .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw());
-            if ours
-                && mine
-                && pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists())
-                && !has_processes(&e.path())
-            {
+            let maker_gone = pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists());
+            // A killed run's container dies with it (its parent-death signal), a moment later:
+            // give its processes that moment. An OCI container's stay: its group is kept.
+            let emptied = || {
+                labkit::wait::until(std::time::Duration::from_secs(2), || {
+                    Ok(!has_processes(&e.path()))
+                })
+                .unwrap_or(false)
+            };
+            if ours && mine && maker_gone && emptied() {
                 let mut g = Group::adopt(e.path(), h.version);
                 g.remove()?;
                 out.step("gc", format!("rmdir {}", e.path().display()));

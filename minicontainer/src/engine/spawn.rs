@@ -70,14 +70,20 @@ pub(crate) fn container_main(r: &mut Reporter, p: &Prepared) -> Result<i32> {
     };
     super::identity::setup(r, p.plan, eth0, p.filters)?;
     let executable = find_executable(p.plan)?;
-    wait_for_start(r, p.fifo, p.outlive)?;
-    // Started: in the container, just before its program (a failure fails the start).
-    super::hooks::run(
+    // Held open (close-on-exec) until the exec: `start` returns when it closes.
+    let mut gate = wait_for_start(r, p.fifo, p.outlive)?;
+    // Started: in the container, just before its program (a failure fails the start: `start`
+    // reads the "!" and the error this process writes before it ends).
+    let hooks = super::hooks::run(
         super::hooks::Kind::StartContainer,
         &p.start_container,
         &state,
-    )?;
-    exec(r, p, tty.as_deref(), &executable)
+    );
+    let ran = hooks.and_then(|()| exec(r, p, tty.as_deref(), &executable));
+    if let Err(e) = &ran {
+        let _ = gate.write_all(format!("!{e:#}").as_bytes());
+    }
+    ran
 }
 
 /// Not dumpable, unblocked signals, then wait until the host has put this process in its
@@ -109,8 +115,10 @@ fn wait_for_host(r: &mut Reporter) -> Result<(Option<(Ipv4Addr, u8)>, String)> {
     Ok((eth0, state))
 }
 
-/// Set up: tell the host, then block in open(2) of the exec FIFO until `start` opens it.
-fn wait_for_start(r: &mut Reporter, fifo: &OwnedFd, outlive: bool) -> Result<()> {
+/// Set up: tell the host, then block in open(2) of the exec FIFO until `start` opens it, and
+/// write one byte. The FIFO stays open (close-on-exec): its end of file tells `start` that the
+/// program has been exec'd (after the startContainer hooks); a "!" that it did not get there.
+fn wait_for_start(r: &mut Reporter, fifo: &OwnedFd, outlive: bool) -> Result<std::fs::File> {
     step(
         r,
         "waiting for start: open(exec.fifo, O_WRONLY) blocks until it is opened",
@@ -124,7 +132,8 @@ fn wait_for_start(r: &mut Reporter, fifo: &OwnedFd, outlive: bool) -> Result<()>
         .write(true)
         .open(format!("/proc/self/fd/{}", fifo.as_raw_fd()))
         .context("open(exec.fifo)")?;
-    gate.write_all(b"0").context("write(exec.fifo)")
+    gate.write_all(b"0").context("write(exec.fifo)")?;
+    Ok(gate)
 }
 
 /// The exec: nothing of the caller crosses it. Every descriptor the caller left open above 2
@@ -188,7 +197,25 @@ pub(crate) fn release(fifo: &Path, process: Proc) -> Result<()> {
         }
         bail!("its process did not take the start within 10 s");
     }
-    std::fs::remove_file(fifo).with_context(|| format!("rm {}", fifo.display()))
+    std::fs::remove_file(fifo).with_context(|| format!("rm {}", fifo.display()))?;
+    // Then its end of file: the process has exec'd its program (its startContainer hooks are
+    // done), so what comes after start (poststart hooks, the caller) comes after the exec.
+    let mut said = Vec::new();
+    loop {
+        let mut fds = [PollFd::new(gate.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::NONE).context("poll(exec.fifo) for its end")?;
+        let mut chunk = [0u8; 512];
+        match gate.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => said.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e).context("read(exec.fifo)"),
+        }
+    }
+    match said.strip_prefix(b"!") {
+        Some(why) => bail!("{}", String::from_utf8_lossy(why)),
+        None => Ok(()),
+    }
 }
 
 /// Where execvp(3) will find the command (runc looks it up the same way before it starts the
