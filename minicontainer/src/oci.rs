@@ -86,7 +86,16 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
     let (bundle, spec, rootfs) = open_bundle(&args.bundle)?;
     store.ensure()?;
     let dir = store.dir(id);
-    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+    let mkdir = || fs::DirBuilder::new().mode(0o700).create(&dir);
+    let made = match mkdir() {
+        // The store emptied and tidied away by another command meanwhile: make it again.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            store.ensure()?;
+            mkdir()
+        }
+        other => other,
+    };
+    match made {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(bad_input(format!("container {id} already exists")));
