@@ -10,7 +10,7 @@ use labkit::{Narrator, rootless};
 /// Mount namespaces: copies of the mount list, propagation, pivot_root vs chroot.
 ///
 /// Every demo works in a lab: a new mount namespace whose mounts are made private first, with a
-/// tmpfs on /tmp as scratch space. The host's mount table is the same before and after. Run as
+/// tmpfs on /tmp as scratch space. The host's mount table gets no new mount from it. Run as
 /// root, or as a normal user: then the demo continues inside a user namespace of its own.
 #[derive(Debug, Parser)]
 #[command(name = "mnt-demo", version, max_term_width = 100)]

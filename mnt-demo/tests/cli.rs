@@ -45,7 +45,7 @@ fn demo(test: &str, args: &[&str]) -> Option<Run> {
     assert_eq!(before, after, "the host's mount table changed");
     assert!(
         r.stdout.contains("/proc/self/mountinfo: ")
-            && r.stdout.contains(" mounts, the same before and after")
+            && r.stdout.contains(" mounts before, and no new one after")
     );
     assert_no_process_left(&r, "mnt-demo");
     Some(r)
