@@ -119,7 +119,10 @@ where
     // runs: removing a mount point elsewhere on the machine detaches its copies in every mount
     // namespace, and another process may do that at any time.)
     let n = before.lines().count();
-    let new: Vec<&str> = after.lines().filter(|l| !before.lines().any(|b| b == *l)).collect();
+    let new: Vec<&str> = after
+        .lines()
+        .filter(|l| !before.lines().any(|b| b == *l))
+        .collect();
     out.say(
         "host",
         match new.first() {
