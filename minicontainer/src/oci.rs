@@ -442,3 +442,54 @@ pub fn write_default_spec(bundle: &Path, rootless: bool) -> Result<PathBuf> {
         .with_context(|| format!("write {}", path.display()))?;
     Ok(path)
 }
+
+/// `features`: what this runtime implements, as the runtime specification's features.md
+/// defines the JSON (fixed by the code, not by what this host offers). Read from the engine's
+/// own tables where it has them: the hooks, the mount options, the namespaces, the seccomp
+/// actions and operators.
+pub fn features() -> serde_json::Value {
+    use crate::engine::hooks::Kind;
+    let hooks: Vec<&str> = [
+        Kind::Prestart,
+        Kind::CreateRuntime,
+        Kind::CreateContainer,
+        Kind::StartContainer,
+        Kind::Poststart,
+        Kind::Poststop,
+    ]
+    .iter()
+    .map(|k| k.name())
+    .collect();
+    let capabilities: Vec<String> = {
+        let mut all: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+        all.sort();
+        all
+    };
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": crate::spec::OCI_VERSION,
+        "hooks": hooks,
+        "mountOptions": crate::spec::mount_options(),
+        "linux": {
+            // No time namespace: the spec's timeOffsets are refused.
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "capabilities": capabilities,
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": crate::seccomp::SUPPORTED_ACTIONS,
+                "operators": [
+                    "SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ",
+                    "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"
+                ],
+                "archs": [if cfg!(target_arch = "aarch64") { "SCMP_ARCH_AARCH64" } else { "SCMP_ARCH_X86_64" }],
+                "knownFlags": [],
+                "supportedFlags": []
+            },
+            // A profile or label is refused where it would have to be applied.
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false}
+        }
+    })
+}

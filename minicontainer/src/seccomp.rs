@@ -192,6 +192,19 @@ pub fn default_profile() -> Result<LinuxSeccomp> {
         .build()?)
 }
 
+/// The profile actions [`action`] compiles (what `features` reports; a test keeps the two
+/// together).
+pub const SUPPORTED_ACTIONS: &[&str] = &[
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_TRACE",
+];
+
 fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<SeccompAction> {
     use LinuxSeccompAction as A;
     Ok(match action {
@@ -395,6 +408,21 @@ pub fn describe(profile: &LinuxSeccomp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_supported_actions_are_the_ones_that_compile() {
+        for name in SUPPORTED_ACTIONS {
+            let a: LinuxSeccompAction =
+                serde_json::from_value(serde_json::Value::String(name.to_string())).unwrap();
+            assert!(action(a, None).is_ok(), "{name}");
+        }
+        let notify: LinuxSeccompAction =
+            serde_json::from_value(serde_json::json!("SCMP_ACT_NOTIFY")).unwrap();
+        assert!(
+            action(notify, None).is_err(),
+            "not in the list, not compiled"
+        );
+    }
 
     #[test]
     fn the_filters_compile_and_name_what_they_refuse() {

@@ -267,60 +267,72 @@ pub struct MountPlan {
     pub propagation: Option<MsFlags>,
 }
 
+/// The mount options that set or clear a flag of mount(2): (name, set, clear).
+pub const FLAG_OPTIONS: &[(&str, MsFlags, MsFlags)] = &[
+    ("ro", MsFlags::MS_RDONLY, MsFlags::empty()),
+    ("rw", MsFlags::empty(), MsFlags::MS_RDONLY),
+    ("nosuid", MsFlags::MS_NOSUID, MsFlags::empty()),
+    ("suid", MsFlags::empty(), MsFlags::MS_NOSUID),
+    ("nodev", MsFlags::MS_NODEV, MsFlags::empty()),
+    ("dev", MsFlags::empty(), MsFlags::MS_NODEV),
+    ("noexec", MsFlags::MS_NOEXEC, MsFlags::empty()),
+    ("exec", MsFlags::empty(), MsFlags::MS_NOEXEC),
+    ("sync", MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+    ("async", MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+    ("noatime", MsFlags::MS_NOATIME, MsFlags::empty()),
+    ("atime", MsFlags::empty(), MsFlags::MS_NOATIME),
+    ("nodiratime", MsFlags::MS_NODIRATIME, MsFlags::empty()),
+    ("diratime", MsFlags::empty(), MsFlags::MS_NODIRATIME),
+    ("relatime", MsFlags::MS_RELATIME, MsFlags::empty()),
+    ("norelatime", MsFlags::empty(), MsFlags::MS_RELATIME),
+    ("strictatime", MsFlags::MS_STRICTATIME, MsFlags::empty()),
+    ("nostrictatime", MsFlags::empty(), MsFlags::MS_STRICTATIME),
+    // Accepted and meaning nothing more (mandatory locks are gone from the kernel).
+    ("mand", MsFlags::empty(), MsFlags::empty()),
+    ("nomand", MsFlags::empty(), MsFlags::empty()),
+    ("defaults", MsFlags::empty(), MsFlags::empty()),
+];
+
+/// The propagation options: a second mount(2) call after the first.
+pub const PROPAGATION_OPTIONS: &[(&str, MsFlags)] = &[
+    ("private", MsFlags::MS_PRIVATE),
+    ("rprivate", MsFlags::MS_PRIVATE.union(MsFlags::MS_REC)),
+    ("shared", MsFlags::MS_SHARED),
+    ("rshared", MsFlags::MS_SHARED.union(MsFlags::MS_REC)),
+    ("slave", MsFlags::MS_SLAVE),
+    ("rslave", MsFlags::MS_SLAVE.union(MsFlags::MS_REC)),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
+];
+
+/// Every mount option the engine knows (anything else goes to the file system as data).
+pub fn mount_options() -> Vec<&'static str> {
+    FLAG_OPTIONS
+        .iter()
+        .map(|(n, _, _)| *n)
+        .chain(["bind", "rbind"])
+        .chain(PROPAGATION_OPTIONS.iter().map(|(n, _)| *n))
+        .collect()
+}
+
 /// Decode `options` the way mount(8) and runc do: flags, propagation, and the rest as data.
 pub fn decode_options(options: &[String]) -> (MsFlags, Option<bool>, Option<MsFlags>, String) {
     let (mut flags, mut bind, mut propagation, mut data) =
         (MsFlags::empty(), None, None, Vec::new());
     for option in options {
-        let (set, clear) = match option.as_str() {
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
-            "mand" | "nomand" | "defaults" => (MsFlags::empty(), MsFlags::empty()),
-            "bind" => {
-                bind = Some(bind.unwrap_or(false));
-                continue;
-            }
-            "rbind" => {
-                bind = Some(true);
-                continue;
-            }
-            other => {
-                let p = match other {
-                    "private" => Some(MsFlags::MS_PRIVATE),
-                    "rprivate" => Some(MsFlags::MS_PRIVATE | MsFlags::MS_REC),
-                    "shared" => Some(MsFlags::MS_SHARED),
-                    "rshared" => Some(MsFlags::MS_SHARED | MsFlags::MS_REC),
-                    "slave" => Some(MsFlags::MS_SLAVE),
-                    "rslave" => Some(MsFlags::MS_SLAVE | MsFlags::MS_REC),
-                    "unbindable" => Some(MsFlags::MS_UNBINDABLE),
-                    "runbindable" => Some(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
-                    _ => None,
-                };
-                match p {
-                    Some(p) => propagation = Some(p),
-                    None => data.push(other.to_string()),
-                }
-                continue;
-            }
-        };
-        flags.insert(set);
-        flags.remove(clear);
+        let name = option.as_str();
+        if let Some((_, set, clear)) = FLAG_OPTIONS.iter().find(|(n, _, _)| *n == name) {
+            flags.insert(*set);
+            flags.remove(*clear);
+        } else if name == "bind" {
+            bind = Some(bind.unwrap_or(false));
+        } else if name == "rbind" {
+            bind = Some(true);
+        } else if let Some((_, p)) = PROPAGATION_OPTIONS.iter().find(|(n, _)| *n == name) {
+            propagation = Some(*p);
+        } else {
+            data.push(option.clone());
+        }
     }
     (flags, bind, propagation, data.join(","))
 }

@@ -1419,3 +1419,35 @@ fn all_six_hooks_run_where_and_when_the_spec_says() {
     assert!(b.mc(&["list", "-q"]).stdout.is_empty());
     assert_eq!(cgroup_leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn features_says_what_the_engine_accepts() {
+    let r = run(bin(), &["features"]);
+    r.expect_code(0);
+    let f: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(f["ociVersionMax"], minicontainer::spec::OCI_VERSION);
+    assert!(f["ociVersionMin"].is_string());
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&f["hooks"]).len(), 6);
+    // Every mount option it names is one the engine decodes itself (not handed on as data).
+    for option in names(&f["mountOptions"]) {
+        let (_, _, _, data) = minicontainer::spec::decode_options(std::slice::from_ref(&option));
+        assert!(data.is_empty(), "{option} is passed on as data");
+    }
+    // Every namespace it names is one a config may ask for.
+    let spec_of = |typ: &str| -> oci_spec::runtime::LinuxNamespaceType {
+        serde_json::from_value(json!(typ)).unwrap()
+    };
+    for ns in names(&f["linux"]["namespaces"]) {
+        let _ = spec_of(&ns);
+    }
+    assert!(!names(&f["linux"]["namespaces"]).contains(&"time".to_string()));
+    assert_eq!(f["linux"]["seccomp"]["enabled"], true);
+    assert!(names(&f["linux"]["capabilities"]).contains(&"CAP_SYS_ADMIN".to_string()));
+}

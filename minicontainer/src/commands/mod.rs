@@ -50,6 +50,9 @@ pub enum Cmd {
     Spec(oci::SpecArgs),
     /// Remove what a killed minicontainer left behind (temp directories, cgroups, the bridge).
     Gc,
+    /// OCI: what this runtime implements, as the runtime specification's features.md defines
+    /// the JSON (runc's `features`).
+    Features,
     /// Tell which of run's features work on this machine, and why not (nothing is created).
     Doctor,
 }
@@ -71,6 +74,7 @@ pub fn dispatch(cmd: Cmd, store: &Store) -> Result<ExitCode> {
         Cmd::Delete(args) => oci::delete(out, store, args),
         Cmd::List(args) => oci::list(out, store, args),
         Cmd::Spec(args) => oci::spec(out, store, args),
+        Cmd::Features => oci::features(out, store),
         Cmd::Gc => {
             minicontainer::gc(out, store)?;
             Ok(ExitCode::SUCCESS)

@@ -140,6 +140,11 @@ pub fn list(out: &mut Narrator, store: &Store, args: ListArgs) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn features(out: &mut Narrator, _store: &Store) -> Result<ExitCode> {
+    out.raw(serde_json::to_string_pretty(&oci::features())?);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn spec(out: &mut Narrator, store: &Store, args: SpecArgs) -> Result<ExitCode> {
     let SpecArgs { bundle, rootless } = args;
     let _ = (out, store);
