@@ -572,36 +572,6 @@ pub fn cgroup_leftovers_of(parents: &[PathBuf], pids: &[i32]) -> Vec<String> {
     found
 }
 
-/// Directories under /sys/fs/cgroup whose names carry the nslab prefix, and named v1 hierarchies
-/// with it in /proc/self/cgroup. This scans the whole machine, so another run's groups count
-/// too: the demo crates' tests use [`cgroup_leftovers_of`] instead.
-pub fn cgroup_leftovers() -> Vec<String> {
-    fn walk(dir: &Path, depth: usize, found: &mut Vec<String>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            if e.file_name().to_string_lossy().contains(crate::PREFIX) {
-                found.push(e.path().display().to_string());
-            } else if depth > 0 {
-                walk(&e.path(), depth - 1, found);
-            }
-        }
-    }
-    let mut found = Vec::new();
-    walk(Path::new("/sys/fs/cgroup"), 6, &mut found);
-    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    found.extend(
-        own.lines()
-            .filter(|l| l.contains(crate::PREFIX))
-            .map(String::from),
-    );
-    found
-}
-
 /// Entries of the temp directory that processes in `pids` made ([`made_by`]), and mounts whose
 /// lines in /proc/self/mountinfo mention such a name: this run's leftovers only.
 pub fn temp_leftovers_of(pids: &[i32]) -> Vec<String> {
@@ -617,26 +587,6 @@ pub fn temp_leftovers_of(pids: &[i32]) -> Vec<String> {
         mounts
             .lines()
             .filter(|l| made_by(l, pids))
-            .map(String::from),
-    );
-    found
-}
-
-/// Entries of the temp directory whose names start with `prefix`, and mounts whose lines in
-/// /proc/self/mountinfo mention it (the whole machine's: see [`temp_leftovers_of`]).
-pub fn temp_leftovers(prefix: &str) -> Vec<String> {
-    let mut found: Vec<String> = fs::read_dir(std::env::temp_dir())
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with(prefix))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    found.extend(
-        mounts
-            .lines()
-            .filter(|l| l.contains(prefix))
             .map(String::from),
     );
     found

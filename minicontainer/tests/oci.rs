@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use labkit::tempdir::TempDir;
 mod common;
 
-use common::{bin, leftovers as cgroup_leftovers, run, started};
+use common::{bin, leftovers, run, started};
 use labkit::testing::{Run, needs_root, serial, skip};
 use serde_json::{Value, json};
 
@@ -330,7 +330,7 @@ fn the_lifecycle_goes_created_running_stopped_deleted() {
     let gone = b.mc(&["state", &id]);
     gone.expect_code(2);
     assert!(gone.stderr.contains("does not exist"), "{}", gone.stderr);
-    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
     assert!(
         fs::read_dir(b.root.path()).unwrap().next().is_none(),
         "the state root is empty"
@@ -363,7 +363,7 @@ fn run_waits_and_returns_the_exit_status_detached_runs_until_delete_force() {
     let list: Value = serde_json::from_str(&b.mc(&["list", "--format", "json"]).stdout).unwrap();
     assert_eq!(list[0]["id"], id.as_str());
     b.mc(&["delete", "--force", &id]).expect_code(0);
-    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
 }
 
 /// Every supported field of config.json, observed from inside the container.
@@ -469,7 +469,7 @@ fn each_config_field_is_observed_inside() {
         assert!(out.contains(expected), "{expected:?} in:\n{out}");
     }
     assert!(!host_dir.path().join("x").exists());
-    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
 }
 
 #[test]
@@ -606,7 +606,7 @@ fn bad_bundles_are_refused_and_leave_nothing() {
     r.expect_code(2);
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
     assert!(b.mc(&["list", "-q"]).stdout.is_empty());
-    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
 }
 
 #[test]
@@ -671,7 +671,7 @@ fn cgroups_path_device_rules_and_a_cgroup_mount() {
             r.stdout
         );
         // Made under this process's own cgroup, and removed with the container.
-        assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+        assert_eq!(leftovers(), Vec::<String>::new());
         assert_no_cgroup_dir(|h| h.own.join(format!("nslab-cgpath-{}", std::process::id())));
     }
 }
@@ -875,7 +875,7 @@ fn podman_uses_minicontainer_as_its_runtime() {
     assert_eq!(r.code, 3, "{}", r.transcript());
     drop(scratch);
     assert_no_cgroup_dir(|h| h.mount.join(parent.strip_prefix("/").unwrap()));
-    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
 }
 
 /// The processes whose environment holds `mark` (a process that has not exec'd yet, as a
@@ -1111,7 +1111,7 @@ fn a_cgroups_path_places_the_container_even_without_limits() {
         .to_string();
     assert!(line.ends_with(&format!("/{name}/ctr")), "{cgroups}");
     assert_no_cgroup_dir(|h| h.own.join(&name));
-    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
 }
 
 #[test]
@@ -1192,7 +1192,7 @@ fn create_refuses_what_would_reach_the_host_or_run_nothing() {
     let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     b.mc(&["delete", "--force", &id]).expect_code(0);
-    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
 }
 
 #[test]
@@ -1228,7 +1228,7 @@ fn the_spec_is_followed_where_it_is_silent_and_where_it_is_exact() {
     let r = b.mc(&["run", "--bundle", &b.path(), &id("exact")]);
     r.expect_code(2);
     assert!(r.stderr.contains("ociVersion"), "{}", r.stderr);
-    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
 }
 
 #[test]
@@ -1327,7 +1327,7 @@ fn exec_takes_runcs_flags_and_process_file() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("nslab-no-such"), "{}", r.stderr);
     b.mc(&["delete", "--force", &id]).expect_code(0);
-    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
 }
 
 #[test]
@@ -1417,7 +1417,7 @@ fn all_six_hooks_run_where_and_when_the_spec_says() {
     );
     b.mc(&["delete", "--force", &id]).expect_code(0);
     assert!(b.mc(&["list", "-q"]).stdout.is_empty());
-    assert_eq!(cgroup_leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
 }
 
 #[test]
