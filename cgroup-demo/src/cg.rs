@@ -204,6 +204,15 @@ impl Group {
         }
     }
 
+    /// A handle on an existing group that dropping leaves in place (to read, write, freeze).
+    pub fn existing(path: PathBuf, version: Version) -> Group {
+        Group {
+            path,
+            version,
+            removed: true,
+        }
+    }
+
     /// A child group.
     pub fn child(&self, name: &str) -> Result<Group> {
         Group::create(&self.path, name, self.version)
@@ -314,6 +323,10 @@ impl Group {
                 }
             }
         }
+        // A frozen v1 group's tasks cannot act on SIGKILL until thawed (v2 kills frozen ones).
+        if self.has("freezer.state") {
+            let _ = self.write("freezer.state", "THAWED");
+        }
         // Kill what is left (again, each time: a process may fork while dying) until the
         // group is empty. v2 announces it: cgroup.events is modified when `populated` changes
         // (inotify); v1 has no event (only the release agent), so back off between reads.
@@ -342,10 +355,6 @@ impl Group {
         };
         if empty.is_none() {
             bail!("{} still has processes after 10 s", self.path.display());
-        }
-        // A frozen v1 group keeps its (killed) tasks until thawed.
-        if self.has("freezer.state") {
-            let _ = self.write("freezer.state", "THAWED");
         }
         // EBUSY while the last killed tasks finish exiting (no event: back off).
         let mut last = None;

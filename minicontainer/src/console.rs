@@ -55,6 +55,25 @@ pub fn open(r: &mut Reporter, sock: &UnixStream) -> Result<PathBuf> {
     Ok(PathBuf::from(name))
 }
 
+/// Make the terminal `tty` standard input, output and error (dup2), letting the caller's go;
+/// nothing when `None`. The session and controlling terminal come with [`login`].
+pub fn stdio_to(tty: Option<&Path>) -> Result<()> {
+    let Some(path) = tty else {
+        return Ok(());
+    };
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("open({})", path.display()))?;
+    let shown = path.display();
+    nix::unistd::dup2_stdin(&fd).with_context(|| format!("dup2({shown}, 0)"))?;
+    nix::unistd::dup2_stdout(&fd).with_context(|| format!("dup2({shown}, 1)"))?;
+    nix::unistd::dup2_stderr(&fd).with_context(|| format!("dup2({shown}, 2)"))?;
+    Ok(())
+}
+
 /// In the command's process, just before exec: a new session whose controlling terminal, and
 /// standard input, output and error, is `tty` (nothing when `None`).
 pub fn login(tty: Option<&Path>) -> Result<()> {

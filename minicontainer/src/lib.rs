@@ -21,6 +21,7 @@ pub mod oci;
 pub mod pid1;
 pub mod run;
 pub mod seccomp;
+pub mod resources;
 pub mod spec;
 pub mod state;
 pub mod store;

@@ -12,13 +12,16 @@ use clap::Parser;
 use labkit::bad_input;
 use minicontainer::store::Store;
 
+/// `--version` in runc's shape (`runc version X`, then `spec: Y`), which clients parse.
+const VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.2.0");
+
 /// A minimal container runtime, made of the mechanisms of the book: namespaces, cgroups, an
 /// overlay root with pivot_root, reduced capabilities, and an init as PID 1.
 ///
 /// Without --rootfs the container's root is a fresh writable layer over the host's own /usr,
 /// read-only: `minicontainer run -- sh -c 'hostname; ps; id'` works with nothing to download.
 #[derive(Debug, Parser)]
-#[command(name = "minicontainer", version, max_term_width = 100)]
+#[command(name = "minicontainer", version = VERSION, max_term_width = 100)]
 struct Cli {
     /// Where the OCI commands (create, start, state, kill, delete, list) keep their containers'
     /// state [default: /run/nslab as root, else $XDG_RUNTIME_DIR/nslab].
@@ -52,7 +55,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A container manager reads why from --log (the command line was not understood,
+            // so --log is looked for by hand).
+            if !matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) {
+                if let Some((file, json)) = log_of(std::env::args_os().skip(1)) {
+                    let first = e.to_string();
+                    let first = first.lines().next().unwrap_or_default();
+                    write_log(&file, json, first.trim_start_matches("error: "));
+                }
+            }
+            e.exit()
+        }
+    };
     let log = cli.log.clone().map(|f| (f, cli.log_format == "json"));
     labkit::errors::run_main("minicontainer", || {
         let result = run(cli);
@@ -61,6 +81,21 @@ fn main() -> ExitCode {
         }
         result
     })
+}
+
+/// `--log FILE` (or `--log=FILE`) and whether `--log-format json` comes with it, read from raw
+/// arguments.
+fn log_of(args: impl Iterator<Item = std::ffi::OsString>) -> Option<(PathBuf, bool)> {
+    let args: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+    let value = |flag: &str| {
+        args.iter().enumerate().find_map(|(i, a)| {
+            a.strip_prefix(&format!("{flag}="))
+                .map(String::from)
+                .or_else(|| (a == flag).then(|| args.get(i + 1).cloned()).flatten())
+        })
+    };
+    let file = value("--log")?;
+    Some((PathBuf::from(file), value("--log-format").as_deref() == Some("json")))
 }
 
 /// runc's --log: one line per error, as text or as JSON (`{"level","msg","time"}`), the time in
@@ -113,6 +148,25 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_version_names_the_spec_the_engine_follows() {
+        assert!(VERSION.ends_with(&format!("spec: {}", minicontainer::spec::OCI_VERSION)));
+    }
+
+    #[test]
+    fn log_is_found_in_a_command_line_clap_refused() {
+        let args = |a: &[&str]| log_of(a.iter().map(std::ffi::OsString::from));
+        assert_eq!(
+            args(&["--log", "/x/log.json", "--log-format", "json", "pause", "id"]),
+            Some((PathBuf::from("/x/log.json"), true))
+        );
+        assert_eq!(
+            args(&["--log=/l", "bogus"]),
+            Some((PathBuf::from("/l"), false))
+        );
+        assert_eq!(args(&["bogus"]), None);
     }
 
     #[test]

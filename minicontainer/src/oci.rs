@@ -278,6 +278,51 @@ fn after_hooks(store: &Store, record: &Record, kind: Kind, status: ContainerStat
     }
 }
 
+/// `pause ID`: freeze a running container's processes (runc's pause: v1's freezer, v2's
+/// `cgroup.freeze`); `resume ID` thaws a paused one.
+pub fn pause(store: &Store, id: &str, pause: bool) -> Result<()> {
+    let record = store.load(id)?;
+    let (from, verb) = if pause {
+        ("running", "paused")
+    } else {
+        ("paused", "resumed")
+    };
+    let status = store.status_text(&record);
+    if status != from {
+        return Err(bad_input(format!(
+            "container {id} is {status}: only a {from} container can be {verb}"
+        )));
+    }
+    crate::engine::cgroups::set_frozen(&record.procs, pause)
+        .with_context(|| format!("container {id}"))
+}
+
+/// `update ID`: new resources for a created, running or paused container, written into its
+/// groups (runc's update, which `docker update` reaches through containerd).
+pub fn update(store: &Store, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let record = store.load(id)?;
+    if store.status(&record) == ContainerState::Stopped {
+        return Err(bad_input(format!("container {id} is not running")));
+    }
+    let resources = crate::resources::Resources::new(Some(resources))?;
+    crate::engine::cgroups::update(&record.procs, &resources)
+        .with_context(|| format!("container {id}"))
+}
+
+/// One of runc's `events` lines: `{"type":"stats","id":ID,"data":{...}}`, the usage of a
+/// container's groups.
+pub fn stats_event(store: &Store, id: &str) -> Result<serde_json::Value> {
+    let record = store.load(id)?;
+    if store.status(&record) == ContainerState::Stopped {
+        return Err(bad_input(format!("container {id} is not running")));
+    }
+    Ok(serde_json::json!({
+        "type": "stats",
+        "id": id,
+        "data": crate::engine::cgroups::stats(&record.procs),
+    }))
+}
+
 /// `kill ID [SIGNAL]`: signal a created or running container's process.
 pub fn kill_container(store: &Store, id: &str, signal: Signal) -> Result<()> {
     let record = store.load(id)?;
@@ -314,6 +359,10 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         // Through a pidfd checked to be its process; waited for on the pidfd, not by polling.
         if let Ok(pidfd) = crate::state::pidfd(record.process()) {
             pidfd.send(Signal::SIGKILL)?;
+            // A paused container's processes act on SIGKILL once thawed (v1's freezer).
+            if crate::engine::cgroups::frozen(&record.procs) {
+                crate::engine::cgroups::set_frozen(&record.procs, false)?;
+            }
             if !pidfd.wait_exit(Duration::from_secs(10))? {
                 bail!("container {id}: its process outlived SIGKILL for 10 s");
             }
@@ -393,7 +442,7 @@ pub fn list(store: &Store) -> Result<String> {
             } else {
                 r.pid.to_string()
             },
-            status.to_string(),
+            store.status_text(&r),
             r.bundle.display().to_string(),
         ]);
     }

@@ -43,7 +43,7 @@ pub struct RunOptions {
 }
 
 /// The CPU period the `--cpus` quota is a share of, in microseconds (the kernel's default).
-pub const CPU_PERIOD: u64 = 100_000;
+pub use crate::resources::CPU_PERIOD;
 
 fn oci_cap(cap: caps::Capability) -> Result<Capability> {
     serde_json::from_value(serde_json::Value::String(cap.to_string()))
@@ -423,20 +423,14 @@ pub struct Plan {
     pub gid_map: Option<String>,
     /// `linux.devices`: (path, type, major, minor, mode, uid, gid).
     pub devices: Vec<Device>,
-    pub cpu_shares: Option<u64>,
-    /// `linux.resources.devices` for the v1 devices controller: (allow, "c 1:3 rwm").
-    pub device_rules: Vec<(bool, String)>,
-    /// `linux.cgroupsPath`, made under this process's own cgroup.
+    /// `linux.cgroupsPath`: from the root of each hierarchy when absolute, from this process's
+    /// own cgroup when relative.
     pub cgroups_path: Option<PathBuf>,
-    pub cpuset: Option<(Option<String>, Option<String>)>,
-    pub memory: Option<i64>,
-    pub memory_swap: Option<i64>,
-    pub pids: Option<i64>,
-    /// (quota, period) in microseconds.
-    pub cpu: Option<(i64, u64)>,
+    /// `linux.resources`, as cgroup files.
+    pub resources: crate::resources::Resources,
 }
 
-fn unsupported(field: &str) -> anyhow::Error {
+pub(crate) fn unsupported(field: &str) -> anyhow::Error {
     labkit::bad_input(format!(
         "config: {field} is not supported by minicontainer (it would be ignored, so it is refused)"
     ))
@@ -513,15 +507,8 @@ pub const HONOURED: &[&str] = &[
     "linux.gidMappings",
     "linux.devices",
     "linux.cgroupsPath",
-    "linux.resources.memory.limit",
-    "linux.resources.memory.swap",
-    "linux.resources.cpu.shares",
-    "linux.resources.cpu.quota",
-    "linux.resources.cpu.period",
-    "linux.resources.cpu.cpus",
-    "linux.resources.cpu.mems",
-    "linux.resources.pids.limit",
-    "linux.resources.devices",
+    // Every field of it: read by resources::Resources, which refuses what it cannot apply.
+    "linux.resources",
     "linux.sysctl",
     "linux.seccomp",
     "linux.rootfsPropagation",
@@ -786,54 +773,6 @@ fn capabilities(process: &oci_spec::runtime::Process) -> Result<CapSets> {
     })
 }
 
-/// `linux.resources.devices` as v1's rule text, in order.
-fn device_rules(resources: Option<&oci_spec::runtime::LinuxResources>) -> Vec<(bool, String)> {
-    resources
-        .and_then(|r| r.devices().as_ref())
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            let kind = match d.typ() {
-                Some(oci_spec::runtime::LinuxDeviceType::C) => "c",
-                Some(oci_spec::runtime::LinuxDeviceType::B) => "b",
-                _ => "a",
-            };
-            let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
-            let access = d.access().clone().unwrap_or_else(|| "rwm".into());
-            (
-                d.allow(),
-                format!("{kind} {}:{} {access}", num(d.major()), num(d.minor())),
-            )
-        })
-        .collect()
-}
-
-/// CPU shares, the cpuset, and quota with period.
-type Cpu = (
-    Option<u64>,
-    Option<(Option<String>, Option<String>)>,
-    Option<(i64, u64)>,
-);
-
-fn cpu(resources: Option<&oci_spec::runtime::LinuxResources>) -> Result<Cpu> {
-    let cpu = resources.and_then(|r| r.cpu().as_ref());
-    if cpu.is_some_and(|c| {
-        c.realtime_runtime().is_some() || c.realtime_period().is_some() || c.idle().is_some()
-    }) {
-        return Err(unsupported(
-            "linux.resources.cpu realtimeRuntime, realtimePeriod, idle",
-        ));
-    }
-    let cpu_shares = cpu.and_then(|c| c.shares());
-    let cpuset = cpu
-        .filter(|c| c.cpus().is_some() || c.mems().is_some())
-        .map(|c| (c.cpus().clone(), c.mems().clone()));
-    let cpu = cpu
-        .filter(|c| c.quota().is_some())
-        .map(|c| (c.quota().unwrap_or(-1), c.period().unwrap_or(CPU_PERIOD)));
-    Ok((cpu_shares, cpuset, cpu))
-}
-
 /// No user or group ID that setresuid(2) would read as "unchanged".
 fn check_ids(user: &oci_spec::runtime::User) -> Result<()> {
     let ids = [user.uid(), user.gid()]
@@ -881,9 +820,7 @@ impl Plan {
             ));
         }
         let (uid_map, gid_map) = id_maps(linux, clone_flags)?;
-        let resources = linux.resources().as_ref();
-        let memory = resources.and_then(|r| r.memory().as_ref());
-        let (cpu_shares, cpuset, cpu) = cpu(resources)?;
+        let resources = crate::resources::Resources::new(linux.resources().as_ref())?;
         let user = process.user();
         check_ids(user)?;
         Ok(Plan {
@@ -920,25 +857,15 @@ impl Plan {
             uid_map,
             gid_map,
             devices: devices(linux)?,
-            cpu_shares,
-            cpuset,
-            device_rules: device_rules(resources),
             cgroups_path: linux.cgroups_path().clone(),
-            memory: memory.and_then(|m| m.limit()),
-            memory_swap: memory.and_then(|m| m.swap()),
-            pids: resources.and_then(|r| r.pids().as_ref()).map(|p| p.limit()),
-            cpu,
+            resources,
         })
     }
 
     /// Whether the spec asks for any limit (and so for cgroups; the device policy, which every
     /// container gets as root, is not counted).
     pub fn has_limits(&self) -> bool {
-        self.memory.is_some()
-            || self.pids.is_some()
-            || self.cpu.is_some()
-            || self.cpu_shares.is_some()
-            || self.cpuset.is_some()
+        self.resources.any()
     }
 
     /// The seccomp profile compiled to BPF programs (none without a profile).
@@ -1003,9 +930,9 @@ mod tests {
     fn flags_become_a_spec_and_the_spec_a_plan() {
         let spec = from_options(&options()).unwrap();
         let plan = Plan::new(&spec).unwrap();
-        assert_eq!(plan.memory, Some(64 << 20));
-        assert_eq!(plan.pids, Some(20));
-        assert_eq!(plan.cpu, Some((50_000, CPU_PERIOD)));
+        assert_eq!(plan.resources.memory, Some(64 << 20));
+        assert_eq!(plan.resources.pids, Some(20));
+        assert_eq!(plan.resources.cpu, Some((50_000, CPU_PERIOD)));
         assert_eq!(plan.hostname, "box");
         assert!(
             plan.env.contains(&"PATH=/bin".to_string()),
@@ -1085,14 +1012,9 @@ mod tests {
                 "process.ioPriority",
             ),
             (
-                &["linux", "resources", "memory", "reservation"],
-                serde_json::json!(1024),
-                "linux.resources.memory.reservation",
-            ),
-            (
-                &["linux", "resources", "memory", "swappiness"],
-                serde_json::json!(10),
-                "linux.resources.memory.swappiness",
+                &["linux", "resources", "rdma"],
+                serde_json::json!({"mlx5_1": {"hcaHandles": 3}}),
+                "linux.resources.rdma",
             ),
         ] {
             let err = with(path, value).unwrap_err();

@@ -99,7 +99,7 @@ pub fn ps(store: &Store) -> Result<String> {
 
 /// A pidfd for the record's process, opened and then checked to be that process still (the PID
 /// and its start time), so a signal never reaches a process that took a freed PID.
-pub(crate) fn pidfd(proc: crate::store::Proc) -> Result<labkit::signals::PidFd> {
+pub fn pidfd(proc: crate::store::Proc) -> Result<labkit::signals::PidFd> {
     let fd = labkit::signals::PidFd::open(proc.pid)?;
     if !proc.alive() {
         return Err(bad_input(format!("process {} has ended", proc.pid)));
@@ -372,14 +372,53 @@ pub fn kill(
     store: &Store,
     name: &str,
     signal: nix::sys::signal::Signal,
+    all: bool,
 ) -> Result<()> {
     let ctr = find(store, name)?;
+    if all {
+        let pids = every_process(&ctr)?;
+        for pid in &pids {
+            // A process that ended meanwhile is no error (runc's --all ignores ESRCH too).
+            match nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), signal) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => return Err(e).with_context(|| format!("kill({pid}, {signal})")),
+            }
+        }
+        out.step(
+            "kill",
+            format!("kill(2) {signal} to each of the container's processes: {pids:?}"),
+        );
+        return Ok(());
+    }
     pidfd(ctr.process())?.send(signal)?;
     out.step(
         "kill",
         format!("pidfd_send_signal(PID 1 = {}, {signal})", ctr.pid),
     );
     Ok(())
+}
+
+/// Every process of a container (runc's `kill --all`): those in its cgroup, else, where it has
+/// a PID namespace of its own, those in that namespace.
+fn every_process(ctr: &Record) -> Result<Vec<i32>> {
+    let in_groups = crate::engine::cgroups::processes(&ctr.procs);
+    if !in_groups.is_empty() {
+        return Ok(in_groups);
+    }
+    let ns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let theirs = ns(ctr.pid).context("the container's PID namespace")?;
+    if ns(std::process::id() as i32).as_ref() == Some(&theirs) {
+        return Err(bad_input(format!(
+            "kill --all: container {} has neither a cgroup nor a PID namespace of its own, so its processes cannot be told from others",
+            ctr.id
+        )));
+    }
+    Ok(fs::read_dir("/proc")
+        .context("read /proc")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| ns(*pid).as_ref() == Some(&theirs))
+        .collect())
 }
 
 /// `logs NAME`: what a detached container has written, from its record (opened without

@@ -312,6 +312,32 @@ impl Store {
         }
     }
 
+    /// Whether a running container is paused (its freezer group frozen). The specification's
+    /// states have no "paused"; runc's `state` and `list` print it, and clients read it.
+    pub fn paused(&self, record: &Record) -> bool {
+        self.status(record) == ContainerState::Running
+            && crate::engine::cgroups::frozen(&record.procs)
+    }
+
+    /// The status as runc prints it: the specification's, or `paused`.
+    pub fn status_text(&self, record: &Record) -> String {
+        if self.paused(record) {
+            "paused".into()
+        } else {
+            self.status(record).to_string()
+        }
+    }
+
+    /// The state of `id` as runc prints it: the specification's, with `paused` as a status.
+    pub fn state_json(&self, id: &str) -> Result<serde_json::Value> {
+        let mut state = serde_json::to_value(self.state(id)?)?;
+        let record = self.load(id)?;
+        if self.paused(&record) {
+            state["status"] = "paused".into();
+        }
+        Ok(state)
+    }
+
     /// The OCI state of `id`, as the specification defines it.
     pub fn state(&self, id: &str) -> Result<State> {
         let record = self.load(id)?;

@@ -11,8 +11,8 @@ pub struct Args {
     /// The signal, by name (KILL or SIGKILL) or number.
     #[arg(short = 's', long = "signal")]
     pub signal: Option<String>,
-    /// runc's --all (every process of the container): accepted, the signal goes to its
-    /// process, whose PID namespace ends with it.
+    /// runc's --all: the signal goes to every process of the container (those in its cgroup,
+    /// or in its PID namespace), not only to its first.
     #[arg(short = 'a', long = "all")]
     pub all: bool,
     /// The container's name (see `ps`) or OCI ID (see `list`).
@@ -24,7 +24,7 @@ pub struct Args {
 pub fn run(out: &mut Narrator, store: &Store, args: Args) -> Result<ExitCode> {
     let Args {
         signal,
-        all: _,
+        all,
         name,
         signal_arg,
     } = args;
@@ -33,6 +33,6 @@ pub fn run(out: &mut Narrator, store: &Store, args: Args) -> Result<ExitCode> {
     let default = if docker_style { "KILL" } else { "TERM" };
     let text = signal.or(signal_arg).unwrap_or_else(|| default.into());
     let signal = minicontainer::state::parse_signal(&text)?;
-    minicontainer::state::kill(out, store, &name, signal)?;
+    minicontainer::state::kill(out, store, &name, signal, all)?;
     Ok(ExitCode::SUCCESS)
 }

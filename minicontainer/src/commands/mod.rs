@@ -44,6 +44,15 @@ pub enum Cmd {
     State(oci::StateArgs),
     /// OCI: remove a stopped container (its state and cgroups); --force kills it first.
     Delete(oci::DeleteArgs),
+    /// OCI: freeze every process of a running container (its cgroup's freezer).
+    Pause(oci::IdArgs),
+    /// OCI: thaw a paused container.
+    Resume(oci::IdArgs),
+    /// OCI: change a container's resources (an OCI linux.resources object, or the flags).
+    Update(oci::UpdateArgs),
+    /// OCI: print a container's usage (CPU, memory, PIDs) as JSON lines, every --interval
+    /// until it ends, or once with --stats.
+    Events(oci::EventsArgs),
     /// OCI: list the containers in the state root.
     List(oci::ListArgs),
     /// OCI: write a default config.json (sh on a terminal, root in ./rootfs) into the bundle.
@@ -73,6 +82,10 @@ pub fn dispatch(cmd: Cmd, store: &Store) -> Result<ExitCode> {
         Cmd::State(args) => oci::state(out, store, args),
         Cmd::Delete(args) => oci::delete(out, store, args),
         Cmd::List(args) => oci::list(out, store, args),
+        Cmd::Pause(args) => oci::pause(store, args, true),
+        Cmd::Resume(args) => oci::pause(store, args, false),
+        Cmd::Update(args) => oci::update(store, args),
+        Cmd::Events(args) => oci::events(out, store, args),
         Cmd::Spec(args) => oci::spec(out, store, args),
         Cmd::Features => oci::features(out, store),
         Cmd::Gc => {

@@ -54,33 +54,34 @@ impl Limits {
     }
 }
 
-/// The controllers the spec's limits need, and with a cgroupsPath those a manager reads usage
-/// from (memory, pids and cpu, where this host has them and this process may write: rootless,
-/// runc skips what it cannot place too).
-fn wanted(plan: &Plan, v1_devices: bool) -> Vec<&'static str> {
-    let mut wanted: Vec<&str> = [
-        plan.memory.map(|_| "memory"),
-        plan.pids.map(|_| "pids"),
-        (plan.cpu.is_some() || plan.cpu_shares.is_some()).then_some("cpu"),
-        plan.cpuset.as_ref().map(|_| "cpuset"),
-        v1_devices.then_some("devices"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if plan.cgroups_path.is_some() {
-        for controller in ["memory", "pids", "cpu"] {
-            let writable = cg::for_controller(controller, None)
-                .is_ok_and(|h| nix::unistd::access(&h.own, nix::unistd::AccessFlags::W_OK).is_ok());
-            if !wanted.contains(&controller) && writable {
-                wanted.push(controller);
-            }
-        }
+/// The controllers the spec's limits need, with the v1 devices controller for the device
+/// policy.
+fn wanted(plan: &Plan, v1_devices: bool) -> Vec<String> {
+    let mut wanted = plan.resources.controllers();
+    if v1_devices {
+        wanted.push("devices".into());
     }
     wanted
 }
 
-/// Make the groups for the spec's limits and, with `device_policy`, its device rules.
+/// The hierarchy that has `controller` here: v1's `blkio` is v2's `io`.
+pub(crate) fn hierarchy_of(controller: &str) -> Result<cg::Hierarchy> {
+    let found = match controller {
+        "blkio" | "io" => cg::for_controller("blkio", Some(Version::V1))
+            .or_else(|_| cg::for_controller("io", Some(Version::V2))),
+        c => cg::for_controller(c, None),
+    };
+    found.map_err(|e| {
+        e.context(format!(
+            "linux.resources asks for the {controller} controller"
+        ))
+    })
+}
+
+/// Make the groups for the spec's limits and, with `device_policy`, its device rules. With a
+/// `cgroupsPath` the container gets a group in every hierarchy it may write to, as runc does
+/// (a container manager reads its usage, freezes it and updates it there); without one, only
+/// in those of the controllers its limits need.
 pub(crate) fn make(out: &mut Narrator, plan: &Plan, device_policy: bool) -> Result<Limits> {
     // The device policy goes to v1's devices controller where there is one, else to an eBPF
     // program on the v2 group. NSLAB_DEVICE_POLICY=bpf takes the v2 way on a hybrid host too
@@ -89,12 +90,38 @@ pub(crate) fn make(out: &mut Narrator, plan: &Plan, device_policy: bool) -> Resu
     let v1_devices = device_policy
         && !bpf
         && cg::for_controller("devices", None).is_ok_and(|h| h.version == Version::V1);
-    let mut groups = Vec::new();
-    // ANCHOR: make
+    // Everything asked is checked against this host's versions before any group is made.
+    let mut writes = Vec::new();
     for controller in wanted(plan, v1_devices) {
-        let at = group_for(&mut groups, plan, controller)?;
+        let h = hierarchy_of(&controller)?;
+        let files = plan.resources.writes(&controller, h.version)?;
+        writes.push((controller, h, files));
+    }
+    let mut groups = Vec::new();
+    if let Some(path) = &plan.cgroups_path {
+        for h in cg::hierarchies()? {
+            if let Some((h, top, leaf)) = nested_in(&h, path)? {
+                if h.version == Version::V2 {
+                    // As runc: every controller the group may have reaches the leaf, so a
+                    // manager finds memory.current, cpu.stat, pids.current there.
+                    for c in top.read("cgroup.controllers").unwrap_or_default().split(' ') {
+                        let _ = enable_down(&top, &leaf, c);
+                    }
+                }
+                groups.push((h, leaf, top));
+            }
+        }
+    }
+    // ANCHOR: make
+    for (controller, h, files) in writes {
+        let at = group_for(&mut groups, plan, &controller, &h)?;
         let (h, leaf, _) = &groups[at];
-        write_limits(plan, controller, h.version, leaf)?;
+        if controller == "devices" {
+            write_device_rules(plan, leaf)?;
+        }
+        for (file, value) in files {
+            write_setting(leaf, &file, &value)?;
+        }
         out.step(
             "host",
             format!("{} {controller}: mkdir {}", h.version, leaf.path.display()),
@@ -107,123 +134,84 @@ pub(crate) fn make(out: &mut Narrator, plan: &Plan, device_policy: bool) -> Resu
     Ok(Limits { groups })
 }
 
-/// The index in `groups` of the group that takes `controller`: on v2 the one group, with the
-/// controller enabled from its top down; on v1 a new group in the controller's hierarchy.
+/// The v1 devices controller's rules: runc's defaults, then the spec's.
+fn write_device_rules(plan: &Plan, leaf: &Group) -> Result<()> {
+    for (allow, rule) in super::devices::rules(plan) {
+        let file = if allow {
+            "devices.allow"
+        } else {
+            "devices.deny"
+        };
+        leaf.write(file, &rule)?;
+    }
+    Ok(())
+}
+
+/// Write one setting; a file this kernel does not have is refused by its name (never
+/// skipped). Weights fall back to the BFQ scheduler's files, as runc's do.
+pub(crate) fn write_setting(leaf: &Group, file: &str, value: &str) -> Result<()> {
+    let bfq = match file {
+        "blkio.weight" => Some("blkio.bfq.weight"),
+        "blkio.weight_device" => Some("blkio.bfq.weight_device"),
+        "io.weight" => Some("io.bfq.weight"),
+        _ => None,
+    };
+    let file = match bfq {
+        Some(alt) if !leaf.has(file) && leaf.has(alt) => alt,
+        _ => file,
+    };
+    if !leaf.has(file) {
+        return Err(labkit::bad_input(format!(
+            "config: {} (what linux.resources asks for) does not exist on this kernel; refused, not ignored",
+            leaf.file(file).display()
+        )));
+    }
+    leaf.write(file, value)
+}
+
+/// The index in `groups` of the group that takes `controller`: the container's group in that
+/// hierarchy when it has one (on v2 with the controller enabled from its top down), else a new
+/// group in it.
 fn group_for(
     groups: &mut Vec<(cg::Hierarchy, Group, Group)>,
     plan: &Plan,
     controller: &str,
+    h: &cg::Hierarchy,
 ) -> Result<usize> {
-    let h = cg::for_controller(controller, None)?;
-    let same = groups.iter().position(|(g, _, _)| {
-        g.version == Version::V2 && h.version == Version::V2 && g.mount == h.mount
-    });
-    if let Some(at) = same {
+    let v2_name = if controller == "blkio" { "io" } else { controller };
+    if let Some(at) = groups.iter().position(|(g, _, _)| g.mount == h.mount) {
         let (_, leaf, top) = &groups[at];
-        enable_down(top, leaf, controller)?;
+        if h.version == Version::V2 {
+            enable_down(top, leaf, v2_name)?;
+        }
         return Ok(at);
     }
     let (h, top, leaf) = match &plan.cgroups_path {
         None => {
-            let (h, top) = cg::group_for(controller, None)?;
+            let top = Group::create(&h.own, &cg::unique(controller), h.version)?;
+            if h.version == Version::V2 {
+                top.write("cgroup.subtree_control", &format!("+{v2_name}"))?;
+            }
             let leaf = top.child("container")?;
-            (h, top, leaf)
+            (h.clone(), top, leaf)
         }
         Some(path) => {
-            let (h, top, leaf) = nested_in(&h, path)?;
+            let Some((h, top, leaf)) = nested_in(h, path)? else {
+                return Err(labkit::errors::MissingFeature(format!(
+                    "linux.cgroupsPath {}: the {controller} hierarchy ({}) is not writable",
+                    path.display(),
+                    h.mount.display()
+                ))
+                .into());
+            };
             if h.version == Version::V2 {
-                enable_down(&top, &leaf, controller)?;
+                enable_down(&top, &leaf, v2_name)?;
             }
             (h, top, leaf)
         }
     };
     groups.push((h, leaf, top));
     Ok(groups.len() - 1)
-}
-
-/// Write the spec's values for `controller` into the leaf, in the files of its version.
-fn write_limits(plan: &Plan, controller: &str, version: Version, leaf: &Group) -> Result<()> {
-    match (controller, version) {
-        ("memory", _) if plan.memory.is_none() => {}
-        ("memory", Version::V1) => {
-            let limit = plan.memory.unwrap_or_default().to_string();
-            leaf.write("memory.limit_in_bytes", &limit)?;
-            // The spec's swap is memory + swap together: memsw in v1.
-            let swap = plan.memory_swap.map_or(limit, |s| s.to_string());
-            if leaf.has("memory.memsw.limit_in_bytes") {
-                leaf.write("memory.memsw.limit_in_bytes", &swap)?;
-            }
-        }
-        ("memory", Version::V2) => {
-            let (max, swap) = v2_memory(plan.memory.unwrap_or_default(), plan.memory_swap)?;
-            leaf.write("memory.max", &max)?;
-            if leaf.has("memory.swap.max") {
-                leaf.write("memory.swap.max", &swap)?;
-            }
-        }
-        ("pids", _) => {
-            // 0 or less: no limit (runc's reading; pids.max takes "max", not -1).
-            let max = plan
-                .pids
-                .filter(|p| *p > 0)
-                .map_or_else(|| "max".to_string(), |p| p.to_string());
-            leaf.write("pids.max", &max)?
-        }
-        ("cpu", _) => write_cpu(plan, version, leaf)?,
-        ("devices", Version::V1) => {
-            for (allow, rule) in super::devices::rules(plan) {
-                let file = if allow {
-                    "devices.allow"
-                } else {
-                    "devices.deny"
-                };
-                leaf.write(file, &rule)?;
-            }
-        }
-        ("cpuset", _) => {
-            // What is not asked for stays as the group got it (v1: its parent's sets).
-            let (cpus, mems) = plan.cpuset.clone().unwrap_or_default();
-            if let Some(mems) = mems {
-                leaf.write("cpuset.mems", &mems)?;
-            }
-            if let Some(cpus) = cpus {
-                leaf.write("cpuset.cpus", &cpus)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// The spec's CPU quota, period and shares, in v1's or v2's files.
-fn write_cpu(plan: &Plan, version: Version, leaf: &Group) -> Result<()> {
-    match version {
-        Version::V1 => {
-            if let Some((quota, period)) = plan.cpu {
-                leaf.write("cpu.cfs_period_us", &period.to_string())?;
-                leaf.write("cpu.cfs_quota_us", &quota.to_string())?;
-            }
-            if let Some(shares) = plan.cpu_shares {
-                leaf.write("cpu.shares", &shares.to_string())?;
-            }
-        }
-        Version::V2 => {
-            if let Some((quota, period)) = plan.cpu {
-                let quota = if quota < 0 {
-                    "max".to_string()
-                } else {
-                    quota.to_string()
-                };
-                leaf.write("cpu.max", &format!("{quota} {period}"))?;
-            }
-            if let Some(shares) = plan.cpu_shares {
-                // v1 shares (2..262144) onto v2 weights (1..10000), as runc converts them.
-                let weight = 1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142;
-                leaf.write("cpu.weight", &weight.to_string())?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// On v2, a controller reaches a group only through `cgroup.subtree_control` of each group
@@ -249,52 +237,36 @@ fn groups_above(top: &Path, leaf: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// The spec's memory limit and swap (memory and swap together; -1 for no limit) as v2's
-/// `memory.max` and `memory.swap.max` (swap alone), as runc converts them. No swap without one
-/// in the spec, as in v1.
-fn v2_memory(limit: i64, swap: Option<i64>) -> Result<(String, String)> {
-    let max = |v: i64| {
-        if v < 0 {
-            "max".to_string()
-        } else {
-            v.to_string()
-        }
-    };
-    let swap = match swap {
-        _ if limit < 0 => "max".to_string(),
-        None => "0".to_string(),
-        Some(s) if s < 0 => "max".to_string(),
-        Some(s) if s >= limit => (s - limit).to_string(),
-        Some(s) => {
-            return Err(bad_input(format!(
-                "config: linux.resources.memory.swap {s} is below the limit {limit} (it counts memory and swap together)"
-            )));
-        }
-    };
-    Ok((max(limit), swap))
-}
-
-/// `linux.cgroupsPath`, made under this process's own cgroup in hierarchy `h`: minicontainer
-/// never writes outside the cgroup it runs in, so an absolute path is taken as relative to it
-/// (the same value always gives the same place, as the spec asks). Returns the hierarchy, the
-/// first directory made (removed with everything below it), and the leaf.
-pub(crate) fn nested_in(h: &cg::Hierarchy, path: &Path) -> Result<(cg::Hierarchy, Group, Group)> {
+/// `linux.cgroupsPath` in hierarchy `h`, as the spec and runc read it: an absolute path from the
+/// hierarchy's root (as this process sees it: a manager chooses where its containers go), a
+/// relative one from this process's own cgroup. Missing directories on the way are made.
+/// Returns the hierarchy, the first directory made (removed with everything below it), and the
+/// leaf; `None` where the place is not this process's to write (rootless, as runc skips it).
+pub(crate) fn nested_in(
+    h: &cg::Hierarchy,
+    path: &Path,
+) -> Result<Option<(cg::Hierarchy, Group, Group)>> {
     let h = h.clone();
-    let mut dir = h.own.clone();
-    let mut top: Option<Group> = None;
+    let mut dir = if path.is_absolute() {
+        h.mount.clone()
+    } else {
+        h.own.clone()
+    };
     let parts: Vec<_> = path
         .components()
         .filter_map(|c| match c {
             std::path::Component::Normal(n) => Some(n.to_owned()),
+            std::path::Component::ParentDir => Some("..".into()),
             _ => None,
         })
         .collect();
-    if parts.is_empty() {
+    if parts.is_empty() || parts.iter().any(|p| p == "..") {
         return Err(bad_input(format!(
-            "linux.cgroupsPath {}: no directory named",
+            "linux.cgroupsPath {}: a path of directory names (no '..')",
             path.display()
         )));
     }
+    let mut top: Option<Group> = None;
     for (i, part) in parts.iter().enumerate() {
         let next = dir.join(part);
         if next.exists() {
@@ -306,19 +278,191 @@ pub(crate) fn nested_in(h: &cg::Hierarchy, path: &Path) -> Result<(cg::Hierarchy
                 )));
             }
         } else {
+            if top.is_none() && nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_err()
+            {
+                return Ok(None);
+            }
             let made = Group::create(&dir, &part.to_string_lossy(), h.version)?;
-            if top.is_none() {
-                top = Some(made);
-            } else {
+            match &top {
+                None => top = Some(made),
                 // Removed with the top one.
-                std::mem::forget(made);
+                Some(_) => std::mem::forget(made),
             }
         }
         dir = next;
     }
     let top = top.expect("the leaf is made");
     let leaf = Group::adopt(dir, h.version);
-    Ok((h, top, leaf))
+    Ok(Some((h, top, leaf)))
+}
+
+/// The group that freezes a container, of its leaves (the directories of its `cgroup.procs`
+/// files): its v1 freezer group, else its v2 group.
+fn freezer(procs: &[PathBuf]) -> Option<Group> {
+    let leaves = || procs.iter().filter_map(|p| p.parent());
+    leaves()
+        .find(|l| l.join("freezer.state").exists())
+        .map(|l| Group::existing(l.to_path_buf(), Version::V1))
+        .or_else(|| {
+            leaves()
+                .find(|l| l.join("cgroup.freeze").exists())
+                .map(|l| Group::existing(l.to_path_buf(), Version::V2))
+        })
+}
+
+/// Whether the container's freezer group is frozen (v1 `freezer.state`, v2 `cgroup.events`).
+pub(crate) fn frozen(procs: &[PathBuf]) -> bool {
+    let Some(g) = freezer(procs) else {
+        return false;
+    };
+    let frozen = match g.version {
+        Version::V1 => g.read("freezer.state").is_ok_and(|s| s != "THAWED"),
+        Version::V2 => g.key("cgroup.events", "frozen").is_ok_and(|f| f == 1),
+    };
+    frozen
+}
+
+/// Freeze or thaw the container's processes (runc's pause and resume): v1's freezer, v2's
+/// `cgroup.freeze`, then wait until the kernel says it is done (v2 announces it in
+/// `cgroup.events`; v1's state goes FREEZING to FROZEN with no event, so back off).
+pub(crate) fn set_frozen(procs: &[PathBuf], frozen: bool) -> Result<()> {
+    let g = freezer(procs).ok_or_else(|| {
+        bad_input(
+            "it has no cgroup of its own to freeze (its config named no cgroupsPath and no limits)",
+        )
+    })?;
+    let limit = std::time::Duration::from_secs(10);
+    let done = match g.version {
+        Version::V1 => {
+            let want = if frozen { "FROZEN" } else { "THAWED" };
+            g.write("freezer.state", want)?;
+            labkit::wait::until(limit, || Ok(g.read("freezer.state")? == want))?
+        }
+        Version::V2 => {
+            g.write("cgroup.freeze", if frozen { "1" } else { "0" })?;
+            let want = u64::from(frozen);
+            labkit::wait::on_modify(&g.file("cgroup.events"), limit, || {
+                Ok((g.key("cgroup.events", "frozen")? == want).then_some(()))
+            })?
+            .is_some()
+        }
+    };
+    if !done {
+        anyhow::bail!(
+            "{}: the kernel did not finish {} in 10 s",
+            g.path.display(),
+            if frozen { "freezing" } else { "thawing" }
+        );
+    }
+    Ok(())
+}
+
+/// The processes in the container's groups (the first leaf that lists any).
+pub(crate) fn processes(procs: &[PathBuf]) -> Vec<i32> {
+    procs
+        .iter()
+        .filter_map(|p| fs::read_to_string(p).ok())
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
+}
+
+/// The container's leaf in hierarchy `h`, of its leaves (the directories of its
+/// `cgroup.procs` files).
+fn leaf_in(procs: &[PathBuf], h: &cg::Hierarchy) -> Option<Group> {
+    procs
+        .iter()
+        .filter_map(|p| p.parent())
+        .find(|l| l.starts_with(&h.mount))
+        .map(|l| Group::existing(l.to_path_buf(), h.version))
+}
+
+/// runc's `update`: write new resources into a container's existing groups. Everything is
+/// checked against this host's versions before the first write.
+pub(crate) fn update(procs: &[PathBuf], resources: &crate::resources::Resources) -> Result<()> {
+    let mut plan = Vec::new();
+    for controller in resources.controllers() {
+        let h = hierarchy_of(&controller)?;
+        let leaf = leaf_in(procs, &h).ok_or_else(|| {
+            bad_input(format!(
+                "it has no group in the {controller} hierarchy (it was created with no cgroupsPath and no {controller} limit)"
+            ))
+        })?;
+        plan.push((leaf, resources.writes(&controller, h.version)?));
+    }
+    for (leaf, writes) in plan {
+        let write_all = |order: &mut dyn Iterator<Item = &(String, String)>| -> Result<()> {
+            for (file, value) in order {
+                write_setting(&leaf, file, value)?;
+            }
+            Ok(())
+        };
+        // v1 keeps memory.limit_in_bytes at most memsw's at every moment: raising both
+        // needs memsw first, lowering both the limit first. Try one order, then the other.
+        if write_all(&mut writes.iter()).is_err() {
+            write_all(&mut writes.iter().rev())?;
+        }
+    }
+    Ok(())
+}
+
+/// The usage runc's `events` reports (its `types.Stats` field names), read from the container's
+/// groups: CPU time, memory, PIDs.
+pub(crate) fn stats(procs: &[PathBuf]) -> serde_json::Value {
+    let leaves: Vec<Group> = procs
+        .iter()
+        .filter_map(|p| p.parent())
+        .map(|l| {
+            let v2 = l.join("cgroup.controllers").exists();
+            Group::existing(l.to_path_buf(), if v2 { Version::V2 } else { Version::V1 })
+        })
+        .collect();
+    let num = |file: &str| leaves.iter().find_map(|g| g.read_u64(file).ok());
+    let key = |file: &str, k: &str| leaves.iter().find_map(|g| g.key(file, k).ok());
+    let limit = |file: &str| {
+        leaves
+            .iter()
+            .find_map(|g| g.read(file).ok())
+            .map(|v| v.parse::<u64>().unwrap_or(u64::MAX))
+    };
+    let raw: serde_json::Map<String, serde_json::Value> = leaves
+        .iter()
+        .find_map(|g| g.read("memory.stat").ok())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), serde_json::json!(v.trim().parse::<u64>().ok()?)))
+        })
+        .collect();
+    let usec = |k: &str| key("cpu.stat", k).map(|u| u * 1000);
+    serde_json::json!({
+        "cpu": {
+            "usage": {
+                "total": num("cpuacct.usage").or_else(|| usec("usage_usec")),
+                "user": num("cpuacct.usage_user").or_else(|| usec("user_usec")),
+                "kernel": num("cpuacct.usage_sys").or_else(|| usec("system_usec")),
+            },
+            "throttling": {
+                "periods": key("cpu.stat", "nr_periods"),
+                "throttled_periods": key("cpu.stat", "nr_throttled"),
+                "throttled_time": key("cpu.stat", "throttled_time").or_else(|| usec("throttled_usec")),
+            }
+        },
+        "memory": {
+            "usage": {
+                "usage": num("memory.usage_in_bytes").or_else(|| num("memory.current")),
+                "max": num("memory.max_usage_in_bytes").or_else(|| num("memory.peak")),
+                "limit": limit("memory.limit_in_bytes").or_else(|| limit("memory.max")),
+                "failcnt": num("memory.failcnt").or_else(|| key("memory.events", "max")),
+            },
+            "raw": raw,
+        },
+        "pids": {
+            "current": num("pids.current"),
+            "limit": limit("pids.max"),
+        }
+    })
 }
 
 /// For `gc`: remove the groups named nslab-memory-*, nslab-pids-*, nslab-cpu-*, nslab-cpuset-*,
@@ -391,18 +535,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn v2_memory_values_follow_runc() {
-        let v = |limit, swap| v2_memory(limit, swap).unwrap();
-        assert_eq!(
-            v(64, None),
-            ("64".into(), "0".into()),
-            "no swap unless asked"
-        );
-        assert_eq!(v(64, Some(64)), ("64".into(), "0".into()));
-        assert_eq!(v(64, Some(100)), ("64".into(), "36".into()), "swap alone");
-        assert_eq!(v(64, Some(-1)), ("64".into(), "max".into()), "-1: no limit");
-        assert_eq!(v(-1, None), ("max".into(), "max".into()));
-        assert!(v2_memory(64, Some(32)).is_err());
-    }
 }

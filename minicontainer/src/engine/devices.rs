@@ -144,7 +144,7 @@ fn make_nodes(r: &mut Reporter, merged: &Path, plan: &Plan) -> Result<()> {
 /// then the nodes every container gets ([`DEFAULT_DEVICE_RULES`]), as runc writes them.
 pub(crate) fn rules(plan: &Plan) -> Vec<(bool, String)> {
     std::iter::once((false, "a".to_string()))
-        .chain(plan.device_rules.iter().cloned())
+        .chain(plan.resources.device_rules.iter().cloned())
         .chain(DEFAULT_DEVICE_RULES.iter().map(|r| (true, r.to_string())))
         .collect()
 }
@@ -162,10 +162,16 @@ pub(crate) fn v2_policy(
         None => {
             let h = cg::unified()?;
             let (top, leaf) = match &plan.cgroups_path {
-                Some(path) => {
-                    let (_, top, leaf) = super::cgroups::nested_in(&h, path)?;
-                    (top, leaf)
-                }
+                Some(path) => match super::cgroups::nested_in(&h, path)? {
+                    Some((_, top, leaf)) => (top, leaf),
+                    None => {
+                        return Err(labkit::errors::MissingFeature(format!(
+                            "linux.cgroupsPath {}: the v2 hierarchy is not writable (the device policy goes there)",
+                            path.display()
+                        ))
+                        .into());
+                    }
+                },
                 None => {
                     let top = Group::create(&h.own, &cg::unique("devices"), Version::V2)?;
                     let leaf = top.child("container")?;

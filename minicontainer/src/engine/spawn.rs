@@ -68,6 +68,10 @@ pub(crate) fn container_main(r: &mut Reporter, p: &Prepared) -> Result<i32> {
         Some(sock) => Some(console::open(r, sock)?),
         None => None,
     };
+    // The terminal is its standard streams from now on, as runc's: the caller's (a shim's
+    // pipes, which it reads to their end before it takes the terminal) are let go before the
+    // wait for `start`.
+    console::stdio_to(tty.as_deref())?;
     super::identity::setup(r, p.plan, eth0, p.filters)?;
     let executable = find_executable(p.plan)?;
     // Held open (close-on-exec) until the exec: `start` returns when it closes.
