@@ -70,7 +70,7 @@ impl Drop for Pending {
             let pid = Pid::from_raw(made.pid);
             let _ = kill(pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
-            if let Err(e) = remove_cgroups(&made.cgroups) {
+            if let Err(e) = remove_cgroups(&made.cgroups, &made.procs) {
                 eprintln!("minicontainer: {e:#}");
             }
         }
@@ -368,7 +368,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
             }
         }
     }
-    remove_cgroups(&record.cgroups)?;
+    remove_cgroups(&record.cgroups, &record.procs)?;
     // Before the record goes: the hooks are in its config.json.
     after_hooks(store, &record, Kind::Poststop, ContainerState::Stopped);
     let dir = store.dir(id);
@@ -377,20 +377,22 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Remove a container's cgroups (the top group of each limit, with its version), killing what
-/// is still in them.
-pub(crate) fn remove_cgroups(cgroups: &[(PathBuf, String)]) -> Result<()> {
+/// Remove a container's cgroups (the top group of each hierarchy, with its version, and its
+/// leaves, the directories of `procs`), killing what is still in them.
+pub(crate) fn remove_cgroups(cgroups: &[(PathBuf, String)], procs: &[PathBuf]) -> Result<()> {
     for (top, version) in cgroups {
         let version = if version == "v1" {
             cgroup_demo::cg::Version::V1
         } else {
             cgroup_demo::cg::Version::V2
         };
-        if top.exists() {
-            // Group::remove kills what is left and waits for the group to empty (on v2's
-            // cgroup.events) and for its rmdir to stop answering EBUSY.
-            cgroup_demo::cg::Group::adopt(top.clone(), version).remove()?;
-        }
+        let leaf = procs
+            .iter()
+            .filter_map(|p| p.parent())
+            .find(|l| l.starts_with(top));
+        // Group::remove kills what is left and waits for the group to empty (on v2's
+        // cgroup.events) and for its rmdir to stop answering EBUSY.
+        crate::engine::cgroups::remove_placed(top, leaf, version)?;
     }
     Ok(())
 }

@@ -141,7 +141,7 @@ pub fn gc(out: &mut Narrator, store: &Store) -> Result<usize> {
             out.step("gc", format!("rm -r {}", scratch.display()));
         }
         if let Ok(record) = store.load(&id) {
-            crate::oci::remove_cgroups(&record.cgroups)?;
+            crate::oci::remove_cgroups(&record.cgroups, &record.procs)?;
         }
         rootfs::remove_tree(&store.dir(&id))?;
         out.step("gc", format!("rm -r {}", store.dir(&id).display()));

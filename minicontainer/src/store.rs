@@ -125,6 +125,32 @@ impl Record {
     }
 }
 
+/// The specification's state with runc's statuses (`paused` too), its fields in the spec's order.
+#[derive(Debug, Clone)]
+pub struct RuncState {
+    pub state: State,
+    pub status: String,
+}
+
+impl Serialize for RuncState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let st = &self.state;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("ociVersion", st.version())?;
+        m.serialize_entry("id", st.id())?;
+        m.serialize_entry("status", &self.status)?;
+        if let Some(pid) = st.pid() {
+            m.serialize_entry("pid", &pid)?;
+        }
+        m.serialize_entry("bundle", st.bundle())?;
+        if let Some(a) = st.annotations() {
+            m.serialize_entry("annotations", a)?;
+        }
+        m.end()
+    }
+}
+
 /// A container's ID (its name): 1 to 1024 of `[A-Za-z0-9_+.-]` (runc's rule), not starting with
 /// `.` (the store's own temporary names do).
 pub fn validate_id(id: &str) -> Result<()> {
@@ -329,13 +355,13 @@ impl Store {
     }
 
     /// The state of `id` as runc prints it: the specification's, with `paused` as a status.
-    pub fn state_json(&self, id: &str) -> Result<serde_json::Value> {
-        let mut state = serde_json::to_value(self.state(id)?)?;
+    pub fn state_json(&self, id: &str) -> Result<RuncState> {
+        let state = self.state(id)?;
         let record = self.load(id)?;
-        if self.paused(&record) {
-            state["status"] = "paused".into();
-        }
-        Ok(state)
+        Ok(RuncState {
+            status: self.status_text(&record),
+            state,
+        })
     }
 
     /// The OCI state of `id`, as the specification defines it.

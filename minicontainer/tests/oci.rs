@@ -616,7 +616,8 @@ fn cgroups_path_device_rules_and_a_cgroup_mount() {
         return;
     }
     let _one = serial();
-    let path = format!("/nslab-cgpath-{}/ctr", std::process::id());
+    // Relative: from the runtime's own cgroup in each hierarchy.
+    let path = format!("nslab-cgpath-{}/ctr", std::process::id());
     let script = "cat /dev/null && echo null=ok; head -c1 /dev/urandom >/dev/null && echo urandom=ok; \
                   head -c1 /dev/nslab-loopctl 2>&1 | grep -q 'not permitted' && echo loopctl=denied; \
                   ls /sys/fs/cgroup | tr '\\n' ' '; echo; \
@@ -899,7 +900,7 @@ fn a_create_that_fails_after_setup_leaves_no_process_cgroup_or_state() {
     let Some((_one, b)) = Bundle::for_test(TEST, |c| {
         c["process"]["args"] = json!(["sleep", "60"]);
         c["linux"]["resources"] = json!({"pids": {"limit": 25}});
-        c["linux"]["cgroupsPath"] = json!(format!("/nslab-halfmade-{}/ctr", std::process::id()));
+        c["linux"]["cgroupsPath"] = json!(format!("nslab-halfmade-{}/ctr", std::process::id()));
     }) else {
         return;
     };
@@ -1002,7 +1003,7 @@ fn a_create_that_fails_inside_the_container_leaves_no_cgroup_or_state() {
     let group = format!("nslab-failin-{}", std::process::id());
     let Some(b) = Bundle::new(TEST, |c| {
         c["linux"]["resources"] = json!({"pids": {"limit": 25}, "memory": {"limit": 64 << 20}});
-        c["linux"]["cgroupsPath"] = json!(format!("/{group}/a/b"));
+        c["linux"]["cgroupsPath"] = json!(format!("{group}/a/b"));
         // Fails in the container's setup, once its cgroups are made and it is in them.
         c["mounts"].as_array_mut().unwrap().push(json!({
             "destination": "/srv/data", "type": "bind", "source": "/nonexistent-nslab",
@@ -1090,28 +1091,54 @@ fn a_cgroups_path_places_the_container_even_without_limits() {
     }
     let _one = serial();
     let name = format!("nslab-placed-{}", std::process::id());
-    let Some(b) = Bundle::new(TEST, |c| {
-        c["process"]["args"] = json!(["sleep", "60"]);
-        c["linux"]["cgroupsPath"] = json!(format!("/{name}/ctr"));
-        c["linux"]["resources"] = json!({});
-    }) else {
+    // Absolute: from the root of each hierarchy (the spec's and runc's reading), here a path
+    // that lies under this test's own cgroup in every hierarchy; relative: from the runtime's
+    // own cgroup. Either way the container has a group in every hierarchy, as with runc.
+    let Some(absolute) = cgroup_parent_under_own(&name) else {
+        skip(
+            TEST,
+            "no cgroup path lies under this process's cgroup in every hierarchy",
+        );
         return;
     };
-    let id = id("placed");
-    b.mc_leaving(&["run", "-d", "--bundle", &b.path(), &id])
-        .expect_code(0);
-    let pid = b.state(&id)["pid"].as_i64().unwrap();
-    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    b.mc(&["delete", "--force", &id]).expect_code(0);
-    // In the pids hierarchy at least (v1: also memory and cpu; v2: the one group).
-    let line = cgroups
-        .lines()
-        .find(|l| l.contains(":pids:") || l.starts_with("0::"))
-        .unwrap_or_default()
-        .to_string();
-    assert!(line.ends_with(&format!("/{name}/ctr")), "{cgroups}");
-    assert_no_cgroup_dir(|h| h.own.join(&name));
-    assert_eq!(leftovers(), Vec::<String>::new());
+    let relative = format!("{name}-rel/ctr");
+    for path in [absolute.join("ctr").display().to_string(), relative] {
+        let Some(b) = Bundle::new(TEST, |c| {
+            c["process"]["args"] = json!(["sleep", "60"]);
+            c["linux"]["cgroupsPath"] = json!(path);
+            c["linux"]["resources"] = json!({});
+        }) else {
+            return;
+        };
+        let id = id("placed");
+        b.mc_leaving(&["run", "-d", "--bundle", &b.path(), &id])
+            .expect_code(0);
+        let pid = b.state(&id)["pid"].as_i64().unwrap();
+        let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let mine = fs::read_to_string("/proc/self/cgroup").unwrap();
+        b.mc(&["delete", "--force", &id]).expect_code(0);
+        for line in cgroups.lines() {
+            let (prefix, at) = line.rsplit_once(':').unwrap();
+            let own = mine
+                .lines()
+                .find_map(|l| l.rsplit_once(':').filter(|(p, _)| *p == prefix))
+                .map(|(_, own)| own.trim_end_matches('/').to_string())
+                .unwrap_or_default();
+            let want = if path.starts_with('/') {
+                path.clone()
+            } else {
+                format!("{own}/{path}")
+            };
+            // A hierarchy of no controller (name=systemd) may not be writable: not joined.
+            if prefix.ends_with(":name=systemd") && at == own {
+                continue;
+            }
+            assert_eq!(at, want, "{prefix}: {cgroups}");
+        }
+        assert_no_cgroup_dir(|h| h.own.join(&name));
+        assert_no_cgroup_dir(|h| h.own.join(format!("{name}-rel")));
+        assert_eq!(leftovers(), Vec::<String>::new());
+    }
 }
 
 #[test]

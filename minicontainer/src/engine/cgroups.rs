@@ -20,6 +20,45 @@ pub(crate) struct Limits {
     pub(crate) groups: Vec<(cg::Hierarchy, Group, Group)>,
 }
 
+impl Drop for Limits {
+    fn drop(&mut self) {
+        for (h, leaf, top) in std::mem::take(&mut self.groups) {
+            let (leaf_path, top_path) = (leaf.path.clone(), top.path.clone());
+            // Removed here, the leaf's way: not by dropping the top group, which would kill
+            // what another container left below a parent they share.
+            std::mem::forget(leaf);
+            std::mem::forget(top);
+            if let Err(e) = remove_placed(&top_path, Some(&leaf_path), h.version) {
+                eprintln!("minicontainer: {e:#}");
+            }
+        }
+    }
+}
+
+/// Remove a container's group: its leaf (what is left in it killed first), then each directory
+/// above it that this container made, up to `top`, while it is empty (another container's
+/// group may sit below a parent they share: that parent stays, and nothing of it is killed).
+pub(crate) fn remove_placed(top: &Path, leaf: Option<&Path>, version: Version) -> Result<()> {
+    let Some(leaf) = leaf.filter(|l| l.starts_with(top)) else {
+        if top.exists() {
+            Group::adopt(top.to_path_buf(), version).remove()?;
+        }
+        return Ok(());
+    };
+    if leaf.exists() {
+        Group::adopt(leaf.to_path_buf(), version).remove()?;
+    }
+    for dir in leaf.ancestors().skip(1).take_while(|d| d.starts_with(top)) {
+        match fs::remove_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Not empty, or busy: someone else's group is below it.
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
 impl Limits {
     /// The top group of each, with its cgroup version, as a record keeps them for `delete`.
     pub(crate) fn tops(&self) -> Vec<(PathBuf, String)> {
@@ -282,11 +321,15 @@ pub(crate) fn nested_in(
             {
                 return Ok(None);
             }
-            let made = Group::create(&dir, &part.to_string_lossy(), h.version)?;
-            match &top {
-                None => top = Some(made),
-                // Removed with the top one.
-                Some(_) => std::mem::forget(made),
+            match Group::create(&dir, &part.to_string_lossy(), h.version) {
+                Ok(made) => match &top {
+                    None => top = Some(made),
+                    // Removed with the top one.
+                    Some(_) => std::mem::forget(made),
+                },
+                // A parent that another runtime made meanwhile is a parent all the same.
+                Err(_) if i + 1 < parts.len() && next.is_dir() && top.is_none() => {}
+                Err(e) => return Err(e),
             }
         }
         dir = next;
