@@ -152,3 +152,44 @@ pub fn copy_window_size(
     let set = unsafe { libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, size.as_ptr()) };
     set == 0
 }
+
+/// One instruction of a classic BPF program, as `struct sock_filter` (linux/filter.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BpfInstruction {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, 0, prog)`: install a filter on the calling thread, without
+/// setting `no_new_privs` first (unlike seccompiler's `apply_filter`): the kernel then asks for
+/// `CAP_SYS_ADMIN` in the caller's user namespace (seccomp(2)), as runc's order gives it when a
+/// config leaves `noNewPrivileges` off.
+pub fn seccomp_set_filter(program: &[BpfInstruction]) -> nix::Result<()> {
+    let len = u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?;
+    let filter: Vec<libc::sock_filter> = program
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    let prog = libc::sock_fprog {
+        len,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points to `len` initialised instructions that live for the whole call; the
+    // kernel copies the program and keeps no pointer into it (seccomp(2)).
+    let res = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &raw const prog,
+        )
+    };
+    Errno::result(res).map(drop)
+}

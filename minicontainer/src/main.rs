@@ -95,7 +95,10 @@ fn log_of(args: impl Iterator<Item = std::ffi::OsString>) -> Option<(PathBuf, bo
         })
     };
     let file = value("--log")?;
-    Some((PathBuf::from(file), value("--log-format").as_deref() == Some("json")))
+    Some((
+        PathBuf::from(file),
+        value("--log-format").as_deref() == Some("json"),
+    ))
 }
 
 /// runc's --log: one line per error, as text or as JSON (`{"level","msg","time"}`), the time in
@@ -159,7 +162,14 @@ mod tests {
     fn log_is_found_in_a_command_line_clap_refused() {
         let args = |a: &[&str]| log_of(a.iter().map(std::ffi::OsString::from));
         assert_eq!(
-            args(&["--log", "/x/log.json", "--log-format", "json", "pause", "id"]),
+            args(&[
+                "--log",
+                "/x/log.json",
+                "--log-format",
+                "json",
+                "pause",
+                "id"
+            ]),
             Some((PathBuf::from("/x/log.json"), true))
         );
         assert_eq!(

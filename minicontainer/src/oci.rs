@@ -299,7 +299,11 @@ pub fn pause(store: &Store, id: &str, pause: bool) -> Result<()> {
 
 /// `update ID`: new resources for a created, running or paused container, written into its
 /// groups (runc's update, which `docker update` reaches through containerd).
-pub fn update(store: &Store, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+pub fn update(
+    store: &Store,
+    id: &str,
+    resources: &oci_spec::runtime::LinuxResources,
+) -> Result<()> {
     let record = store.load(id)?;
     if store.status(&record) == ContainerState::Stopped {
         return Err(bad_input(format!("container {id} is not running")));

@@ -390,7 +390,11 @@ fn block_io(b: &LinuxBlockIo, v1: bool, put: &mut impl FnMut(&str, String)) -> R
     }
     for d in b.weight_device().iter().flatten() {
         if let Some(w) = weight(d.weight()) {
-            let file = if v1 { "blkio.weight_device" } else { "io.weight" };
+            let file = if v1 {
+                "blkio.weight_device"
+            } else {
+                "io.weight"
+            };
             put(file, format!("{}:{} {w}", d.major(), d.minor()));
         }
         if weight(d.leaf_weight()).is_some() {
@@ -585,16 +589,15 @@ mod tests {
             files("io", Version::V2),
             ["io.weight=300", "io.max=7:0 rbps=1048576"]
         );
-        assert_eq!(
-            files("hugetlb", Version::V2),
-            ["hugetlb.2MB.max=4194304"]
-        );
+        assert_eq!(files("hugetlb", Version::V2), ["hugetlb.2MB.max=4194304"]);
         assert_eq!(files("net_cls", Version::V1), ["net_cls.classid=1048577"]);
         assert_eq!(files("net_prio", Version::V1), ["net_prio.ifpriomap=lo 5"]);
         assert_eq!(files("pids", Version::V2), ["pids.max=9"]);
         assert_eq!(
             r.controllers(),
-            ["memory", "pids", "cpu", "blkio", "hugetlb", "net_cls", "net_prio"]
+            [
+                "memory", "pids", "cpu", "blkio", "hugetlb", "net_cls", "net_prio"
+            ]
         );
     }
 
@@ -602,9 +605,7 @@ mod tests {
     fn what_no_kernel_here_does_is_refused_by_name() {
         let err = |j| parse(j).unwrap_err().to_string();
         assert!(err(serde_json::json!({"memory": {"kernel": 1}})).contains("memory.kernel"));
-        assert!(
-            err(serde_json::json!({"rdma": {"mlx": {"hcaHandles": 1}}})).contains("rdma")
-        );
+        assert!(err(serde_json::json!({"rdma": {"mlx": {"hcaHandles": 1}}})).contains("rdma"));
         assert!(err(serde_json::json!({"unified": {"../x": "1"}})).contains("unified"));
     }
 }

@@ -371,7 +371,18 @@ pub fn install(programs: &[BpfProgram]) -> Result<usize> {
     let mut instructions = 0;
     for program in programs {
         instructions += program.len();
-        seccompiler::apply_filter(program).context("seccomp(SECCOMP_SET_MODE_FILTER)")?;
+        let program: Vec<labkit::sys::BpfInstruction> = program
+            .iter()
+            .map(|i| labkit::sys::BpfInstruction {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            })
+            .collect();
+        labkit::sys::seccomp_set_filter(&program).context(
+            "seccomp(SECCOMP_SET_MODE_FILTER) (without no_new_privs it needs CAP_SYS_ADMIN)",
+        )?;
     }
     Ok(instructions)
 }

@@ -250,8 +250,13 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -
             None => None,
         };
         nix::unistd::chdir(&plan.cwd).with_context(|| format!("chdir({})", plan.cwd.display()))?;
+        // As at create: without no_new_privs the filter goes on while CAP_SYS_ADMIN is held.
+        let early = plan.seccomp.is_some() && !plan.no_new_privs;
+        if early {
+            crate::seccomp::install(&filters)?;
+        }
         crate::apply_identity(&plan)?;
-        if plan.seccomp.is_some() {
+        if plan.seccomp.is_some() && !early {
             crate::seccomp::install(&filters)?;
         }
         // A command that cannot be found fails the exec here, while the caller still listens.

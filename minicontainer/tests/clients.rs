@@ -41,7 +41,13 @@ fn image_archive(dir: &Path) -> PathBuf {
     fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
     let parts = dir.join("archive");
     fs::create_dir_all(&parts).unwrap();
-    tar(&["-C", &rootfs.to_string_lossy(), "-cf", &parts.join("layer.tar").to_string_lossy(), "."]);
+    tar(&[
+        "-C",
+        &rootfs.to_string_lossy(),
+        "-cf",
+        &parts.join("layer.tar").to_string_lossy(),
+        ".",
+    ]);
     let sha = |p: &Path| format!("{:x}", sha2::Sha256::digest(fs::read(p).unwrap()));
     let layer = sha(&parts.join("layer.tar"));
     let config = serde_json::json!({
@@ -190,9 +196,13 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             Ok(std::os::unix::net::UnixStream::connect(sock).is_ok())
         })
         .unwrap();
-        let log = fs::read_to_string(self.dir.path().join(format!("{what}.log")))
-            .unwrap_or_default();
-        assert!(up, "{what} did not answer on {} in 30 s:\n{log}", sock.display());
+        let log =
+            fs::read_to_string(self.dir.path().join(format!("{what}.log"))).unwrap_or_default();
+        assert!(
+            up,
+            "{what} did not answer on {} in 30 s:\n{log}",
+            sock.display()
+        );
     }
 
     fn ctr(&self, args: &[&str]) -> Run {
@@ -316,7 +326,7 @@ impl Drop for Daemons {
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.split(' ').nth(4))
-            .map(|m| labkit::cgroupfs::unescape(m))
+            .map(labkit::cgroupfs::unescape)
             .filter(|m| m.starts_with(&under))
             .collect();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
@@ -335,10 +345,15 @@ fn ready(test: &str, programs: &[&str]) -> bool {
         return false;
     }
     for p in programs {
-        let found = std::env::var_os("PATH").is_some_and(|path| {
-            std::env::split_paths(&path).any(|d| d.join(p).exists())
-        }) || Path::new(p).exists();
-        if !found && skip(test, &format!("no {p} (apt-get install containerd docker.io runc)")) {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(p).exists()))
+            || Path::new(p).exists();
+        if !found
+            && skip(
+                test,
+                &format!("no {p} (apt-get install containerd docker.io runc)"),
+            )
+        {
             return false;
         }
     }
@@ -369,7 +384,10 @@ fn eventually(what: &str, mut step: impl FnMut() -> Run) -> Run {
 #[test]
 fn containerd_runs_minicontainer_as_it_runs_runc() {
     const TEST: &str = "containerd_runs_minicontainer_as_it_runs_runc";
-    if !ready(TEST, &["containerd", "ctr", "containerd-shim-runc-v2", "runc"]) {
+    if !ready(
+        TEST,
+        &["containerd", "ctr", "containerd-shim-runc-v2", "runc"],
+    ) {
         return;
     }
     let _one = serial();
@@ -383,18 +401,30 @@ fn containerd_runs_minicontainer_as_it_runs_runc() {
     assert!(
         dump.stdout
             .lines()
-            .any(|l| l.contains("io.containerd.grpc.v1") && l.contains(" cri ") && l.trim_end().ends_with("ok")),
+            .any(|l| l.contains("io.containerd.grpc.v1")
+                && l.contains(" cri ")
+                && l.trim_end().ends_with("ok")),
         "{}",
         dump.stdout
     );
     let loaded = cmd(
         "containerd",
-        &["--config", &t.join("containerd.toml").to_string_lossy(), "config", "dump"],
+        &[
+            "--config",
+            &t.join("containerd.toml").to_string_lossy(),
+            "config",
+            "dump",
+        ],
         &[],
     );
     assert!(
-        loaded.stdout.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nslab]")
-            && loaded.stdout.contains(&format!("BinaryName = \"{}\"", t.join("minicontainer").display())),
+        loaded
+            .stdout
+            .contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nslab]")
+            && loaded.stdout.contains(&format!(
+                "BinaryName = \"{}\"",
+                t.join("minicontainer").display()
+            )),
         "{}",
         loaded.transcript()
     );
@@ -402,7 +432,10 @@ fn containerd_runs_minicontainer_as_it_runs_runc() {
     for rt in d.runtimes() {
         let name = format!("nslab-ctr-{}-{}", std::process::id(), rt.name);
         let binary = rt.path.to_string_lossy().into_owned();
-        let root = t.join(format!("{}-root", rt.name)).to_string_lossy().into_owned();
+        let root = t
+            .join(format!("{}-root", rt.name))
+            .to_string_lossy()
+            .into_owned();
         let fifos = t.join("fifo").to_string_lossy().into_owned();
         let cgroup = format!("{}/{name}", d.cgroup);
         let base = [
@@ -423,21 +456,40 @@ fn containerd_runs_minicontainer_as_it_runs_runc() {
             v
         };
         // run --rm: the output, and the exit status through the shim.
-        let args = with(&["--rm"], &[IMAGE, &name, "sh", "-c", "echo hi; hostname; exit 3"]);
+        let args = with(
+            &["--rm"],
+            &[IMAGE, &name, "sh", "-c", "echo hi; hostname; exit 3"],
+        );
         let r = d.ctr(&strs(&args));
         assert_eq!(r.code, 3, "{}: {}", rt.name, r.transcript());
-        assert!(r.stdout.starts_with("hi\n"), "{}: {}", rt.name, r.transcript());
+        assert!(
+            r.stdout.starts_with("hi\n"),
+            "{}: {}",
+            rt.name,
+            r.transcript()
+        );
         hostnames.push(r.stdout.lines().nth(1).unwrap_or_default().to_string());
         // run -d, then exec, pause and resume, metrics, kill, delete.
         let args = with(&["-d", "--null-io"], &[IMAGE, &name, "sleep", "60"]);
         d.ctr(&strs(&args)).expect_code(0);
-        let r = d.ctr(&["task", "exec", "--exec-id", "e1", &name, "sh", "-c", "echo in; exit 5"]);
+        let r = d.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            &name,
+            "sh",
+            "-c",
+            "echo in; exit 5",
+        ]);
         assert_eq!(r.code, 5, "{}: {}", rt.name, r.transcript());
         assert_eq!(r.stdout, "in\n", "{}", rt.name);
         d.ctr(&["task", "pause", &name]).expect_code(0);
         let ls = d.ctr(&["task", "ls"]);
         assert!(
-            ls.stdout.lines().any(|l| l.starts_with(&name) && l.ends_with("PAUSED")),
+            ls.stdout
+                .lines()
+                .any(|l| l.starts_with(&name) && l.ends_with("PAUSED")),
             "{}: {}",
             rt.name,
             ls.stdout
@@ -445,7 +497,9 @@ fn containerd_runs_minicontainer_as_it_runs_runc() {
         d.ctr(&["task", "resume", &name]).expect_code(0);
         let ls = d.ctr(&["task", "ls"]);
         assert!(
-            ls.stdout.lines().any(|l| l.starts_with(&name) && l.ends_with("RUNNING")),
+            ls.stdout
+                .lines()
+                .any(|l| l.starts_with(&name) && l.ends_with("RUNNING")),
             "{}: {}",
             rt.name,
             ls.stdout
@@ -495,13 +549,32 @@ fn docker_runs_minicontainer_as_it_runs_runc() {
             d.docker(&v)
         };
         // run --rm: Docker's prestart hooks, hostname, mounts and seccomp profile; the status.
-        let r = run(&["--rm", "--hostname", "nslab-box", IMAGE, "sh", "-c", "echo hi $(hostname); exit 3"]);
+        let r = run(&[
+            "--rm",
+            "--hostname",
+            "nslab-box",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo hi $(hostname); exit 3",
+        ]);
         assert_eq!(r.code, 3, "{}: {}", rt.name, r.transcript());
-        assert_eq!(r.stdout, "hi nslab-box\n", "{}: {}", rt.name, r.transcript());
+        assert_eq!(
+            r.stdout,
+            "hi nslab-box\n",
+            "{}: {}",
+            rt.name,
+            r.transcript()
+        );
         // run -t: the terminal through containerd's console socket.
         let r = run(&["--rm", "-t", IMAGE, "tty"]);
         assert_eq!(r.code, 0, "{}: {}", rt.name, r.transcript());
-        assert!(r.stdout.contains("/dev/pts/0"), "{}: {}", rt.name, r.transcript());
+        assert!(
+            r.stdout.contains("/dev/pts/0"),
+            "{}: {}",
+            rt.name,
+            r.transcript()
+        );
         // run -d, exec, pause and unpause, update, stop, rm.
         run(&["-d", "--name", &name, IMAGE, "sleep", "60"]).expect_code(0);
         let r = d.docker(&["exec", &name, "sh", "-c", "echo in; exit 4"]);
@@ -517,8 +590,17 @@ fn docker_runs_minicontainer_as_it_runs_runc() {
         assert_eq!(status(), "paused", "{}", rt.name);
         d.docker(&["unpause", &name]).expect_code(0);
         assert_eq!(status(), "running", "{}", rt.name);
-        d.docker(&["update", "--memory", "64m", "--memory-swap", "128m", "--pids-limit", "50", &name])
-            .expect_code(0);
+        d.docker(&[
+            "update",
+            "--memory",
+            "64m",
+            "--memory-swap",
+            "128m",
+            "--pids-limit",
+            "50",
+            &name,
+        ])
+        .expect_code(0);
         let stats = d.docker(&["stats", "--no-stream", "--format", "{{.MemUsage}}", &name]);
         assert!(
             stats.stdout.trim().ends_with("/ 64MiB"),

@@ -1478,3 +1478,243 @@ fn features_says_what_the_engine_accepts() {
     assert_eq!(f["linux"]["seccomp"]["enabled"], true);
     assert!(names(&f["linux"]["capabilities"]).contains(&"CAP_SYS_ADMIN".to_string()));
 }
+
+#[test]
+fn no_new_privileges_is_exactly_as_given_with_a_seccomp_filter() {
+    const TEST: &str = "no_new_privileges_is_exactly_as_given_with_a_seccomp_filter";
+    for nnp in [false, true] {
+        let Some((_one, b)) = Bundle::for_test(TEST, |c| {
+            c["process"]["args"] =
+                json!(["grep", "-E", "^(NoNewPrivs|Seccomp):", "/proc/self/status"]);
+            c["process"]["noNewPrivileges"] = json!(nnp);
+            assert!(
+                c["linux"]["seccomp"].is_object(),
+                "spec's default has a profile"
+            );
+        }) else {
+            return;
+        };
+        let r = b.mc(&["run", "--bundle", &b.path(), &id("nnp")]);
+        assert_eq!(r.code, 0, "{}", r.transcript());
+        // The filter is on either way (mode 2); no_new_privs only where the config asks.
+        assert!(r.stdout.contains("Seccomp:\t2"), "{}", r.stdout);
+        assert!(
+            r.stdout
+                .contains(&format!("NoNewPrivs:\t{}", u8::from(nnp))),
+            "noNewPrivileges {nnp}: {}",
+            r.stdout
+        );
+    }
+}
+
+/// The first leaf of a process in a hierarchy where `file` exists: its path on the host.
+fn group_with(pid: i64, file: &str) -> Option<PathBuf> {
+    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    cgroup_demo::cg::hierarchies().ok()?.iter().find_map(|h| {
+        cgroups.lines().find_map(|l| {
+            let path = l.splitn(3, ':').nth(2)?;
+            let dir = h.mount.join(path.trim_start_matches('/'));
+            dir.join(file).exists().then_some(dir)
+        })
+    })
+}
+
+#[test]
+fn pause_resume_update_events_and_kill_all_reach_every_process() {
+    const TEST: &str = "pause_resume_update_events_and_kill_all_reach_every_process";
+    let group = format!("nslab-pause-{}", std::process::id());
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+        c["linux"]["cgroupsPath"] = json!(format!("{group}/ctr"));
+        c["linux"]["resources"] = json!({"pids": {"limit": 40}});
+    }) else {
+        return;
+    };
+    let id = id("pause");
+    b.mc_leaving(&["run", "-d", "--bundle", &b.path(), &id])
+        .expect_code(0);
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    // A second process, so that kill --all has more than the first to reach.
+    b.mc_leaving(&["exec", "--detach", &id, "sleep", "61"])
+        .expect_code(0);
+    let state = |pid: i64| {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("State:"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    b.mc(&["pause", &id]).expect_code(0);
+    assert_eq!(b.state(&id)["status"], "paused");
+    let frozen = group_with(pid, "freezer.state")
+        .map(|g| fs::read_to_string(g.join("freezer.state")).unwrap())
+        .or_else(|| {
+            group_with(pid, "cgroup.freeze")
+                .map(|g| fs::read_to_string(g.join("cgroup.events")).unwrap())
+        })
+        .unwrap();
+    assert!(
+        frozen.contains("FROZEN") || frozen.contains("frozen 1"),
+        "{frozen}"
+    );
+    assert!(list_has(&b, &id, "paused"), "list says paused");
+    let r = b.mc(&["pause", &id]);
+    assert_eq!(r.code, 2, "pausing a paused one: {}", r.transcript());
+    assert!(
+        r.stderr.contains("only a running container"),
+        "{}",
+        r.stderr
+    );
+    b.mc(&["resume", &id]).expect_code(0);
+    assert_eq!(b.state(&id)["status"], "running");
+    assert!(!state(pid).contains("stopped"), "{}", state(pid));
+    // update: from a file of linux.resources, and by flag.
+    let resources = b.dir.path().join("resources.json");
+    fs::write(&resources, r#"{"pids": {"limit": 12}}"#).unwrap();
+    b.mc(&["update", "--resources", &resources.to_string_lossy(), &id])
+        .expect_code(0);
+    let pids = group_with(pid, "pids.max").unwrap();
+    assert_eq!(
+        fs::read_to_string(pids.join("pids.max")).unwrap().trim(),
+        "12"
+    );
+    b.mc(&["update", "--pids-limit", "13", &id]).expect_code(0);
+    assert_eq!(
+        fs::read_to_string(pids.join("pids.max")).unwrap().trim(),
+        "13"
+    );
+    let r = b.mc(&["update", "--resources", "/nonexistent", &id]);
+    assert_eq!(r.code, 2, "{}", r.transcript());
+    // events --stats: one line of runc's JSON with the container's usage.
+    let r = b.mc(&["events", "--stats", &id]);
+    r.expect_code(0);
+    let event: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(event["type"], "stats");
+    assert_eq!(event["id"], id.as_str());
+    assert_eq!(event["data"]["pids"]["current"], 2, "{event}");
+    assert_eq!(event["data"]["pids"]["limit"], 13, "{event}");
+    assert!(
+        event["data"]["memory"]["usage"]["usage"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{event}"
+    );
+    // kill --all: every process of the container, not only its first.
+    let procs = fs::read_to_string(pids.join("cgroup.procs")).unwrap();
+    let procs: Vec<i64> = procs.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(procs.len(), 2, "{procs:?}");
+    b.mc(&["kill", "--all", &id, "KILL"]).expect_code(0);
+    for p in procs {
+        let gone =
+            labkit::wait::until(std::time::Duration::from_secs(10), || Ok(!alive(p))).unwrap();
+        assert!(gone, "{p} outlived kill --all");
+    }
+    b.mc(&["delete", &id]).expect_code(0);
+    assert_no_cgroup_dir(|h| h.own.join(&group));
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+fn list_has(b: &Bundle, id: &str, status: &str) -> bool {
+    b.mc(&["list"])
+        .stdout
+        .lines()
+        .any(|l| l.starts_with(id) && l.split_whitespace().nth(2) == Some(status))
+}
+
+#[test]
+fn delete_force_ends_a_paused_container() {
+    const TEST: &str = "delete_force_ends_a_paused_container";
+    let group = format!("nslab-pausedel-{}", std::process::id());
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+        c["linux"]["cgroupsPath"] = json!(format!("{group}/ctr"));
+    }) else {
+        return;
+    };
+    let id = id("pausedel");
+    b.mc_leaving(&["run", "-d", "--bundle", &b.path(), &id])
+        .expect_code(0);
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    b.mc(&["pause", &id]).expect_code(0);
+    let r = b.mc(&["delete", &id]);
+    assert_eq!(r.code, 2, "not without --force: {}", r.transcript());
+    b.mc(&["delete", "--force", &id]).expect_code(0);
+    assert!(!alive(pid));
+    assert_no_cgroup_dir(|h| h.own.join(&group));
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn resources_are_written_where_the_kernel_has_them_or_refused_by_name() {
+    const TEST: &str = "resources_are_written_where_the_kernel_has_them_or_refused_by_name";
+    let group = format!("nslab-res-{}", std::process::id());
+    let memory_v1 = cgroup_demo::cg::for_controller("memory", None)
+        .is_ok_and(|h| h.version == cgroup_demo::cg::Version::V1);
+    // Docker's zeros (cpu.shares 0, blockIO.weight 0) ask for nothing, as with runc.
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+        c["linux"]["cgroupsPath"] = json!(format!("{group}/ctr"));
+        let mut memory = json!({"limit": 67108864, "reservation": 33554432});
+        if memory_v1 {
+            memory["swappiness"] = json!(7);
+        }
+        c["linux"]["resources"] = json!({
+            "memory": memory,
+            "cpu": {"shares": 0, "quota": 20000, "period": 100000},
+            "blockIO": {"weight": 0},
+            "pids": {"limit": 33},
+        });
+    }) else {
+        return;
+    };
+    let id = id("res");
+    b.mc_leaving(&["run", "-d", "--bundle", &b.path(), &id])
+        .expect_code(0);
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    let read = |file: &str| {
+        let g = group_with(pid, file).unwrap_or_else(|| panic!("no group with {file}"));
+        fs::read_to_string(g.join(file)).unwrap().trim().to_string()
+    };
+    if memory_v1 {
+        assert_eq!(read("memory.limit_in_bytes"), "67108864");
+        assert_eq!(read("memory.soft_limit_in_bytes"), "33554432");
+        assert_eq!(read("memory.swappiness"), "7");
+    } else {
+        assert_eq!(read("memory.max"), "67108864");
+        assert_eq!(read("memory.low"), "33554432");
+    }
+    match group_with(pid, "cpu.cfs_quota_us") {
+        Some(_) => {
+            assert_eq!(read("cpu.cfs_quota_us"), "20000");
+            assert_eq!(read("cpu.shares"), "1024", "shares 0 left alone");
+        }
+        None => {
+            assert_eq!(read("cpu.max"), "20000 100000");
+            assert_eq!(read("cpu.weight"), "100", "shares 0 left alone");
+        }
+    }
+    assert_eq!(read("pids.max"), "33");
+    b.mc(&["delete", "--force", &id]).expect_code(0);
+    // What a version cannot do is refused by its name at create, and nothing is left.
+    let refused = if memory_v1 {
+        ("cpu", json!({"cpu": {"idle": 1}}), "cpu.idle")
+    } else {
+        ("memory", json!({"memory": {"swappiness": 5}}), "swappiness")
+    };
+    let mut config: Value =
+        serde_json::from_slice(&fs::read(b.dir.path().join("config.json")).unwrap()).unwrap();
+    config["linux"]["resources"] = refused.1;
+    fs::write(
+        b.dir.path().join("config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    let r = b.mc(&["create", "--bundle", &b.path(), &id]);
+    assert_eq!(r.code, 2, "{}: {}", refused.0, r.transcript());
+    assert!(r.stderr.contains(refused.2), "{}", r.stderr);
+    assert!(r.stderr.contains("refused"), "{}", r.stderr);
+    assert_no_cgroup_dir(|h| h.own.join(&group));
+    assert_eq!(leftovers(), Vec::<String>::new());
+}

@@ -44,6 +44,10 @@ const SUITES: &[(&str, Option<&str>, &[&str])] = &[
             "the_spec_is_followed",
             "create_refuses",
             "log_json",
+            "no_new_privileges",
+            "pause_resume",
+            "delete_force_ends",
+            "resources_are",
         ],
     ),
 ];

@@ -208,9 +208,11 @@ fn size(flag: &str, text: &str) -> Result<i64> {
     if text == "-1" {
         return Ok(-1);
     }
-    labkit::parse_size(text)
-        .map(|b| b as i64)
-        .map_err(|_| bad_input(format!("--{flag} {text:?}: a size in bytes (64m, 1g) or -1")))
+    labkit::parse_size(text).map(|b| b as i64).map_err(|_| {
+        bad_input(format!(
+            "--{flag} {text:?}: a size in bytes (64m, 1g) or -1"
+        ))
+    })
 }
 
 pub fn update(store: &Store, args: UpdateArgs) -> Result<ExitCode> {
@@ -227,11 +229,13 @@ pub fn update(store: &Store, args: UpdateArgs) -> Result<ExitCode> {
                     .map_err(|e| bad_input(format!("--resources {}: {e}", file.display())))?
             };
             serde_json::from_slice(&text).map_err(|e| {
-                bad_input(format!("--resources: not an OCI linux.resources object: {e}"))
+                bad_input(format!(
+                    "--resources: not an OCI linux.resources object: {e}"
+                ))
             })?
         }
     };
-    let mut memory = r.memory().clone().unwrap_or_else(LinuxMemory::default);
+    let mut memory = r.memory().unwrap_or_default();
     if let Some(m) = &args.memory {
         memory.set_limit(Some(size("memory", m)?));
     }
@@ -244,7 +248,7 @@ pub fn update(store: &Store, args: UpdateArgs) -> Result<ExitCode> {
     if memory != LinuxMemory::default() {
         r.set_memory(Some(memory));
     }
-    let mut cpu = r.cpu().clone().unwrap_or_else(LinuxCpu::default);
+    let mut cpu = r.cpu().clone().unwrap_or_default();
     if args.cpu_quota.is_some() {
         cpu.set_quota(args.cpu_quota);
     }

@@ -143,7 +143,11 @@ pub(crate) fn make(out: &mut Narrator, plan: &Plan, device_policy: bool) -> Resu
                 if h.version == Version::V2 {
                     // As runc: every controller the group may have reaches the leaf, so a
                     // manager finds memory.current, cpu.stat, pids.current there.
-                    for c in top.read("cgroup.controllers").unwrap_or_default().split(' ') {
+                    for c in top
+                        .read("cgroup.controllers")
+                        .unwrap_or_default()
+                        .split(' ')
+                    {
                         let _ = enable_down(&top, &leaf, c);
                     }
                 }
@@ -217,7 +221,11 @@ fn group_for(
     controller: &str,
     h: &cg::Hierarchy,
 ) -> Result<usize> {
-    let v2_name = if controller == "blkio" { "io" } else { controller };
+    let v2_name = if controller == "blkio" {
+        "io"
+    } else {
+        controller
+    };
     if let Some(at) = groups.iter().position(|(g, _, _)| g.mount == h.mount) {
         let (_, leaf, top) = &groups[at];
         if h.version == Version::V2 {
@@ -317,8 +325,7 @@ pub(crate) fn nested_in(
                 )));
             }
         } else {
-            if top.is_none() && nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_err()
-            {
+            if top.is_none() && nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_err() {
                 return Ok(None);
             }
             match Group::create(&dir, &part.to_string_lossy(), h.version) {
@@ -358,11 +365,10 @@ pub(crate) fn frozen(procs: &[PathBuf]) -> bool {
     let Some(g) = freezer(procs) else {
         return false;
     };
-    let frozen = match g.version {
+    match g.version {
         Version::V1 => g.read("freezer.state").is_ok_and(|s| s != "THAWED"),
         Version::V2 => g.key("cgroup.events", "frozen").is_ok_and(|f| f == 1),
-    };
-    frozen
+    }
 }
 
 /// Freeze or thaw the container's processes (runc's pause and resume): v1's freezer, v2's
@@ -405,7 +411,11 @@ pub(crate) fn processes(procs: &[PathBuf]) -> Vec<i32> {
     procs
         .iter()
         .filter_map(|p| fs::read_to_string(p).ok())
-        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
         .find(|l| !l.is_empty())
         .unwrap_or_default()
 }
@@ -475,7 +485,10 @@ pub(crate) fn stats(procs: &[PathBuf]) -> serde_json::Value {
         .lines()
         .filter_map(|l| {
             let (k, v) = l.split_once(' ')?;
-            Some((k.to_string(), serde_json::json!(v.trim().parse::<u64>().ok()?)))
+            Some((
+                k.to_string(),
+                serde_json::json!(v.trim().parse::<u64>().ok()?),
+            ))
         })
         .collect();
     let usec = |k: &str| key("cpu.stat", k).map(|u| u * 1000);
@@ -577,5 +590,4 @@ mod tests {
             "the leaf is the top"
         );
     }
-
 }

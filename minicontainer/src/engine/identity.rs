@@ -113,6 +113,12 @@ pub(crate) fn setup(
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
         step(r, format!("umask({mask:#o})"));
     }
+    // Without no_new_privs a filter is a privileged thing to install (CAP_SYS_ADMIN): before
+    // the capabilities go, as runc does; with it, as late as possible (below).
+    let early = plan.seccomp.is_some() && !plan.no_new_privs;
+    if early {
+        seccomp::install(filters)?;
+    }
     apply_identity(plan)?;
     step(
         r,
@@ -137,7 +143,9 @@ pub(crate) fn setup(
     chdir(&plan.cwd).with_context(|| format!("chdir({})", plan.cwd.display()))?;
     if let Some(profile) = &plan.seccomp {
         // ANCHOR: seccomp
-        seccomp::install(filters)?;
+        if !early {
+            seccomp::install(filters)?;
+        }
         // ANCHOR_END: seccomp
         step(r, seccomp::describe(profile));
     }
