@@ -428,6 +428,11 @@ pub struct Plan {
     pub cgroups_path: Option<PathBuf>,
     /// `linux.resources`, as cgroup files.
     pub resources: crate::resources::Resources,
+    /// `linux.rootfsPropagation` as mount flags (`None`: private, this engine's default).
+    pub root_propagation: Option<MsFlags>,
+    /// A mount namespace to enter by path: the container's process joins it, and no mount is
+    /// made (the namespace's own tree is its root).
+    pub join_mount: Option<PathBuf>,
 }
 
 pub(crate) fn unsupported(field: &str) -> anyhow::Error {
@@ -607,6 +612,77 @@ fn check_labels(process: &oci_spec::runtime::Process) -> Result<()> {
     Ok(())
 }
 
+/// `linux.rootfsPropagation`: private (the default), slave, shared or unbindable, recursive
+/// with an `r`.
+fn root_propagation(linux: &oci_spec::runtime::Linux) -> Result<Option<MsFlags>> {
+    let Some(p) = linux
+        .rootfs_propagation()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    else {
+        return Ok(None);
+    };
+    let (_, _, propagation, _) = decode_options(&[p.to_string()]);
+    match propagation {
+        Some(flags) if flags.contains(MsFlags::MS_PRIVATE) => Ok(None),
+        Some(flags) => Ok(Some(flags)),
+        None => Err(labkit::bad_input(format!(
+            "config: linux.rootfsPropagation {p:?}: private, slave, shared or unbindable (r for recursive)"
+        ))),
+    }
+}
+
+/// Without a mount namespace of its own the container's process makes no mount (as runc),
+/// so what would need one is refused by name rather than left undone.
+fn no_mounts_without_a_namespace(
+    spec: &Spec,
+    linux: &oci_spec::runtime::Linux,
+    propagation: Option<MsFlags>,
+) -> Result<()> {
+    let asked = [
+        (
+            "mounts",
+            spec.mounts().as_ref().is_some_and(|m| !m.is_empty()),
+        ),
+        (
+            "linux.maskedPaths",
+            linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty()),
+        ),
+        (
+            "linux.readonlyPaths",
+            linux
+                .readonly_paths()
+                .as_ref()
+                .is_some_and(|m| !m.is_empty()),
+        ),
+        (
+            "linux.devices",
+            linux.devices().as_ref().is_some_and(|d| !d.is_empty()),
+        ),
+        (
+            "linux.sysctl",
+            linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()),
+        ),
+        (
+            "root.readonly",
+            spec.root()
+                .as_ref()
+                .is_some_and(|r| r.readonly() == Some(true)),
+        ),
+        ("linux.rootfsPropagation", propagation.is_some()),
+        (
+            "domainname",
+            spec.domainname().as_ref().is_some_and(|d| !d.is_empty()),
+        ),
+    ];
+    match asked.iter().find(|(_, a)| *a) {
+        Some((field, _)) => Err(labkit::bad_input(format!(
+            "config: {field} needs a mount namespace of its own, and the config makes none (it joins one, or has none)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The namespaces to make (clone flags) and those to join by path.
 fn namespaces(
     linux: &oci_spec::runtime::Linux,
@@ -625,17 +701,11 @@ fn namespaces(
             other => return Err(unsupported(&format!("a {other:?} namespace"))),
         };
         match ns.path() {
-            // Joined with setns(2) by the child: a PID namespace would hold only its
-            // children, a mount or user namespace cannot be joined mid-way by this engine.
-            Some(path)
-                if matches!(
-                    ns.typ(),
-                    LinuxNamespaceType::Pid | LinuxNamespaceType::Mount | LinuxNamespaceType::User
-                ) =>
-            {
+            // The runtime joins the others before clone and goes on with the host's cgroups
+            // and files; in another user namespace it would have no privilege over them.
+            Some(path) if ns.typ() == LinuxNamespaceType::User => {
                 return Err(unsupported(&format!(
-                    "joining a {:?} namespace by path ({})",
-                    ns.typ(),
+                    "joining a user namespace by path ({}): minicontainer makes its own",
                     path.display()
                 )));
             }
@@ -808,16 +878,16 @@ impl Plan {
             .linux()
             .as_ref()
             .ok_or_else(|| labkit::bad_input("config: no linux section"))?;
-        if let Some(p) = linux.rootfs_propagation() {
-            if !matches!(p.as_str(), "private" | "rprivate" | "") {
-                return Err(unsupported(&format!("linux.rootfsPropagation {p:?}")));
-            }
-        }
-        let (clone_flags, join) = namespaces(linux)?;
+        let root_propagation = root_propagation(linux)?;
+        let (clone_flags, mut join) = namespaces(linux)?;
+        // A mount namespace joined by path is entered by the container's process itself (the
+        // runtime keeps its own view of the host's files for the steps it does).
+        let join_mount = join
+            .iter()
+            .position(|(f, _)| *f == CloneFlags::CLONE_NEWNS)
+            .map(|at| join.remove(at).1);
         if !clone_flags.contains(CloneFlags::CLONE_NEWNS) {
-            return Err(labkit::bad_input(
-                "config: minicontainer needs a mount namespace (it pivots the root)",
-            ));
+            no_mounts_without_a_namespace(spec, linux, root_propagation)?;
         }
         let (uid_map, gid_map) = id_maps(linux, clone_flags)?;
         let resources = crate::resources::Resources::new(linux.resources().as_ref())?;
@@ -859,6 +929,8 @@ impl Plan {
             devices: devices(linux)?,
             cgroups_path: linux.cgroups_path().clone(),
             resources,
+            root_propagation,
+            join_mount,
         })
     }
 

@@ -1718,3 +1718,157 @@ fn resources_are_written_where_the_kernel_has_them_or_refused_by_name() {
     assert_no_cgroup_dir(|h| h.own.join(&group));
     assert_eq!(leftovers(), Vec::<String>::new());
 }
+
+/// `minicontainer ARGS` in a mount namespace of its own whose mounts are shared (with nothing
+/// of the host's: unshare makes them private first), as a host with shared mounts would be,
+/// with a tmpfs of that namespace's at `b`'s `src` for the container to bind.
+fn in_shared_host(b: &Bundle, args: &[&str]) -> Run {
+    let root = b.root.path().to_string_lossy().into_owned();
+    let src = b.dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let child = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs nslab-src {} && mount --make-rshared / && exec \"$0\" \"$@\"",
+            src.display()
+        ))
+        .arg(bin())
+        .args(["--root", root.as_str()])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    started(child.id() as i32);
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn the_root_propagation_is_what_the_config_says() {
+    const TEST: &str = "the_root_propagation_is_what_the_config_says";
+    // mountinfo's optional fields, the kernel's own account: of /srv, a bind of a mount the
+    // host shares (a slave receives the host's mounts there, a shared one also sends its own),
+    // or of / itself.
+    for (propagation, at, tag) in [
+        ("rprivate", "/srv", None),
+        ("rslave", "/srv", Some("master:")),
+        ("rshared", "/srv", Some("shared:")),
+        ("runbindable", "/", Some("unbindable")),
+    ] {
+        let Some((_one, b)) = Bundle::for_test(TEST, |c| {
+            c["process"]["args"] = json!(["cat", "/proc/self/mountinfo"]);
+            c["linux"]["rootfsPropagation"] = json!(propagation);
+        }) else {
+            return;
+        };
+        if at == "/srv" {
+            let src = b.dir.path().join("src").display().to_string();
+            let config = b.dir.path().join("config.json");
+            let mut c: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+            c["mounts"].as_array_mut().unwrap().push(
+                json!({"destination": "/srv", "type": "bind", "source": src, "options": ["rbind"]}),
+            );
+            fs::write(&config, serde_json::to_vec(&c).unwrap()).unwrap();
+        }
+        let r = in_shared_host(&b, &["run", "--bundle", &b.path(), &id("prop")]);
+        assert_eq!(r.code, 0, "{propagation}: {}", r.transcript());
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some(at))
+            .unwrap_or_else(|| panic!("no {at} in {}", r.stdout));
+        let optional: Vec<&str> = line.split(' ').skip(6).take_while(|f| *f != "-").collect();
+        match tag {
+            Some(tag) => assert!(
+                optional.iter().any(|f| f.starts_with(tag)),
+                "{propagation}: {line}"
+            ),
+            None => assert!(optional.is_empty(), "{propagation}: {line}"),
+        }
+    }
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn mount_and_pid_namespaces_join_by_path_or_stay_the_runtimes() {
+    const TEST: &str = "mount_and_pid_namespaces_join_by_path_or_stay_the_runtimes";
+    let Some((_one, a)) = Bundle::for_test(TEST, |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+    }) else {
+        return;
+    };
+    let first = id("joined");
+    a.mc_leaving(&["run", "-d", "--bundle", &a.path(), &first])
+        .expect_code(0);
+    let pid = a.state(&first)["pid"].as_i64().unwrap();
+    // A second container that enters the first one's mount and PID namespaces: its files and
+    // its processes, with no mount of its own.
+    let no_mounts = |c: &mut Value| {
+        c["mounts"] = json!([]);
+        c["linux"]["maskedPaths"] = json!([]);
+        c["linux"]["readonlyPaths"] = json!([]);
+        c["linux"].as_object_mut().unwrap().remove("sysctl");
+    };
+    let b = Bundle::new(TEST, |c| {
+        c["process"]["args"] = json!(["sh", "-c", "ls /; cat /proc/1/cmdline; echo; echo $$"]);
+        no_mounts(c);
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            match ns["type"].as_str() {
+                Some("mount") => ns["path"] = json!(format!("/proc/{pid}/ns/mnt")),
+                Some("pid") => ns["path"] = json!(format!("/proc/{pid}/ns/pid")),
+                _ => {}
+            }
+        }
+    })
+    .unwrap();
+    let r = b.mc(&["run", "--bundle", &b.path(), &id("joiner")]);
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines.contains(&"srv") && !lines.contains(&"usr"),
+        "the first one's root: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("sleep\u{0}60"),
+        "its PID 1 is the first one's: {}",
+        r.stdout
+    );
+    assert_ne!(lines.last(), Some(&"1"), "not PID 1 there: {}", r.stdout);
+    a.mc(&["delete", "--force", &first]).expect_code(0);
+    // No mount namespace at all: the runtime's own tree, and no mount asked for.
+    let c = Bundle::new(TEST, |c| {
+        c["process"]["args"] = json!(["ls", "/"]);
+        no_mounts(c);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "mount");
+    })
+    .unwrap();
+    let r = c.mc(&["run", "--bundle", &c.path(), &id("nomnt")]);
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    assert!(r.stdout.lines().any(|l| l == "usr"), "{}", r.stdout);
+    // A mount asked for without a namespace to make it in is refused by name.
+    let d = Bundle::new(TEST, |c| {
+        c["process"]["args"] = json!(["true"]);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "mount");
+    })
+    .unwrap();
+    let r = d.mc(&["run", "--bundle", &d.path(), &id("nomnt")]);
+    assert_eq!(r.code, 2, "{}", r.transcript());
+    assert!(
+        r.stderr.contains("needs a mount namespace of its own"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(leftovers(), Vec::<String>::new());
+}

@@ -145,6 +145,8 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
     // Compiled before clone: a profile the compiler refuses is an error of the command line.
     let filters = plan.seccomp_programs()?;
     let joins = namespaces::open_joins(&plan)?;
+    let join_mount = namespaces::open_mount_join(&plan)?;
+    let own_pid = namespaces::own_pid_namespace(&plan)?;
     let binds = match config.root {
         Root::Host => rootfs::host_skeleton(&req.work.join("image"))?,
         Root::Dir(_) | Root::Layers(_) | Root::Bundle(_) => Vec::new(),
@@ -190,6 +192,7 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
         outlive: req.outlive,
         create_container: hooks::of(&config.spec, hooks::Kind::CreateContainer),
         start_container: hooks::of(&config.spec, hooks::Kind::StartContainer),
+        join_mount: join_mount.as_ref(),
     };
     // ANCHOR: clone
     // The namespaces of the spec (all six from `run`). The cgroup namespace is made again with
@@ -197,6 +200,7 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
     let flags = plan.clone_flags;
     let mut child = clone_child(flags, |r| spawn::container_main(r, &prepared))?;
     // ANCHOR_END: clone
+    namespaces::back_to_own_pid_namespace(own_pid)?;
     let pid = child.pid().as_raw();
     let shown = labkit::child::flag_names(flags);
     out.step(

@@ -25,7 +25,43 @@ pub(crate) fn open_joins(plan: &Plan) -> Result<Vec<(CloneFlags, fs::File)>> {
         .collect()
 }
 
-/// setns(2) into each of them, before clone.
+/// The mount namespace the container's process enters itself (`None`: it makes one, or has
+/// none), opened now.
+pub(crate) fn open_mount_join(plan: &Plan) -> Result<Option<fs::File>> {
+    plan.join_mount
+        .as_ref()
+        .map(|path| {
+            fs::File::open(path).with_context(|| format!("open({}) to join it", path.display()))
+        })
+        .transpose()
+}
+
+/// This process's own PID namespace, to come back to after a clone into a joined one
+/// (setns(2) of a PID namespace changes only where children go).
+pub(crate) fn own_pid_namespace(plan: &Plan) -> Result<Option<fs::File>> {
+    if !plan
+        .join
+        .iter()
+        .any(|(f, _)| *f == CloneFlags::CLONE_NEWPID)
+    {
+        return Ok(None);
+    }
+    Ok(Some(
+        fs::File::open("/proc/self/ns/pid").context("open(/proc/self/ns/pid)")?,
+    ))
+}
+
+/// After the clone: children of this process (hooks) go to its own PID namespace again.
+pub(crate) fn back_to_own_pid_namespace(own: Option<fs::File>) -> Result<()> {
+    if let Some(own) = own {
+        nix::sched::setns(own, CloneFlags::CLONE_NEWPID)
+            .context("setns(own PID namespace) after clone")?;
+    }
+    Ok(())
+}
+
+/// setns(2) into each of them, before clone (a PID namespace: the clone's child is its
+/// member).
 pub(crate) fn join(
     out: &mut Narrator,
     plan: &Plan,

@@ -31,7 +31,14 @@ pub(crate) fn build(
     binds: &[(PathBuf, PathBuf)],
     before_pivot: &dyn Fn() -> Result<()>,
 ) -> Result<()> {
-    make_private(r)?;
+    // Unbindable only once the root is made (the masked paths and the host's binds need
+    // bindable sources); slave and shared from the start, to stay joined to the host's mounts.
+    match plan.root_propagation {
+        Some(flags) if flags.intersects(MsFlags::MS_SLAVE | MsFlags::MS_SHARED) => {
+            propagate(r, flags, root, work)?
+        }
+        _ => make_private(r)?,
+    }
     let merged = mount_root(r, root, work)?;
     bind_host(r, &merged, binds)?;
     // ANCHOR: mounts
@@ -63,6 +70,11 @@ pub(crate) fn build(
     // still there.
     before_pivot()?;
     pivot(r, &merged, matches!(root, Root::Bundle(_)))?;
+    if let Some(flags) = plan.root_propagation {
+        // Once more on the new root, as runc does: its mounts are made now.
+        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+            .with_context(|| format!("mount(\"/\", {flags:?}) (linux.rootfsPropagation)"))?;
+    }
     if plan.root_readonly {
         remount_adding(Path::new("/"), MsFlags::MS_RDONLY)?;
         step(
@@ -71,6 +83,56 @@ pub(crate) fn build(
         );
     }
     Ok(())
+}
+
+/// `linux.rootfsPropagation` other than private: the new namespace's mounts get it (slave:
+/// the host's new mounts reach the container, shared: both ways), as runc does, and the mount
+/// that holds the root-to-be and the root mount are made private (alone, not recursively), so
+/// that the root's own mounts stay in the container and pivot_root(2) accepts it (it refuses
+/// shared parents).
+fn propagate(r: &mut Reporter, flags: MsFlags, root: &Root, work: &Path) -> Result<()> {
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+        .with_context(|| format!("mount(\"/\", {flags:?}) (linux.rootfsPropagation)"))?;
+    // The root-to-be may be a mount itself (Docker's overlay) or lie on one.
+    let (own, holder) = match root {
+        Root::Bundle(dir) => (dir.as_path(), dir.parent().unwrap_or(dir)),
+        _ => (work, work),
+    };
+    for at in [
+        mount_point_of(own)?,
+        mount_point_of(holder)?,
+        PathBuf::from("/"),
+    ] {
+        mount(
+            None::<&str>,
+            &at,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .with_context(|| format!("mount({}, MS_PRIVATE)", at.display()))?;
+    }
+    step(
+        r,
+        format!(
+            "mount(NULL, \"/\", NULL, {flags:?}): linux.rootfsPropagation; the root-to-be's parent mount private"
+        ),
+    );
+    Ok(())
+}
+
+/// The mount point of the mount that holds `path` (the longest in this namespace's mountinfo).
+fn mount_point_of(path: &Path) -> Result<PathBuf> {
+    let path = fs::canonicalize(path).with_context(|| format!("realpath({})", path.display()))?;
+    let table = fs::read_to_string("/proc/thread-self/mountinfo")
+        .context("read /proc/thread-self/mountinfo")?;
+    Ok(table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(labkit::cgroupfs::unescape(m)))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.components().count())
+        .unwrap_or_else(|| PathBuf::from("/")))
 }
 
 /// Every mount of the new namespace private, recursively.
@@ -239,6 +301,20 @@ fn mask(r: &mut Reporter, merged: &Path, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// The old root, before it is unmounted: a slave (recursively), so that its unmount does not
+/// travel back to the host's mounts it shares a peer group with (with a shared
+/// rootfsPropagation it does: the host would lose them), as runc does.
+fn old_root_receives_only(old: &str) -> Result<()> {
+    mount(
+        None::<&str>,
+        old,
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| format!("mount(\"{old}\", MS_SLAVE | MS_REC)"))
+}
+
 /// `pivot_root` into `merged` and unmount the old root: from here the host's tree is gone.
 fn pivot(r: &mut Reporter, merged: &Path, bundle: bool) -> Result<()> {
     if bundle {
@@ -247,6 +323,7 @@ fn pivot(r: &mut Reporter, merged: &Path, bundle: bool) -> Result<()> {
         // old root under the new one, on the same directory; unmounting "." takes it away.
         chdir(merged).context("chdir(rootfs)")?;
         pivot_root(".", ".").context("pivot_root(\".\", \".\")")?;
+        old_root_receives_only(".")?;
         umount2(".", MntFlags::MNT_DETACH).context("umount2(\".\", MNT_DETACH)")?;
         chdir("/").context("chdir(\"/\")")?;
         step(
@@ -260,6 +337,7 @@ fn pivot(r: &mut Reporter, merged: &Path, bundle: bool) -> Result<()> {
         chdir(merged).context("chdir(rootfs)")?;
         pivot_root(".", ".oldroot").context("pivot_root(\".\", \".oldroot\")")?;
         chdir("/").context("chdir(\"/\")")?;
+        old_root_receives_only("/.oldroot")?;
         umount2("/.oldroot", MntFlags::MNT_DETACH).context("umount2(\"/.oldroot\", MNT_DETACH)")?;
         fs::remove_dir("/.oldroot").context("rmdir(\"/.oldroot\")")?;
         // ANCHOR_END: pivot

@@ -42,6 +42,8 @@ pub(crate) struct Prepared<'a> {
     /// The spec's hooks run by the container's process itself.
     pub(crate) create_container: Vec<oci_spec::runtime::Hook>,
     pub(crate) start_container: Vec<oci_spec::runtime::Hook>,
+    /// A mount namespace to enter (`linux.namespaces` with a path).
+    pub(crate) join_mount: Option<&'a std::fs::File>,
 }
 
 /// The body of the container's first process.
@@ -55,15 +57,32 @@ pub(crate) fn container_main(r: &mut Reporter, p: &Prepared) -> Result<i32> {
             &state,
         )
     };
-    super::rootfs::build(
-        r,
-        p.cgroup_view,
-        p.plan,
-        p.root,
-        p.work,
-        p.binds,
-        &before_pivot,
-    )?;
+    if let Some(ns) = p.join_mount {
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
+            .context("setns(the config's mount namespace)")?;
+        step(
+            r,
+            "setns(CLONE_NEWNS): the config's mount namespace, its tree as it is",
+        );
+    }
+    if p.plan
+        .clone_flags
+        .contains(nix::sched::CloneFlags::CLONE_NEWNS)
+    {
+        super::rootfs::build(
+            r,
+            p.cgroup_view,
+            p.plan,
+            p.root,
+            p.work,
+            p.binds,
+            &before_pivot,
+        )?;
+    } else {
+        // No mount namespace of its own: no mount is made (as runc), the tree is the one it
+        // has.
+        before_pivot()?;
+    }
     let tty = match p.console {
         Some(sock) => Some(console::open(r, sock)?),
         None => None,
