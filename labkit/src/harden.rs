@@ -3,6 +3,20 @@
 
 use nix::errno::Errno;
 
+/// The descriptors `3 .. 3 + count` stay open across the next execve(2) (runc's
+/// `--preserve-fds`: a caller passes them on on purpose): their close-on-exec flag is cleared.
+/// EBADF when one of them is not open.
+pub fn pass_on(count: u32) -> nix::Result<()> {
+    for fd in 3..3u32.saturating_add(count) {
+        let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
+        // SAFETY: F_SETFD with 0 only clears the descriptor's close-on-exec flag; a number that
+        // is not an open descriptor answers EBADF (fcntl(2)).
+        let res = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        Errno::result(res)?;
+    }
+    Ok(())
+}
+
 /// Mark every descriptor from `first` up close-on-exec, so that none the caller left open (a
 /// shell's `exec 7</`, a terminal on fd 10) survives the next execve(2):
 /// `close_range(first, ~0U, CLOSE_RANGE_CLOEXEC)` (Linux 5.11), or on an older kernel each one

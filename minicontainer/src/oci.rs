@@ -55,6 +55,21 @@ pub struct CreateArgs {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// runc's `--preserve-fds N`: the caller's descriptors 3 to 2 + N reach the container.
+    pub preserve_fds: u32,
+}
+
+/// Check that the caller's descriptors 3 to 2 + `n` are open (`--preserve-fds`).
+pub fn check_preserved(n: u32) -> Result<()> {
+    if n > 1024 {
+        return Err(bad_input(format!("--preserve-fds {n}: at most 1024")));
+    }
+    labkit::harden::pass_on(n).map_err(|e| {
+        bad_input(format!(
+            "--preserve-fds {n}: descriptors 3 to {} must all be open ({e})",
+            2 + n
+        ))
+    })
 }
 
 /// Removes a half-made container unless told it is complete: its process (this process's
@@ -83,6 +98,7 @@ impl Drop for Pending {
 /// `create ID`: set the container up from its bundle; its process waits for `start`.
 pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) -> Result<Record> {
     validate_id(id)?;
+    check_preserved(args.preserve_fds)?;
     let (bundle, spec, rootfs) = open_bundle(&args.bundle)?;
     store.ensure()?;
     let dir = store.dir(id);
@@ -140,6 +156,7 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
             work: Path::new(""),
             veth_record: None,
             outlive: true,
+            preserve_fds: args.preserve_fds,
         },
     )?;
     let created = ctr.leave();

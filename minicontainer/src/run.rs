@@ -72,6 +72,7 @@ pub fn run_then(
             work: work.path(),
             veth_record: Some(&veth),
             outlive: false,
+            preserve_fds: 0,
         },
     )?;
     let process = ctr.process()?;

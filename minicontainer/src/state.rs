@@ -128,6 +128,8 @@ pub struct ExecOptions {
     /// Return once the command runs (runc's `--detach`); its host PID goes to `pid_file`.
     pub detach: bool,
     pub pid_file: Option<std::path::PathBuf>,
+    /// runc's `--preserve-fds N`: the caller's descriptors 3 to 2 + N reach the command.
+    pub preserve_fds: u32,
 }
 
 /// The container's spec with its process replaced or amended as `opts` say.
@@ -239,6 +241,7 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
     join(out, &ctr, &files)?;
     let detach = opts.detach;
+    let opts_preserve = opts.preserve_fds;
     let mut child = fork_child(move |r| {
         r.speaker("container");
         if detach {
@@ -270,7 +273,7 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -
         // Nothing of the caller's crosses the exec: its descriptors above 2 close, and the
         // command gets a session of its own, away from the caller's terminal (or one with the
         // container's terminal).
-        labkit::harden::cloexec_from(3).context("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
+        crate::engine::spawn::keep_only(opts_preserve)?;
         match &tty {
             Some(tty) => crate::console::login(Some(tty))?,
             None => {

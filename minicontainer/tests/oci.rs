@@ -1872,3 +1872,64 @@ fn mount_and_pid_namespaces_join_by_path_or_stay_the_runtimes() {
     );
     assert_eq!(leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn preserve_fds_passes_on_exactly_the_descriptors_asked_for() {
+    const TEST: &str = "preserve_fds_passes_on_exactly_the_descriptors_asked_for";
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
+        // fd 3 is the caller's (a file it opened for the container); 7 must not arrive.
+        c["process"]["args"] = json!(["sh", "-c", "cat <&3; ls /proc/self/fd | tr '\\n' ' '"]);
+    }) else {
+        return;
+    };
+    let passed = b.dir.path().join("passed");
+    fs::write(&passed, "through fd 3\n").unwrap();
+    let root = b.root.path().to_string_lossy().into_owned();
+    let with_fds = |extra: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec 3<'{}' 7</dev/null; exec \"$0\" --root '{root}' {extra}",
+                passed.display()
+            ))
+            .arg(bin())
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let r = with_fds(&format!(
+        "run --preserve-fds 1 --bundle '{}' {}",
+        b.path(),
+        id("fds")
+    ));
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    assert!(r.stdout.starts_with("through fd 3\n"), "{}", r.stdout);
+    let fds: Vec<&str> = r
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert!(fds.contains(&"3") && !fds.contains(&"7"), "{fds:?}");
+    // Without it, nothing of the caller's above 2.
+    let r = with_fds(&format!("run --bundle '{}' {}", b.path(), id("fds")));
+    assert!(
+        !r.stdout.contains("through fd 3") && r.stderr.contains("Bad file descriptor"),
+        "cat <&3 has no fd 3: {}",
+        r.transcript()
+    );
+    // A descriptor that is not open is bad input, caught before anything is made.
+    let r = with_fds(&format!(
+        "run --preserve-fds 5 --bundle '{}' {}",
+        b.path(),
+        id("fds")
+    ));
+    assert_eq!(r.code, 2, "{}", r.transcript());
+    assert!(r.stderr.contains("--preserve-fds 5"), "{}", r.stderr);
+    assert_eq!(leftovers(), Vec::<String>::new());
+}

@@ -44,8 +44,8 @@ pub struct Args {
     /// Set no_new_privs for the command.
     #[arg(long = "no-new-privs")]
     pub no_new_privs: bool,
-    /// runc's --preserve-fds: only 0 (no descriptor of the caller's reaches a container).
-    #[arg(long = "preserve-fds", default_value_t = 0, hide = true)]
+    /// Pass the caller's descriptors 3 to 2 + N on to the command.
+    #[arg(long = "preserve-fds", default_value_t = 0, value_name = "N")]
     pub preserve_fds: u32,
     /// Print every step.
     #[arg(long)]
@@ -57,11 +57,7 @@ pub struct Args {
 
 pub fn run(out: &mut Narrator, store: &Store, args: Args) -> Result<ExitCode> {
     out.set_quiet(!args.explain);
-    if args.preserve_fds != 0 {
-        return Err(bad_input(
-            "--preserve-fds: minicontainer passes no descriptor of the caller's into a container",
-        ));
-    }
+    minicontainer::oci::check_preserved(args.preserve_fds)?;
     if args.tty && args.console_socket.is_none() {
         return Err(bad_input("exec --tty needs --console-socket SOCK"));
     }
@@ -108,6 +104,7 @@ pub fn run(out: &mut Narrator, store: &Store, args: Args) -> Result<ExitCode> {
         console_socket: args.console_socket,
         detach: args.detach,
         pid_file: args.pid_file,
+        preserve_fds: args.preserve_fds,
     };
     let code = minicontainer::state::exec(out, store, &args.name, &opts)?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

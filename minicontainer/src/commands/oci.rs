@@ -21,6 +21,10 @@ pub struct OciArgs {
     /// With process.terminal: send the terminal's master side to this Unix socket.
     #[arg(long = "console-socket", value_name = "SOCK")]
     pub console_socket: Option<PathBuf>,
+    /// Pass the caller's descriptors 3 to 2 + N on to the container's process (a socket
+    /// activation, a log pipe).
+    #[arg(long = "preserve-fds", default_value_t = 0, value_name = "N")]
+    pub preserve_fds: u32,
     /// Accepted for runc's command line (the root is always pivoted).
     #[arg(long = "no-pivot", hide = true)]
     pub no_pivot: bool,
@@ -34,6 +38,7 @@ pub fn create_args(args: &OciArgs) -> oci::CreateArgs {
         bundle: args.bundle.clone(),
         pid_file: args.pid_file.clone(),
         console_socket: args.console_socket.clone(),
+        preserve_fds: args.preserve_fds,
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Request<'a> {
     pub veth_record: Option<&'a Path>,
     /// The process outlives this one (OCI `create`); else it dies with it (`run`).
     pub outlive: bool,
+    /// runc's `--preserve-fds N`: the caller's descriptors 3 to 2 + N reach the process.
+    pub preserve_fds: u32,
 }
 
 /// A container set up by [`create`], its process waiting on its FIFO; what it holds on the
@@ -190,6 +192,7 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
         console: req.console.as_ref(),
         init: init.as_ref(),
         outlive: req.outlive,
+        preserve_fds: req.preserve_fds,
         create_container: hooks::of(&config.spec, hooks::Kind::CreateContainer),
         start_container: hooks::of(&config.spec, hooks::Kind::StartContainer),
         join_mount: join_mount.as_ref(),

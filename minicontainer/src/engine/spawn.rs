@@ -39,6 +39,8 @@ pub(crate) struct Prepared<'a> {
     pub(crate) init: Option<&'a OwnedFd>,
     /// Outlive this process (OCI `create`): no parent-death signal once set up.
     pub(crate) outlive: bool,
+    /// The caller's descriptors from 3 that the process keeps (`--preserve-fds`).
+    pub(crate) preserve_fds: u32,
     /// The spec's hooks run by the container's process itself.
     pub(crate) create_container: Vec<oci_spec::runtime::Hook>,
     pub(crate) start_container: Vec<oci_spec::runtime::Hook>,
@@ -164,7 +166,7 @@ fn wait_for_start(r: &mut Reporter, fifo: &OwnedFd, outlive: bool) -> Result<std
 /// close-on-exec already); without a terminal of its own the container gets a session of its
 /// own, away from the caller's terminal (no TIOCSTI into its input).
 fn exec(r: &mut Reporter, p: &Prepared, tty: Option<&Path>, executable: &Path) -> Result<i32> {
-    labkit::harden::cloexec_from(3).context("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
+    keep_only(p.preserve_fds)?;
     if tty.is_none() {
         nix::unistd::setsid().context("setsid()")?;
     }
@@ -193,6 +195,16 @@ fn exec(r: &mut Reporter, p: &Prepared, tty: Option<&Path>, executable: &Path) -
         let err = command(p.plan).exec();
         Err(err).with_context(|| format!("execvp(\"{}\")", p.plan.args[0]))
     }
+}
+
+/// Before the exec: every descriptor above 2 closes on exec but the `preserve` the caller passes
+/// on on purpose (runc's `--preserve-fds`).
+pub(crate) fn keep_only(preserve: u32) -> Result<()> {
+    let first = 3u32.saturating_add(preserve);
+    labkit::harden::cloexec_from(first)
+        .with_context(|| format!("close_range({first}, ~0, CLOSE_RANGE_CLOEXEC)"))?;
+    labkit::harden::pass_on(preserve)
+        .with_context(|| format!("fcntl(3 to {}, F_SETFD, 0) (--preserve-fds)", first - 1))
 }
 
 /// `start`'s side of the FIFO: open it for reading (`O_NONBLOCK`: never waiting on a process
