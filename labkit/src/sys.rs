@@ -153,6 +153,37 @@ pub fn copy_window_size(
     set == 0
 }
 
+/// Set terminal `tty`'s window size (`TIOCSWINSZ`, ioctl_tty(2)): `rows` by `cols` characters.
+pub fn set_window_size(tty: std::os::fd::BorrowedFd<'_>, rows: u16, cols: u16) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: a valid descriptor and a pointer to an initialised winsize, which the kernel only
+    // reads for TIOCSWINSZ (ioctl_tty(2)).
+    let res = unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, &raw const size) };
+    Errno::result(res).map(drop)
+}
+
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)`: a new anonymous session keyring for this
+/// process, so that it no longer shares its caller's (keyrings(7)): what runc does for every
+/// container unless told `--no-new-keyring`.
+pub fn join_new_session_keyring() -> nix::Result<i64> {
+    // SAFETY: KEYCTL_JOIN_SESSION_KEYRING takes a name pointer, here NULL (an anonymous
+    // keyring); no memory is read or written (keyctl(2)).
+    let res = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            libc::KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    Errno::result(res)
+}
+
 /// One instruction of a classic BPF program, as `struct sock_filter` (linux/filter.h).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BpfInstruction {

@@ -40,13 +40,18 @@ pub fn pair(tty: bool) -> Result<Option<(UnixStream, UnixStream)>> {
 
 /// In the container, after `pivot_root`: open a terminal in its own devpts, send the master side
 /// to the host, and return the other side's path.
-pub fn open(r: &mut Reporter, sock: &UnixStream) -> Result<PathBuf> {
+pub fn open(r: &mut Reporter, sock: &UnixStream, size: Option<(u16, u16)>) -> Result<PathBuf> {
     // ANCHOR: open
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY)
         .context("posix_openpt(/dev/ptmx)")?;
     nix::pty::grantpt(&master).context("grantpt")?;
     nix::pty::unlockpt(&master).context("unlockpt")?;
     let name = nix::pty::ptsname_r(&master).context("ptsname")?;
+    if let Some((rows, cols)) = size {
+        // process.consoleSize: the size the terminal starts with.
+        labkit::sys::set_window_size(master.as_fd(), rows, cols)
+            .context("ioctl(TIOCSWINSZ) (process.consoleSize)")?;
+    }
     labkit::sys::send_fd(sock.as_fd(), master.as_fd()).context("sendmsg(SCM_RIGHTS)")?;
     // ANCHOR_END: open
     r.step(format!(

@@ -57,6 +57,9 @@ pub struct CreateArgs {
     pub console_socket: Option<PathBuf>,
     /// runc's `--preserve-fds N`: the caller's descriptors 3 to 2 + N reach the container.
     pub preserve_fds: u32,
+    /// runc's `--no-pivot` and `--no-new-keyring`.
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
 }
 
 /// Check that the caller's descriptors 3 to 2 + `n` are open (`--preserve-fds`).
@@ -157,6 +160,8 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
             veth_record: None,
             outlive: true,
             preserve_fds: args.preserve_fds,
+            no_pivot: args.no_pivot,
+            no_new_keyring: args.no_new_keyring,
         },
     )?;
     let created = ctr.leave();

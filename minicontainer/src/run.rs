@@ -73,6 +73,8 @@ pub fn run_then(
             veth_record: Some(&veth),
             outlive: false,
             preserve_fds: 0,
+            no_pivot: false,
+            no_new_keyring: false,
         },
     )?;
     let process = ctr.process()?;

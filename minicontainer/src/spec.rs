@@ -428,6 +428,12 @@ pub struct Plan {
     pub cgroups_path: Option<PathBuf>,
     /// `linux.resources`, as cgroup files.
     pub resources: crate::resources::Resources,
+    /// The runtime's own options, not the spec's (runc's `--no-pivot` and `--no-new-keyring`):
+    /// set by the engine from its request.
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    /// `process.consoleSize`: (rows, columns) of the terminal at its start.
+    pub console_size: Option<(u16, u16)>,
     /// `linux.rootfsPropagation` as mount flags (`None`: private, this engine's default).
     pub root_propagation: Option<MsFlags>,
     /// A mount namespace to enter by path: the container's process joins it, and no mount is
@@ -493,6 +499,7 @@ pub const HONOURED: &[&str] = &[
     "mounts[].source",
     "mounts[].options",
     "process.terminal",
+    "process.consoleSize",
     "process.user.uid",
     "process.user.gid",
     "process.user.umask",
@@ -610,6 +617,18 @@ fn check_labels(process: &oci_spec::runtime::Process) -> Result<()> {
         return Err(unsupported("process.selinuxLabel"));
     }
     Ok(())
+}
+
+/// `process.consoleSize` as (rows, columns), each fitting the kernel's 16 bits.
+fn console_size(b: &oci_spec::runtime::Box) -> Result<(u16, u16)> {
+    let fit = |v: u64, what: &str| {
+        u16::try_from(v).map_err(|_| {
+            labkit::bad_input(format!(
+                "config: process.consoleSize.{what} {v}: at most 65535"
+            ))
+        })
+    };
+    Ok((fit(b.height(), "height")?, fit(b.width(), "width")?))
 }
 
 /// `linux.rootfsPropagation`: private (the default), slave, shared or unbindable, recursive
@@ -931,6 +950,13 @@ impl Plan {
             resources,
             root_propagation,
             join_mount,
+            console_size: process
+                .console_size()
+                .as_ref()
+                .map(console_size)
+                .transpose()?,
+            no_pivot: false,
+            no_new_keyring: false,
         })
     }
 

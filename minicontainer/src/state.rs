@@ -249,7 +249,7 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -
             nix::sys::prctl::set_pdeathsig(None).context("prctl(PR_SET_PDEATHSIG, 0)")?;
         }
         let tty = match &console {
-            Some(sock) => Some(crate::console::open(r, sock)?),
+            Some(sock) => Some(crate::console::open(r, sock, plan.console_size)?),
             None => None,
         };
         nix::unistd::chdir(&plan.cwd).with_context(|| format!("chdir({})", plan.cwd.display()))?;

@@ -71,6 +71,7 @@ impl Bundle {
             "umask",
             "domainname",
             "readlink",
+            "stty",
         ] {
             symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
@@ -526,7 +527,8 @@ fn a_terminal_goes_to_the_console_socket() {
     const TEST: &str = "a_terminal_goes_to_the_console_socket";
     let Some((_one, b)) = Bundle::for_test(TEST, |c| {
         c["process"]["terminal"] = json!(true);
-        c["process"]["args"] = json!(["sh", "-c", "echo tty=$(tty)"]);
+        c["process"]["consoleSize"] = json!({"height": 33, "width": 101});
+        c["process"]["args"] = json!(["sh", "-c", "echo tty=$(tty) size=$(stty size)"]);
     }) else {
         return;
     };
@@ -563,13 +565,15 @@ fn a_terminal_goes_to_the_console_socket() {
     let mut text = String::new();
     let mut file = fs::File::from(master);
     let mut buf = [0u8; 256];
-    while !text.contains('\n') {
+    while !text.contains("size=") || !text.contains('\n') {
         match std::io::Read::read(&mut file, &mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
         }
     }
     assert!(text.starts_with("tty=/dev/pts/0"), "{text:?}");
+    // process.consoleSize: the terminal starts 33 rows by 101 columns.
+    assert!(text.contains("size=33 101"), "{text:?}");
     b.mc(&["delete", "--force", &id]).expect_code(0);
 }
 
@@ -1931,5 +1935,36 @@ fn preserve_fds_passes_on_exactly_the_descriptors_asked_for() {
     ));
     assert_eq!(r.code, 2, "{}", r.transcript());
     assert!(r.stderr.contains("--preserve-fds 5"), "{}", r.stderr);
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn no_pivot_moves_the_root_instead_of_pivoting() {
+    const TEST: &str = "no_pivot_moves_the_root_instead_of_pivoting";
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
+        c["process"]["args"] = json!(["sh", "-c", "ls /; cat /proc/self/mountinfo"]);
+    }) else {
+        return;
+    };
+    let r = b.mc(&[
+        "run",
+        "--no-pivot",
+        "--no-new-keyring",
+        "--bundle",
+        &b.path(),
+        &id("nopivot"),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    assert!(r.stdout.lines().any(|l| l == "srv"), "{}", r.stdout);
+    // The root is the bundle's rootfs, moved (the same mount as pivot_root gives it).
+    let root = r
+        .stdout
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(
+        root.split(' ').nth(3).unwrap().ends_with("/rootfs"),
+        "{root}"
+    );
     assert_eq!(leftovers(), Vec::<String>::new());
 }

@@ -25,11 +25,12 @@ pub struct OciArgs {
     /// activation, a log pipe).
     #[arg(long = "preserve-fds", default_value_t = 0, value_name = "N")]
     pub preserve_fds: u32,
-    /// Accepted for runc's command line (the root is always pivoted).
-    #[arg(long = "no-pivot", hide = true)]
+    /// Enter the root with MS_MOVE and chroot(2) instead of pivot_root(2) (a root on ramfs);
+    /// weaker: a process with CAP_SYS_CHROOT may leave a chroot.
+    #[arg(long = "no-pivot")]
     pub no_pivot: bool,
-    /// Accepted for runc's command line (no session keyring is made).
-    #[arg(long = "no-new-keyring", hide = true)]
+    /// Keep the caller's session keyring instead of a new one for the container.
+    #[arg(long = "no-new-keyring")]
     pub no_new_keyring: bool,
 }
 
@@ -39,6 +40,8 @@ pub fn create_args(args: &OciArgs) -> oci::CreateArgs {
         pid_file: args.pid_file.clone(),
         console_socket: args.console_socket.clone(),
         preserve_fds: args.preserve_fds,
+        no_pivot: args.no_pivot,
+        no_new_keyring: args.no_new_keyring,
     }
 }
 

@@ -61,6 +61,11 @@ pub struct Request<'a> {
     pub outlive: bool,
     /// runc's `--preserve-fds N`: the caller's descriptors 3 to 2 + N reach the process.
     pub preserve_fds: u32,
+    /// runc's `--no-pivot`: MS_MOVE and chroot(2) instead of pivot_root(2) (for a root on
+    /// ramfs, which pivot_root refuses), the host's other mounts detached first.
+    pub no_pivot: bool,
+    /// runc's `--no-new-keyring`: the process keeps its caller's session keyring.
+    pub no_new_keyring: bool,
 }
 
 /// A container set up by [`create`], its process waiting on its FIFO; what it holds on the
@@ -142,7 +147,9 @@ fn check(config: &Config, plan: &Plan, privilege: Privilege, console: bool) -> R
 /// Set a container up, up to its process waiting on its exec FIFO (steps 1 to 6).
 pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
     let config = req.config;
-    let plan = Plan::new(&config.spec)?;
+    let mut plan = Plan::new(&config.spec)?;
+    plan.no_pivot = req.no_pivot;
+    plan.no_new_keyring = req.no_new_keyring;
     check(config, &plan, req.privilege, req.console.is_some())?;
     // Compiled before clone: a profile the compiler refuses is an error of the command line.
     let filters = plan.seccomp_programs()?;

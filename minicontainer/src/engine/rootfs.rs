@@ -69,7 +69,11 @@ pub(crate) fn build(
     // The spec's createContainer hooks: in the container's mount namespace, the host's tree
     // still there.
     before_pivot()?;
-    pivot(r, &merged, matches!(root, Root::Bundle(_)))?;
+    if plan.no_pivot {
+        move_root(r, &merged)?;
+    } else {
+        pivot(r, &merged, matches!(root, Root::Bundle(_)))?;
+    }
     if let Some(flags) = plan.root_propagation {
         // Once more on the new root, as runc does: its mounts are made now.
         mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
@@ -296,6 +300,40 @@ fn mask(r: &mut Reporter, merged: &Path, plan: &Plan) -> Result<()> {
             "masked: {}; read-only: {}",
             plan.masked.join(" "),
             plan.read_only.join(" ")
+        ),
+    );
+    Ok(())
+}
+
+/// runc's `--no-pivot`: every mount outside the new root detached (deepest first; the old root
+/// itself cannot be), then the new root moved onto `/` (MS_MOVE) and chroot(2) into it. For a
+/// root that pivot_root(2) refuses (on ramfs); weaker, as a chroot is.
+fn move_root(r: &mut Reporter, merged: &Path) -> Result<()> {
+    let table = fs::read_to_string("/proc/thread-self/mountinfo")
+        .context("read /proc/thread-self/mountinfo")?;
+    let mut outside: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(labkit::cgroupfs::unescape(m)))
+        .filter(|m| !m.starts_with(merged) && !merged.starts_with(m))
+        .collect();
+    outside.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    // Their unmounts must not travel to the host (a shared rootfsPropagation).
+    old_root_receives_only("/")?;
+    for m in &outside {
+        // Already gone with a parent detached before it: fine.
+        let _ = umount2(m, MntFlags::MNT_DETACH);
+    }
+    chdir(merged).context("chdir(rootfs)")?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .context("mount(\".\", \"/\", MS_MOVE)")?;
+    nix::unistd::chroot(".").context("chroot(\".\")")?;
+    chdir("/").context("chdir(\"/\")")?;
+    step(
+        r,
+        format!(
+            "--no-pivot: umount2(MNT_DETACH) {} mounts outside the root; mount(rootfs, \"/\", MS_MOVE); chroot(\".\")",
+            outside.len()
         ),
     );
     Ok(())

@@ -59,6 +59,18 @@ pub(crate) fn container_main(r: &mut Reporter, p: &Prepared) -> Result<i32> {
             &state,
         )
     };
+    if !p.plan.no_new_keyring {
+        // Not the caller's session keyring (its keys, a login's tokens), as runc.
+        match labkit::sys::join_new_session_keyring() {
+            Ok(_) => step(
+                r,
+                "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a session keyring of its own",
+            ),
+            // A kernel without keyrings has nothing to share.
+            Err(nix::errno::Errno::ENOSYS) => {}
+            Err(e) => return Err(e).context("keyctl(KEYCTL_JOIN_SESSION_KEYRING)"),
+        }
+    }
     if let Some(ns) = p.join_mount {
         nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
             .context("setns(the config's mount namespace)")?;
@@ -86,7 +98,7 @@ pub(crate) fn container_main(r: &mut Reporter, p: &Prepared) -> Result<i32> {
         before_pivot()?;
     }
     let tty = match p.console {
-        Some(sock) => Some(console::open(r, sock)?),
+        Some(sock) => Some(console::open(r, sock, p.plan.console_size)?),
         None => None,
     };
     // The terminal is its standard streams from now on, as runc's: the caller's (a shim's
