@@ -184,6 +184,74 @@ pub fn join_new_session_keyring() -> nix::Result<i64> {
     Errno::result(res)
 }
 
+/// What sched_setattr(2) sets (`struct sched_attr`, its first version): the policy
+/// (`SCHED_OTHER` 0, `FIFO` 1, `RR` 2, `BATCH` 3, `IDLE` 5, `DEADLINE` 6), its flags, the nice
+/// value, the real-time priority, and the deadline policy's runtime, deadline and period (ns).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedAttr {
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+
+/// `sched_setattr(0, attr, 0)`: the calling thread's scheduling policy and attributes.
+pub fn sched_setattr(attr: &SchedAttr) -> nix::Result<()> {
+    #[repr(C)]
+    struct Raw {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    let raw = Raw {
+        size: std::mem::size_of::<Raw>() as u32,
+        policy: attr.policy,
+        flags: attr.flags,
+        nice: attr.nice,
+        priority: attr.priority,
+        runtime: attr.runtime,
+        deadline: attr.deadline,
+        period: attr.period,
+    };
+    // SAFETY: `raw` is a struct sched_attr of the first version (48 bytes, its size field set),
+    // initialised and alive for the whole call; the kernel only reads it (sched_setattr(2)).
+    let res = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw const raw, 0) };
+    Errno::result(res).map(drop)
+}
+
+/// `ioprio_set(IOPRIO_WHO_PROCESS, 0, class << 13 | level)`: the calling process's I/O
+/// scheduling class (1 real time, 2 best effort, 3 idle) and level (0 to 7) (ioprio_set(2)).
+pub fn ioprio_set(class: u32, level: u32) -> nix::Result<()> {
+    const IOPRIO_WHO_PROCESS: i32 = 1;
+    // SAFETY: three integers; no memory is passed (ioprio_set(2)).
+    let res = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0,
+            (class << 13) | level,
+        )
+    };
+    Errno::result(res).map(drop)
+}
+
+/// `personality(persona)`: the execution domain (`PER_LINUX` 0, `PER_LINUX32` 8) of the
+/// calling process, which its children and exec'd programs keep (personality(2)).
+pub fn set_personality(persona: u64) -> nix::Result<()> {
+    let persona = libc::c_ulong::try_from(persona).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: one integer; no memory is passed (personality(2)).
+    let res = unsafe { libc::personality(persona) };
+    Errno::result(res).map(drop)
+}
+
 /// One instruction of a classic BPF program, as `struct sock_filter` (linux/filter.h).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BpfInstruction {

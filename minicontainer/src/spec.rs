@@ -432,6 +432,11 @@ pub struct Plan {
     /// set by the engine from its request.
     pub no_pivot: bool,
     pub no_new_keyring: bool,
+    /// `process.scheduler`, `process.ioPriority` (class, level) and `linux.personality`'s
+    /// domain, set by the container's process before its capabilities go.
+    pub scheduler: Option<labkit::sys::SchedAttr>,
+    pub io_priority: Option<(u32, u32)>,
+    pub personality: Option<u64>,
     /// `process.consoleSize`: (rows, columns) of the terminal at its start.
     pub console_size: Option<(u16, u16)>,
     /// `linux.rootfsPropagation` as mount flags (`None`: private, this engine's default).
@@ -511,6 +516,9 @@ pub const HONOURED: &[&str] = &[
     "process.rlimits",
     "process.noNewPrivileges",
     "process.oomScoreAdj",
+    "process.scheduler",
+    "process.ioPriority",
+    "linux.personality",
     // Refused below when non-empty where they would have to be applied.
     "process.apparmorProfile",
     "process.selinuxLabel",
@@ -617,6 +625,81 @@ fn check_labels(process: &oci_spec::runtime::Process) -> Result<()> {
         return Err(unsupported("process.selinuxLabel"));
     }
     Ok(())
+}
+
+/// `process.scheduler` as sched_setattr(2)'s attributes.
+fn scheduler(s: &oci_spec::runtime::Scheduler) -> Result<labkit::sys::SchedAttr> {
+    use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => {
+            return Err(unsupported(
+                "process.scheduler.policy SCHED_ISO (not in Linux)",
+            ));
+        }
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let mut flags = 0;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            // They need clamp values, which the spec does not carry.
+            F::SchedFlagUtilClampMin | F::SchedFlagUtilClampMax => {
+                return Err(unsupported(&format!("process.scheduler.flags {f:?}")));
+            }
+        };
+    }
+    let priority = s.priority().unwrap_or(0);
+    Ok(labkit::sys::SchedAttr {
+        policy,
+        flags,
+        nice: s.nice().unwrap_or(0),
+        priority: u32::try_from(priority).map_err(|_| {
+            labkit::bad_input(format!(
+                "config: process.scheduler.priority {priority}: 0 or more"
+            ))
+        })?,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+    })
+}
+
+/// `process.ioPriority` as ioprio_set(2)'s class and level.
+fn io_priority(p: &oci_spec::runtime::LinuxIOPriority) -> Result<(u32, u32)> {
+    use oci_spec::runtime::IOPriorityClass as C;
+    let class = match p.class() {
+        C::IoprioClassRt => 1,
+        C::IoprioClassBe => 2,
+        C::IoprioClassIdle => 3,
+    };
+    match u32::try_from(p.priority()) {
+        Ok(level) if level <= 7 => Ok((class, level)),
+        _ => Err(labkit::bad_input(format!(
+            "config: process.ioPriority.priority {}: 0 to 7",
+            p.priority()
+        ))),
+    }
+}
+
+/// `linux.personality`: the execution domain; its flags are not defined by the spec.
+fn personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<u64> {
+    use oci_spec::runtime::LinuxPersonalityDomain as D;
+    if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+        return Err(unsupported("linux.personality.flags"));
+    }
+    Ok(match p.domain() {
+        D::PerLinux => 0x0000,
+        D::PerLinux32 => 0x0008,
+    })
 }
 
 /// `process.consoleSize` as (rows, columns), each fitting the kernel's 16 bits.
@@ -957,6 +1040,13 @@ impl Plan {
                 .transpose()?,
             no_pivot: false,
             no_new_keyring: false,
+            scheduler: process.scheduler().as_ref().map(scheduler).transpose()?,
+            io_priority: process
+                .io_priority()
+                .as_ref()
+                .map(io_priority)
+                .transpose()?,
+            personality: linux.personality().as_ref().map(personality).transpose()?,
         })
     }
 
@@ -1085,12 +1175,7 @@ mod tests {
         assert!(with(&["hooks"], serde_json::json!({})).is_ok());
         for (path, value, named) in [
             (
-                &["linux", "personality"][..],
-                serde_json::json!({"domain": "LINUX32"}),
-                "linux.personality",
-            ),
-            (
-                &["linux", "intelRdt"],
+                &["linux", "intelRdt"][..],
                 serde_json::json!({"closID": "x"}),
                 "linux.intelRdt",
             ),
@@ -1098,16 +1183,6 @@ mod tests {
                 &["linux", "timeOffsets"],
                 serde_json::json!({"monotonic": {"secs": 1}}),
                 "linux.timeOffsets",
-            ),
-            (
-                &["process", "scheduler"],
-                serde_json::json!({"policy": "SCHED_FIFO", "priority": 1}),
-                "process.scheduler",
-            ),
-            (
-                &["process", "ioPriority"],
-                serde_json::json!({"class": "IOPRIO_CLASS_IDLE"}),
-                "process.ioPriority",
             ),
             (
                 &["linux", "resources", "rdma"],

@@ -254,6 +254,7 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -
         };
         nix::unistd::chdir(&plan.cwd).with_context(|| format!("chdir({})", plan.cwd.display()))?;
         // As at create: without no_new_privs the filter goes on while CAP_SYS_ADMIN is held.
+        crate::engine::identity::apply_scheduling(&plan)?;
         let early = plan.seccomp.is_some() && !plan.no_new_privs;
         if early {
             crate::seccomp::install(&filters)?;

@@ -72,6 +72,9 @@ impl Bundle {
             "domainname",
             "readlink",
             "stty",
+            "ionice",
+            "uname",
+            "tr",
         ] {
             symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
@@ -1965,6 +1968,42 @@ fn no_pivot_moves_the_root_instead_of_pivoting() {
     assert!(
         root.split(' ').nth(3).unwrap().ends_with("/rootfs"),
         "{root}"
+    );
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn scheduler_io_priority_and_personality_are_the_configs() {
+    const TEST: &str = "scheduler_io_priority_and_personality_are_the_configs";
+    // /proc/self/stat: field 19 is the nice value, 41 the policy (3 = SCHED_BATCH); ionice
+    // reads the I/O class back; uname -m answers in the execution domain (LINUX32: i686).
+    let script = "set -- $(cat /proc/self/stat); shift 18; echo nice=$1; shift 22; echo policy=$1; \
+                  ionice -p $$; uname -m";
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
+        c["process"]["args"] = json!(["sh", "-c", script]);
+        c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+        c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+        c["linux"]["personality"] = json!({"domain": "LINUX32"});
+    }) else {
+        return;
+    };
+    let r = b.mc(&["run", "--bundle", &b.path(), &id("sched")]);
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    assert!(r.stdout.contains("nice=7\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("policy=3\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("idle"), "{}", r.stdout);
+    assert!(r.stdout.trim_end().ends_with("i686"), "{}", r.stdout);
+    // Out of range: refused by name before anything is made.
+    let config = b.dir.path().join("config.json");
+    let mut c: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 9});
+    fs::write(&config, serde_json::to_vec(&c).unwrap()).unwrap();
+    let r = b.mc(&["run", "--bundle", &b.path(), &id("sched")]);
+    assert_eq!(r.code, 2, "{}", r.transcript());
+    assert!(
+        r.stderr.contains("process.ioPriority.priority 9"),
+        "{}",
+        r.stderr
     );
     assert_eq!(leftovers(), Vec::<String>::new());
 }

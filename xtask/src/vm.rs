@@ -48,6 +48,9 @@ const SUITES: &[(&str, Option<&str>, &[&str])] = &[
             "pause_resume",
             "delete_force_ends",
             "resources_are",
+            "preserve_fds",
+            "scheduler_io",
+            "no_pivot",
         ],
     ),
 ];

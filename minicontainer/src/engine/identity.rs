@@ -35,6 +35,26 @@ pub const DEFAULT_CAPS: &[Capability] = &[
     Capability::CAP_AUDIT_WRITE,
 ];
 
+/// The spec's scheduling policy, I/O priority and execution domain: set while the process still
+/// has the capabilities a real-time class needs (CAP_SYS_NICE, CAP_SYS_ADMIN), as runc does.
+pub fn apply_scheduling(plan: &Plan) -> Result<()> {
+    if let Some(attr) = &plan.scheduler {
+        labkit::sys::sched_setattr(attr).with_context(|| {
+            format!("sched_setattr(policy {}) (process.scheduler)", attr.policy)
+        })?;
+    }
+    if let Some((class, level)) = plan.io_priority {
+        labkit::sys::ioprio_set(class, level).with_context(|| {
+            format!("ioprio_set(class {class}, level {level}) (process.ioPriority)")
+        })?;
+    }
+    if let Some(persona) = plan.personality {
+        labkit::sys::set_personality(persona)
+            .with_context(|| format!("personality({persona:#x}) (linux.personality)"))?;
+    }
+    Ok(())
+}
+
 /// Give the process the spec's user and capabilities: the bounding set cut, the inheritable
 /// set, then (keeping the permitted set across the change of user, `PR_SET_KEEPCAPS`) groups,
 /// GID and UID, then the permitted, effective and ambient sets; `no_new_privs` when asked.
@@ -115,6 +135,7 @@ pub(crate) fn setup(
     }
     // Without no_new_privs a filter is a privileged thing to install (CAP_SYS_ADMIN): before
     // the capabilities go, as runc does; with it, as late as possible (below).
+    apply_scheduling(plan)?;
     let early = plan.seccomp.is_some() && !plan.no_new_privs;
     if early {
         seccomp::install(filters)?;
