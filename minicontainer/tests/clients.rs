@@ -144,36 +144,14 @@ impl Daemons {
             made,
         };
         let t = d.dir.path().to_path_buf();
-        // The CRI plugin's runtime handler is what a Kubernetes node selects with a
-        // RuntimeClass whose handler is "nslab" (the book shows both).
-        let config = format!(
-            r#"version = 2
-root = "{t}/containerd/root"
-state = "{t}/containerd/state"
-disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.btrfs",
-                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
-                    "io.containerd.snapshotter.v1.aufs"]
-[grpc]
-  address = "{t}/containerd.sock"
-[ttrpc]
-  address = "{t}/containerd.sock.ttrpc"
-[plugins."io.containerd.grpc.v1.cri"]
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    conf_dir = "{t}/cni/net.d"
-    bin_dir = "{t}/cni/bin"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-    runtime_type = "io.containerd.runc.v2"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nslab]
-    runtime_type = "io.containerd.runc.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nslab.options]
-      BinaryName = "{mc}"
-      Root = "{t}/nslab-root"
-"#,
-            t = t.display(),
-            mc = t.join("minicontainer").display(),
-        );
+        // The configuration the book shows (the CRI plugin's runtime handler is what a
+        // Kubernetes node selects with a RuntimeClass whose handler is "nslab").
+        let config = include_str!("clients/containerd.toml")
+            .replace("@DIR@", &t.to_string_lossy())
+            .replace(
+                "@MINICONTAINER@",
+                &t.join("minicontainer").to_string_lossy(),
+            );
         fs::write(t.join("containerd.toml"), config).unwrap();
         fs::copy(bin(), t.join("minicontainer")).unwrap();
         let log = fs::File::create(t.join("containerd.log")).unwrap();
@@ -214,18 +192,13 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 
     fn start_dockerd(&mut self) {
         let t = self.dir.path().to_path_buf();
-        let config = serde_json::json!({
-            "runtimes": {"nslab": {"path": t.join("minicontainer")}},
-            "bridge": "none",
-            "iptables": false,
-            "ip6tables": false,
-            "ip-masq": false,
-            "ip-forward": false,
-            "exec-opts": ["native.cgroupdriver=cgroupfs"],
-            "cgroup-parent": self.cgroup,
-            "storage-driver": "overlay2",
-        });
-        fs::write(t.join("daemon.json"), config.to_string()).unwrap();
+        let config = include_str!("clients/daemon.json")
+            .replace(
+                "@MINICONTAINER@",
+                &t.join("minicontainer").to_string_lossy(),
+            )
+            .replace("@CGROUP@", &self.cgroup);
+        fs::write(t.join("daemon.json"), config).unwrap();
         let log = fs::File::create(t.join("dockerd.log")).unwrap();
         let child = Command::new("dockerd")
             .arg("--config-file")
@@ -288,6 +261,37 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 })
             })
             .collect()
+    }
+}
+
+/// What the book shows of a client's steps with minicontainer: each command as a reader would
+/// type it (the test's temporary paths as $VARIABLES), then its real output and exit status.
+#[derive(Default)]
+struct Transcript(Option<String>);
+
+impl Transcript {
+    fn for_runtime(rt: &Runtime) -> Transcript {
+        Transcript((rt.name == "nslab").then(String::new))
+    }
+
+    fn show(&mut self, cmd: &str, r: &Run) {
+        if let Some(text) = &mut self.0 {
+            text.push_str(&format!("$ {cmd}\n{}", r.stdout));
+            if r.code != 0 {
+                text.push_str(&format!("(exit status {})\n", r.code));
+            }
+        }
+    }
+
+    /// Snapshot it for the book (the run's own names and numbers filtered).
+    fn snapshot(self, name: &str, filters: &[(&str, &str)]) {
+        let Some(text) = self.0 else { return };
+        let shown = Run {
+            code: 0,
+            stdout: text,
+            stderr: String::new(),
+        };
+        labkit::assert_run_snapshot!(name, shown, filters);
     }
 }
 
@@ -429,7 +433,9 @@ fn containerd_runs_minicontainer_as_it_runs_runc() {
         loaded.transcript()
     );
     let mut hostnames = Vec::new();
+    let mut shown = Transcript::default();
     for rt in d.runtimes() {
+        let mut book = Transcript::for_runtime(&rt);
         let name = format!("nslab-ctr-{}-{}", std::process::id(), rt.name);
         let binary = rt.path.to_string_lossy().into_owned();
         let root = t
@@ -461,6 +467,10 @@ fn containerd_runs_minicontainer_as_it_runs_runc() {
             &[IMAGE, &name, "sh", "-c", "echo hi; hostname; exit 3"],
         );
         let r = d.ctr(&strs(&args));
+        book.show(
+            "ctr run --rm --runc-binary $MINICONTAINER --runc-root $ROOT --cgroup $CGROUP \\\n    localhost/nslab-busybox:latest $NAME sh -c 'echo hi; hostname; exit 3'",
+            &r,
+        );
         assert_eq!(r.code, 3, "{}: {}", rt.name, r.transcript());
         assert!(
             r.stdout.starts_with("hi\n"),
@@ -471,7 +481,12 @@ fn containerd_runs_minicontainer_as_it_runs_runc() {
         hostnames.push(r.stdout.lines().nth(1).unwrap_or_default().to_string());
         // run -d, then exec, pause and resume, metrics, kill, delete.
         let args = with(&["-d", "--null-io"], &[IMAGE, &name, "sleep", "60"]);
-        d.ctr(&strs(&args)).expect_code(0);
+        let r = d.ctr(&strs(&args));
+        book.show(
+            "ctr run -d --null-io --runc-binary $MINICONTAINER --runc-root $ROOT --cgroup $CGROUP \\\n    localhost/nslab-busybox:latest $NAME sleep 60",
+            &r,
+        );
+        r.expect_code(0);
         let r = d.ctr(&[
             "task",
             "exec",
@@ -482,10 +497,15 @@ fn containerd_runs_minicontainer_as_it_runs_runc() {
             "-c",
             "echo in; exit 5",
         ]);
+        book.show(
+            "ctr task exec --exec-id e1 $NAME sh -c 'echo in; exit 5'",
+            &r,
+        );
         assert_eq!(r.code, 5, "{}: {}", rt.name, r.transcript());
         assert_eq!(r.stdout, "in\n", "{}", rt.name);
         d.ctr(&["task", "pause", &name]).expect_code(0);
         let ls = d.ctr(&["task", "ls"]);
+        book.show("ctr task pause $NAME && ctr task ls", &ls);
         assert!(
             ls.stdout
                 .lines()
@@ -496,6 +516,7 @@ fn containerd_runs_minicontainer_as_it_runs_runc() {
         );
         d.ctr(&["task", "resume", &name]).expect_code(0);
         let ls = d.ctr(&["task", "ls"]);
+        book.show("ctr task resume $NAME && ctr task ls", &ls);
         assert!(
             ls.stdout
                 .lines()
@@ -506,6 +527,18 @@ fn containerd_runs_minicontainer_as_it_runs_runc() {
         );
         let metrics = d.ctr(&["task", "metrics", &name]);
         metrics.expect_code(0);
+        // Only the lines whose values do not change from run to run.
+        let steady = Run {
+            code: 0,
+            stdout: metrics
+                .stdout
+                .lines()
+                .filter(|l| l.starts_with("METRIC") || l.starts_with("pids."))
+                .map(|l| format!("{}\n", l.trim_end()))
+                .collect(),
+            stderr: String::new(),
+        };
+        book.show("ctr task metrics $NAME | grep -E 'METRIC|pids'", &steady);
         assert!(
             metrics.stdout.contains("pids.current"),
             "{}: {}",
@@ -514,15 +547,34 @@ fn containerd_runs_minicontainer_as_it_runs_runc() {
         );
         d.ctr(&["task", "kill", "--signal", "SIGKILL", &name])
             .expect_code(0);
-        eventually("task delete", || d.ctr(&["task", "delete", &name]));
+        let r = eventually("task delete", || d.ctr(&["task", "delete", &name]));
+        book.show(
+            "ctr task kill --signal SIGKILL $NAME && ctr task delete $NAME",
+            &r,
+        );
         d.ctr(&["container", "rm", &name]).expect_code(0);
         // The container's group is gone with it (its parent is this test's to remove).
         for h in cgroup_demo::cg::hierarchies().unwrap() {
             let leaf = h.own.join(&cgroup);
             assert!(!leaf.exists(), "{}: {} is left", rt.name, leaf.display());
         }
+        if book.0.is_some() {
+            shown = book;
+        }
     }
     assert_eq!(hostnames[0], hostnames[1], "the same hostname with both");
+    let name = format!("nslab-ctr-{}-nslab", std::process::id());
+    shown.snapshot(
+        "containerd_client",
+        &[
+            (&hostnames[1], "[HOSTNAME]"),
+            (&name, "[NAME]"),
+            (r"(?m)^\[NAME\] +\d+ +", "[NAME]  [PID]  "),
+            // Column widths follow the name's length: two spaces between columns.
+            (r"(?m)([^ ]) {2,}([^ ])", "$1  $2"),
+            (r"(?m) +$", ""),
+        ],
+    );
     assert!(d.shims().is_empty(), "every shim ended with its task");
 }
 
@@ -539,7 +591,9 @@ fn docker_runs_minicontainer_as_it_runs_runc() {
     let archive = image_archive(&t);
     d.docker(&["load", "-i", &archive.to_string_lossy()])
         .expect_code(0);
+    let mut shown = Transcript::default();
     for rt in d.runtimes() {
+        let mut book = Transcript::for_runtime(&rt);
         let name = format!("nslab-dkr-{}-{}", std::process::id(), rt.name);
         let runtime = ["--runtime", rt.name];
         let run = |extra: &[&str]| {
@@ -558,6 +612,10 @@ fn docker_runs_minicontainer_as_it_runs_runc() {
             "-c",
             "echo hi $(hostname); exit 3",
         ]);
+        book.show(
+            "docker run --runtime nslab --rm --hostname nslab-box localhost/nslab-busybox \\\n    sh -c 'echo hi $(hostname); exit 3'",
+            &r,
+        );
         assert_eq!(r.code, 3, "{}: {}", rt.name, r.transcript());
         assert_eq!(
             r.stdout,
@@ -568,6 +626,10 @@ fn docker_runs_minicontainer_as_it_runs_runc() {
         );
         // run -t: the terminal through containerd's console socket.
         let r = run(&["--rm", "-t", IMAGE, "tty"]);
+        book.show(
+            "docker run --runtime nslab --rm -t localhost/nslab-busybox tty",
+            &r,
+        );
         assert_eq!(r.code, 0, "{}: {}", rt.name, r.transcript());
         assert!(
             r.stdout.contains("/dev/pts/0"),
@@ -576,8 +638,14 @@ fn docker_runs_minicontainer_as_it_runs_runc() {
             r.transcript()
         );
         // run -d, exec, pause and unpause, update, stop, rm.
-        run(&["-d", "--name", &name, IMAGE, "sleep", "60"]).expect_code(0);
+        let r = run(&["-d", "--name", &name, IMAGE, "sleep", "60"]);
+        book.show(
+            "docker run --runtime nslab -d --name $NAME localhost/nslab-busybox sleep 60",
+            &r,
+        );
+        r.expect_code(0);
         let r = d.docker(&["exec", &name, "sh", "-c", "echo in; exit 4"]);
+        book.show("docker exec $NAME sh -c 'echo in; exit 4'", &r);
         assert_eq!(r.code, 4, "{}: {}", rt.name, r.transcript());
         assert_eq!(r.stdout, "in\n", "{}", rt.name);
         let status = || {
@@ -587,7 +655,16 @@ fn docker_runs_minicontainer_as_it_runs_runc() {
                 .to_string()
         };
         d.docker(&["pause", &name]).expect_code(0);
-        assert_eq!(status(), "paused", "{}", rt.name);
+        let paused = status();
+        book.show(
+            "docker pause $NAME && docker inspect -f '{{.State.Status}}' $NAME",
+            &Run {
+                code: 0,
+                stdout: format!("{paused}\n"),
+                stderr: String::new(),
+            },
+        );
+        assert_eq!(paused, "paused", "{}", rt.name);
         d.docker(&["unpause", &name]).expect_code(0);
         assert_eq!(status(), "running", "{}", rt.name);
         d.docker(&[
@@ -602,6 +679,10 @@ fn docker_runs_minicontainer_as_it_runs_runc() {
         ])
         .expect_code(0);
         let stats = d.docker(&["stats", "--no-stream", "--format", "{{.MemUsage}}", &name]);
+        book.show(
+            "docker update --memory 64m --memory-swap 128m --pids-limit 50 $NAME\n$ docker stats --no-stream --format '{{.MemUsage}}' $NAME",
+            &stats,
+        );
         assert!(
             stats.stdout.trim().ends_with("/ 64MiB"),
             "{}: {}",
@@ -611,5 +692,15 @@ fn docker_runs_minicontainer_as_it_runs_runc() {
         d.docker(&["stop", "-t", "1", &name]).expect_code(0);
         assert_eq!(status(), "exited", "{}", rt.name);
         d.docker(&["rm", &name]).expect_code(0);
+        if book.0.is_some() {
+            shown = book;
+        }
     }
+    shown.snapshot(
+        "docker_client",
+        &[
+            (r"(?m)^[0-9a-f]{64}$", "[CONTAINER-ID]"),
+            (r"(?m)^[0-9.]+[KMG]?i?B / 64MiB$", "[USAGE] / 64MiB"),
+        ],
+    );
 }

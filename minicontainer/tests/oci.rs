@@ -584,7 +584,7 @@ fn a_terminal_goes_to_the_console_socket() {
 fn bad_bundles_are_refused_and_leave_nothing() {
     const TEST: &str = "bad_bundles_are_refused_and_leave_nothing";
     let Some((_one, b)) = Bundle::for_test(TEST, |c| {
-        c["linux"]["personality"] = json!({"domain": "LINUX32"});
+        c["linux"]["intelRdt"] = json!({"closID": "nslab"});
     }) else {
         return;
     };
@@ -592,7 +592,7 @@ fn bad_bundles_are_refused_and_leave_nothing() {
     let r = b.mc_leaving(&["create", "--bundle", &b.path(), &id]);
     r.expect_code(2);
     assert!(
-        r.stderr.contains("linux.personality is not supported"),
+        r.stderr.contains("linux.intelRdt is not supported"),
         "{}",
         r.stderr
     );

@@ -106,7 +106,8 @@ fn check_include(chapter: &Path, inc: &Include, problems: &mut Vec<String>) {
         Some(anchor) => {
             let has = |marker: &str| {
                 text.lines().any(|l| {
-                    l.trim_start().trim_start_matches("//").trim() == format!("{marker}: {anchor}")
+                    l.trim_start().trim_start_matches(['/', '#']).trim()
+                        == format!("{marker}: {anchor}")
                 })
             };
             if !has("ANCHOR") || !has("ANCHOR_END") {
