@@ -548,8 +548,7 @@ pub fn features() -> serde_json::Value {
         "hooks": hooks,
         "mountOptions": crate::spec::mount_options(),
         "linux": {
-            // No time namespace: the spec's timeOffsets are refused.
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": capabilities,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": {

@@ -437,6 +437,10 @@ pub struct Plan {
     pub scheduler: Option<labkit::sys::SchedAttr>,
     pub io_priority: Option<(u32, u32)>,
     pub personality: Option<u64>,
+    /// A new time namespace (clone(2) cannot make one: the runtime unshares it for its next
+    /// child), and `linux.timeOffsets` for it as `/proc/PID/timens_offsets` lines.
+    pub new_time: bool,
+    pub time_offsets: String,
     /// `process.consoleSize`: (rows, columns) of the terminal at its start.
     pub console_size: Option<(u16, u16)>,
     /// `linux.rootfsPropagation` as mount flags (`None`: private, this engine's default).
@@ -523,6 +527,7 @@ pub const HONOURED: &[&str] = &[
     "process.apparmorProfile",
     "process.selinuxLabel",
     "linux.namespaces",
+    "linux.timeOffsets",
     "linux.uidMappings",
     "linux.gidMappings",
     "linux.devices",
@@ -625,6 +630,34 @@ fn check_labels(process: &oci_spec::runtime::Process) -> Result<()> {
         return Err(unsupported("process.selinuxLabel"));
     }
     Ok(())
+}
+
+/// `linux.timeOffsets` (`monotonic` and `boottime`, seconds and nanoseconds) as the lines of
+/// `/proc/PID/timens_offsets`; only for a time namespace the runtime makes.
+fn time_offsets(linux: &oci_spec::runtime::Linux, new_time: bool) -> Result<String> {
+    let Some(offsets) = linux.time_offsets().as_ref().filter(|o| !o.is_empty()) else {
+        return Ok(String::new());
+    };
+    if !new_time {
+        return Err(labkit::bad_input(
+            "config: linux.timeOffsets needs a new time namespace in linux.namespaces",
+        ));
+    }
+    let mut lines = Vec::new();
+    for (clock, offset) in offsets {
+        if !matches!(clock.as_str(), "monotonic" | "boottime") {
+            return Err(labkit::bad_input(format!(
+                "config: linux.timeOffsets {clock:?}: monotonic or boottime"
+            )));
+        }
+        lines.push(format!(
+            "{clock} {} {}",
+            offset.secs().unwrap_or(0),
+            offset.nanosecs().unwrap_or(0)
+        ));
+    }
+    lines.sort();
+    Ok(lines.join("\n") + "\n")
 }
 
 /// `process.scheduler` as sched_setattr(2)'s attributes.
@@ -800,7 +833,7 @@ fn namespaces(
             LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
             LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
             LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
-            other => return Err(unsupported(&format!("a {other:?} namespace"))),
+            LinuxNamespaceType::Time => labkit::ns::NsKind::Time.flag(),
         };
         match ns.path() {
             // The runtime joins the others before clone and goes on with the host's cgroups
@@ -981,7 +1014,11 @@ impl Plan {
             .as_ref()
             .ok_or_else(|| labkit::bad_input("config: no linux section"))?;
         let root_propagation = root_propagation(linux)?;
-        let (clone_flags, mut join) = namespaces(linux)?;
+        let (mut clone_flags, mut join) = namespaces(linux)?;
+        let time = labkit::ns::NsKind::Time.flag();
+        let new_time = clone_flags.contains(time);
+        clone_flags.remove(time);
+        let time_offsets = time_offsets(linux, new_time)?;
         // A mount namespace joined by path is entered by the container's process itself (the
         // runtime keeps its own view of the host's files for the steps it does).
         let join_mount = join
@@ -1040,6 +1077,8 @@ impl Plan {
                 .transpose()?,
             no_pivot: false,
             no_new_keyring: false,
+            new_time,
+            time_offsets,
             scheduler: process.scheduler().as_ref().map(scheduler).transpose()?,
             io_priority: process
                 .io_priority()
@@ -1180,9 +1219,9 @@ mod tests {
                 "linux.intelRdt",
             ),
             (
-                &["linux", "timeOffsets"],
-                serde_json::json!({"monotonic": {"secs": 1}}),
-                "linux.timeOffsets",
+                &["linux", "mountLabel"],
+                serde_json::json!("system_u:object_r:container_file_t:s0"),
+                "linux.mountLabel",
             ),
             (
                 &["linux", "resources", "rdma"],

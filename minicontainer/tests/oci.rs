@@ -1481,7 +1481,8 @@ fn features_says_what_the_engine_accepts() {
     for ns in names(&f["linux"]["namespaces"]) {
         let _ = spec_of(&ns);
     }
-    assert!(!names(&f["linux"]["namespaces"]).contains(&"time".to_string()));
+    // All eight, the time namespace too (made by unshare for the next child).
+    assert_eq!(names(&f["linux"]["namespaces"]).len(), 8);
     assert_eq!(f["linux"]["seccomp"]["enabled"], true);
     assert!(names(&f["linux"]["capabilities"]).contains(&"CAP_SYS_ADMIN".to_string()));
 }
@@ -2005,5 +2006,49 @@ fn scheduler_io_priority_and_personality_are_the_configs() {
         "{}",
         r.stderr
     );
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_time_namespace_gets_the_configs_clock_offsets() {
+    const TEST: &str = "a_time_namespace_gets_the_configs_clock_offsets";
+    let days = 3 * 86_400;
+    let Some((_one, b)) = Bundle::for_test(TEST, |c| {
+        c["process"]["args"] = json!(["cat", "/proc/uptime"]);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "time"}));
+        c["linux"]["timeOffsets"] = json!({"boottime": {"secs": days, "nanosecs": 0}});
+    }) else {
+        return;
+    };
+    let host: f64 = fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let r = b.mc(&["run", "--bundle", &b.path(), &id("time")]);
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    // CLOCK_BOOTTIME, which /proc/uptime shows, is three days further on inside.
+    let inside: f64 = r.stdout.split(' ').next().unwrap().parse().unwrap();
+    let ahead = inside - host;
+    assert!(
+        (f64::from(days) - 1.0..f64::from(days) + 60.0).contains(&ahead),
+        "inside {inside}, host {host}"
+    );
+    // Offsets without a namespace of its own to put them in: refused by name.
+    let config = b.dir.path().join("config.json");
+    let mut c: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "time");
+    fs::write(&config, serde_json::to_vec(&c).unwrap()).unwrap();
+    let r = b.mc(&["run", "--bundle", &b.path(), &id("time")]);
+    assert_eq!(r.code, 2, "{}", r.transcript());
+    assert!(r.stderr.contains("linux.timeOffsets"), "{}", r.stderr);
     assert_eq!(leftovers(), Vec::<String>::new());
 }

@@ -51,6 +51,7 @@ const SUITES: &[(&str, Option<&str>, &[&str])] = &[
             "preserve_fds",
             "scheduler_io",
             "no_pivot",
+            "a_time_namespace",
         ],
     ),
 ];

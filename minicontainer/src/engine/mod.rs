@@ -178,6 +178,8 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
         nix::sys::stat::Mode::empty(),
     )
     .with_context(|| format!("open({}, O_PATH)", req.fifo.display()))?;
+    // Before the joins: this process's own time namespace is what it comes back to.
+    let own_time = namespaces::time_for_child(out, &plan)?;
     namespaces::join(out, &plan, &joins)?;
     let cgroup_view = match plan.mounts.iter().any(|m| m.typ.starts_with("cgroup")) {
         true => limits.view()?,
@@ -211,6 +213,7 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
     let mut child = clone_child(flags, |r| spawn::container_main(r, &prepared))?;
     // ANCHOR_END: clone
     namespaces::back_to_own_pid_namespace(own_pid)?;
+    namespaces::back_to_own_time_namespace(own_time)?;
     let pid = child.pid().as_raw();
     let shown = labkit::child::flag_names(flags);
     out.step(

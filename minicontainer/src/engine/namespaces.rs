@@ -60,6 +60,43 @@ pub(crate) fn back_to_own_pid_namespace(own: Option<fs::File>) -> Result<()> {
     Ok(())
 }
 
+/// A time namespace for the next child (clone(2) has no flag for it; unshare(2) gives the
+/// caller's *children* a new one), its clocks' offsets written before anyone is in it. Returns
+/// this process's own, to come back to after the clone. Also for a time namespace joined by
+/// path (setns(2) likewise moves only later children).
+pub(crate) fn time_for_child(out: &mut Narrator, plan: &Plan) -> Result<Option<fs::File>> {
+    let time = labkit::ns::NsKind::Time.flag();
+    let joined = plan.join.iter().any(|(f, _)| *f == time);
+    if !plan.new_time && !joined {
+        return Ok(None);
+    }
+    let own = fs::File::open("/proc/self/ns/time").context("open(/proc/self/ns/time)")?;
+    if plan.new_time {
+        nix::sched::unshare(time).context("unshare(CLONE_NEWTIME)")?;
+        if !plan.time_offsets.is_empty() {
+            fs::write("/proc/self/timens_offsets", &plan.time_offsets)
+                .context("write /proc/self/timens_offsets (linux.timeOffsets)")?;
+        }
+        out.step(
+            "host",
+            format!(
+                "unshare(CLONE_NEWTIME) for the container; timens_offsets: {}",
+                plan.time_offsets.trim().replace('\n', ", ")
+            ),
+        );
+    }
+    Ok(Some(own))
+}
+
+/// After the clone: this process's later children are in its own time namespace again.
+pub(crate) fn back_to_own_time_namespace(own: Option<fs::File>) -> Result<()> {
+    if let Some(own) = own {
+        nix::sched::setns(own, labkit::ns::NsKind::Time.flag())
+            .context("setns(own time namespace) after clone")?;
+    }
+    Ok(())
+}
+
 /// setns(2) into each of them, before clone (a PID namespace: the clone's child is its
 /// member).
 pub(crate) fn join(
