@@ -173,12 +173,33 @@ pub fn run_as_nobody(bin: &Path, args: &[&str]) -> Run {
 
 /// [`run_as_nobody`], also returning the demo's PID (see [`run_with_pid`]).
 pub fn run_as_nobody_with_pid(bin: &Path, args: &[&str]) -> (i32, Run) {
+    nobody_run(bin, args, None)
+}
+
+/// [`run_as_nobody_with_pid`], the program started in the cgroup whose `cgroup.procs` is
+/// `procs` (a subtree delegated to nobody): a shell as nobody waits on its standard input
+/// until root has moved it there, then execs the program.
+pub fn run_as_nobody_in_cgroup(bin: &Path, args: &[&str], procs: &Path) -> (i32, Run) {
+    nobody_run(bin, args, Some(procs))
+}
+
+fn nobody_run(bin: &Path, args: &[&str], cgroup: Option<&Path>) -> (i32, Run) {
     use std::os::unix::process::CommandExt;
     let dir = TempDir::new("bin");
     let copy = dir.path().join(bin.file_name().expect("binary name"));
     fs::copy(bin, &copy).expect("copy the demo binary");
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod the copy");
-    let mut cmd = command(&copy, args);
+    let mut cmd = match cgroup {
+        None => command(&copy, args),
+        Some(_) => {
+            let mut c = command(
+                Path::new("/bin/sh"),
+                &["-c", "read go && exec \"$0\" \"$@\""],
+            );
+            c.arg(&copy).args(args).stdin(Stdio::piped());
+            c
+        }
+    };
     // setgid, then setuid, in the child before exec; as root, std also clears the supplementary
     // groups (setgroups(0, NULL)). The working directory is one `nobody` may enter.
     cmd.current_dir("/")
@@ -197,6 +218,13 @@ pub fn run_as_nobody_with_pid(bin: &Path, args: &[&str]) -> (i32, Run) {
     .unwrap_or_else(|| panic!("{}: still ETXTBSY after 10 s", copy.display()))
     .expect("spawn the demo binary as nobody");
     let pid = i32::try_from(child.id()).expect("a PID fits in i32");
+    let mut child = child;
+    if let Some(procs) = cgroup {
+        fs::write(procs, pid.to_string())
+            .unwrap_or_else(|e| panic!("move {pid} to {}: {e}", procs.display()));
+        let mut gate = child.stdin.take().expect("the shell's stdin");
+        std::io::Write::write_all(&mut gate, b"go\n").expect("release the shell");
+    }
     // The copy goes as soon as the program has ended, before the rest of its output is read: a
     // process it left behind may hold the pipes open (a failing demo's), and a test stuck
     // reading them, then killed, would otherwise leave the copy. The pipes are drained
@@ -210,7 +238,6 @@ pub fn run_as_nobody_with_pid(bin: &Path, args: &[&str]) -> (i32, Run) {
             text
         })
     };
-    let mut child = child;
     let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
     let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let status = child.wait().expect("wait for the demo binary");

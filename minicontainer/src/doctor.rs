@@ -45,6 +45,23 @@ pub fn checks(findings: &labkit::doctor::Findings) -> Vec<Check> {
         ("--cpus", "cpu"),
     ] {
         let check = match cg::for_controller(controller, None) {
+            Ok(h) if !root => {
+                match crate::engine::cgroups::delegated_parent(&[controller.to_string()], false) {
+                    Ok(p) => Check {
+                        feature: flag,
+                        ok: true,
+                        why: format!(
+                            "rootless: cgroup v2, in your delegated cgroup {}",
+                            p.display()
+                        ),
+                    },
+                    Err(e) => Check {
+                        feature: flag,
+                        ok: false,
+                        why: format!("cgroup {}: {e}", h.version),
+                    },
+                }
+            }
             Ok(h) => {
                 let writable = nix::unistd::access(&h.own, nix::unistd::AccessFlags::W_OK).is_ok();
                 Check {

@@ -117,7 +117,7 @@ fn limits_are_enforced() {
     let _one = serial();
     let r = container(
         &["--memory", "32M"],
-        "head -c 200M /dev/zero | tail > /dev/null; echo tail=$?",
+        "head -c 209715200 /dev/zero | tail > /dev/null; echo tail=$?",
     );
     r.expect_code(0);
     assert!(
@@ -1149,4 +1149,135 @@ fn list_ps_and_state_end_with_141_when_the_reader_is_gone() {
         assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+/// A cgroup v2 subtree delegated to nobody by hand, as the error message tells a user to make
+/// one: made under this test's own cgroup, chowned, with the controllers passed down to it;
+/// `shell` is where nobody's process starts. Removed (what is left in it killed) on drop.
+struct Delegated {
+    top: std::path::PathBuf,
+}
+
+impl Delegated {
+    fn make(controllers: &[&str]) -> Delegated {
+        use cgroup_demo::cg;
+        let h = cg::unified().unwrap();
+        let top = h.own.join(cg::unique("deleg"));
+        std::fs::create_dir(&top).unwrap();
+        let control = h.own.join("cgroup.subtree_control");
+        for c in controllers {
+            std::fs::write(&control, format!("+{c}"))
+                .unwrap_or_else(|e| panic!("+{c} in {}: {e}", control.display()));
+        }
+        std::fs::create_dir(top.join("shell")).unwrap();
+        let nobody = Some(nix::unistd::Uid::from_raw(labkit::doctor::NOBODY));
+        for f in [
+            "",
+            "cgroup.procs",
+            "cgroup.subtree_control",
+            "cgroup.threads",
+            "shell",
+            "shell/cgroup.procs",
+        ] {
+            nix::unistd::chown(&top.join(f), nobody, None).unwrap();
+        }
+        Delegated { top }
+    }
+}
+
+impl Drop for Delegated {
+    fn drop(&mut self) {
+        let _ =
+            cgroup_demo::cg::Group::adopt(self.top.clone(), cgroup_demo::cg::Version::V2).remove();
+    }
+}
+
+#[test]
+fn rootless_limits_live_in_a_delegated_cgroup_or_are_refused_saying_why() {
+    const TEST: &str = "rootless_limits_live_in_a_delegated_cgroup_or_are_refused_saying_why";
+    if needs_root(TEST) || needs_unprivileged_userns(TEST) {
+        return;
+    }
+    let _one = serial();
+    let memory = cgroup_demo::cg::for_controller("memory", None).unwrap();
+    let r = run_as_nobody(bin(), &["run", "--memory", "64M", "--", "true"]);
+    assert_eq!(r.code, 77, "{}", r.transcript());
+    if memory.version == cgroup_demo::cg::Version::V1 {
+        // v1 hierarchies cannot be delegated: root's, and said so.
+        assert!(
+            r.stderr.contains("cgroup v1 here") && r.stderr.contains("root's"),
+            "{}",
+            r.stderr
+        );
+        return;
+    }
+    // v2, nobody's process in root's cgroup: which file is not writable, and how to delegate.
+    assert!(
+        r.stderr
+            .contains("delegate a cgroup v2 subtree to yourself"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("systemd-run --user --scope -p Delegate=yes"),
+        "{}",
+        r.stderr
+    );
+    // Delegated: the limits are set below the subtree and enforced.
+    let d = Delegated::make(&["memory", "pids"]);
+    let procs = d.top.join("shell/cgroup.procs");
+    let (pid, r) = labkit::testing::run_as_nobody_in_cgroup(
+        bin(),
+        &[
+            "run",
+            "--memory",
+            "32M",
+            "--",
+            "sh",
+            "-c",
+            "head -c 209715200 /dev/zero | tail > /dev/null; echo tail=$?",
+        ],
+        &procs,
+    );
+    started(pid);
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    assert!(
+        r.stderr.contains(&format!(
+            "rootless: limits in your delegated cgroup {}",
+            d.top.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("tail=137"),
+        "OOM-killed: {}",
+        r.transcript()
+    );
+    let (pid, r) = labkit::testing::run_as_nobody_in_cgroup(
+        bin(),
+        &[
+            "run",
+            "--pids-limit",
+            "9",
+            "--",
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/pids.max; cat /proc/self/cgroup",
+        ],
+        &procs,
+    );
+    started(pid);
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    assert!(r.stdout.starts_with("9\n"), "{}", r.transcript());
+    // Nothing of it is left in the subtree: only the shell's group.
+    let left: Vec<_> = std::fs::read_dir(&d.top)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, ["shell"], "left in the delegated subtree");
+    assert_eq!(leftovers(), Vec::<String>::new());
 }

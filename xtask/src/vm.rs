@@ -54,6 +54,20 @@ const SUITES: &[(&str, Option<&str>, &[&str])] = &[
             "a_time_namespace",
         ],
     ),
+    // With overlayfs, veth and the bridge loaded in the VM: docker-style runs on cgroup v2,
+    // as root and rootless.
+    (
+        "minicontainer",
+        Some("cli"),
+        &[
+            "the_exit_status_is_the_commands",
+            "limits_are_enforced",
+            "rootless_containers_run",
+            "volumes_are_bind_mounts",
+            "an_oci_image_runs",
+            "rootless_limits_live",
+        ],
+    ),
 ];
 /// How long the VM may take, boot to power-off.
 const TIMEOUT: Duration = Duration::from_secs(600);
@@ -108,15 +122,45 @@ fn fetch_deb(dir: &Path, package: &str) -> Result<PathBuf> {
     Ok(root)
 }
 
-/// The kernel: `NSLAB_VM_KERNEL`, or Debian's current `linux-image-*-amd64`, cached.
-fn kernel(cache: &Path) -> Result<PathBuf> {
+/// The modules the suite needs (overlayfs, veth, the bridge), with what they depend on: taken
+/// from the kernel package the VM boots and loaded inside it, never on the host.
+const MODULES: &[&str] = &["overlay", "veth", "bridge"];
+
+/// The kernel and its modules for the suite.
+struct Kernel {
+    vmlinuz: PathBuf,
+    /// The `.ko` files, in the order they load (each after what it depends on).
+    modules: Vec<PathBuf>,
+}
+
+/// The kernel: `NSLAB_VM_KERNEL` (then no module), or Debian's current `linux-image-*-amd64`,
+/// cached with its modules from the same package (`kernel/vmlinuz`, `kernel/modules/`, and
+/// `kernel/modules/order`), so the two always match.
+fn kernel(cache: &Path) -> Result<Kernel> {
     if let Some(k) = std::env::var_os("NSLAB_VM_KERNEL") {
-        return Ok(PathBuf::from(k));
+        return Ok(Kernel {
+            vmlinuz: PathBuf::from(k),
+            modules: Vec::new(),
+        });
     }
-    let cached = cache.join("vmlinuz");
-    if cached.exists() {
-        return Ok(cached);
+    let dir = cache.join("kernel");
+    let order = dir.join("modules/order");
+    if !order.exists() {
+        fetch_kernel(cache, &dir)?;
     }
+    let modules = std::fs::read_to_string(&order)?
+        .lines()
+        .map(|m| dir.join("modules").join(m))
+        .collect();
+    Ok(Kernel {
+        vmlinuz: dir.join("vmlinuz"),
+        modules,
+    })
+}
+
+/// Download Debian's kernel package and keep its vmlinuz and the [`MODULES`] (with their
+/// dependencies, from its `modules.dep`) in `dir`.
+fn fetch_kernel(cache: &Path, dir: &Path) -> Result<()> {
     // linux-image-amd64 is a metapackage: download the image it depends on.
     let depends = output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]), "apt-cache depends linux-image-amd64")
         .context("needs Debian's linux-image-amd64 package lists (apt-get update), or NSLAB_VM_KERNEL=/path/to/vmlinuz")?;
@@ -138,9 +182,123 @@ fn kernel(cache: &Path) -> Result<PathBuf> {
                 .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
         })
         .context("no boot/vmlinuz-* in the kernel package")?;
-    std::fs::copy(&vmlinuz, &cached)?;
+    let version = vmlinuz
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .context("vmlinuz-VERSION")?
+        .to_string();
+    let lib = root.join("lib/modules").join(&version);
+    // The package has no modules.dep (depmod writes it at install): each module's own
+    // `depends=` in its .modinfo section says the same.
+    let deps = modules_dep(&lib)?;
+    let order = load_order(&deps, MODULES)?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("modules"))?;
+    std::fs::copy(&vmlinuz, dir.join("vmlinuz"))?;
+    let mut names = Vec::new();
+    for rel in &order {
+        let name = Path::new(rel)
+            .file_name()
+            .context("module file name")?
+            .to_string_lossy()
+            .into_owned();
+        std::fs::copy(lib.join(rel), dir.join("modules").join(&name))
+            .with_context(|| format!("copy {rel}"))?;
+        names.push(name);
+    }
+    std::fs::write(dir.join("modules/order"), names.join("\n") + "\n")?;
     let _ = std::fs::remove_dir_all(&work);
-    Ok(cached)
+    Ok(())
+}
+
+/// `modules.dep`'s lines (`kernel/x/a.ko: kernel/y/b.ko ...`) for every module under `lib`,
+/// from the `depends=` string of each module's .modinfo section.
+fn modules_dep(lib: &Path) -> Result<String> {
+    let mut files = Vec::new();
+    let mut dirs = vec![lib.join("kernel")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).with_context(|| dir.display().to_string())? {
+            let p = e?.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "ko") {
+                files.push(p);
+            }
+        }
+    }
+    let name_of = |p: &Path| {
+        p.file_stem()
+            .map(|n| n.to_string_lossy().replace('-', "_"))
+            .unwrap_or_default()
+    };
+    let rel = |p: &Path| p.strip_prefix(lib).unwrap_or(p).display().to_string();
+    let mut out = String::new();
+    for f in &files {
+        let bytes = std::fs::read(f)?;
+        let depends = bytes
+            .windows(9)
+            .position(|w| w == b"\0depends=")
+            .map(|at| {
+                let rest = &bytes[at + 9..];
+                let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+                String::from_utf8_lossy(&rest[..end]).into_owned()
+            })
+            .unwrap_or_default();
+        let deps: Vec<String> = depends
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .filter_map(|d| {
+                let d = d.replace('-', "_");
+                files.iter().find(|g| name_of(g) == d).map(|g| rel(g))
+            })
+            .collect();
+        let _ = writeln!(out, "{}: {}", rel(f), deps.join(" "));
+    }
+    Ok(out)
+}
+
+/// The files of `wanted` modules and everything they depend on, each after its dependencies,
+/// from `modules.dep` (`kernel/net/bridge/bridge.ko: kernel/net/802/stp.ko ...`).
+fn load_order(deps: &str, wanted: &[&str]) -> Result<Vec<String>> {
+    let table: Vec<(&str, Vec<&str>)> = deps
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(m, d)| (m.trim(), d.split_whitespace().collect()))
+        .collect();
+    fn visit<'a>(
+        m: &'a str,
+        table: &[(&'a str, Vec<&'a str>)],
+        out: &mut Vec<String>,
+    ) -> Result<()> {
+        if out.iter().any(|o| o == m) {
+            return Ok(());
+        }
+        let (_, deps) = table
+            .iter()
+            .find(|(name, _)| *name == m)
+            .with_context(|| format!("{m} is not in modules.dep"))?;
+        for d in deps {
+            visit(d, table, out)?;
+        }
+        out.push(m.to_string());
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for w in wanted {
+        let file = table
+            .iter()
+            .map(|(m, _)| *m)
+            .find(|m| {
+                Path::new(m)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n == format!("{w}.ko") || n.starts_with(&format!("{w}.ko.")))
+            })
+            .with_context(|| format!("no {w}.ko in the kernel package"))?;
+        visit(file, &table, &mut out)?;
+    }
+    Ok(out)
 }
 
 /// A static busybox (Debian's busybox-static), cached.
@@ -405,9 +563,12 @@ fn init_script(root: &Path, tests: &[(String, String, Vec<String>)], accept: boo
          mount -t proc proc /proc\n\
          mount -t sysfs sysfs /sys\n\
          mount -t devtmpfs devtmpfs /dev\n\
+         chmod 1777 /tmp\n\
          mount -t cgroup2 cgroup2 /sys/fs/cgroup\n\
          for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo +$c > /sys/fs/cgroup/cgroup.subtree_control; done\n\
          mkdir /sys/fs/cgroup/vm-system\n\
+         for m in $(cat /lib/modules/order 2>/dev/null); do insmod /lib/modules/$m || echo \"NSLAB-VM-INSMOD-FAILED $m\"; done\n\
+         echo \"NSLAB-VM-MODULES $(cut -d' ' -f1 /proc/modules | tr '\\n' ' ')\"\n\
          echo \"NSLAB-VM-KERNEL $(uname -r)\"\n\
          echo \"NSLAB-VM-CGROUP $(grep cgroup /proc/mounts | tr '\\n' ' ')\"\n\
          echo \"NSLAB-VM-CONTROLLERS $(cat /sys/fs/cgroup/cgroup.subtree_control)\"\n\
@@ -445,9 +606,36 @@ fn init_script(root: &Path, tests: &[(String, String, Vec<String>)], accept: boo
     s
 }
 
-fn initramfs(root: &Path, built: &Built, busybox: &Path, accept: bool, out: &Path) -> Result<()> {
+/// The kernel's modules into the initramfs, at `/lib/modules/NAME.ko`, with their load order.
+fn add_modules(cpio: &mut Cpio, kernel: &Kernel) -> Result<()> {
+    let mut order = String::new();
+    for m in &kernel.modules {
+        let name = m
+            .file_name()
+            .context("module name")?
+            .to_string_lossy()
+            .into_owned();
+        cpio.file(&format!("/lib/modules/{name}"), 0o644, &std::fs::read(m)?);
+        order.push_str(&name);
+        order.push('\n');
+    }
+    if !kernel.modules.is_empty() {
+        cpio.file("/lib/modules/order", 0o644, order.as_bytes());
+    }
+    Ok(())
+}
+
+fn initramfs(
+    root: &Path,
+    built: &Built,
+    busybox: &Path,
+    kernel: &Kernel,
+    accept: bool,
+    out: &Path,
+) -> Result<()> {
     let mut cpio = Cpio::default();
     cpio.file("/bin/busybox", 0o755, &std::fs::read(busybox)?);
+    add_modules(&mut cpio, kernel)?;
     let mut tests = Vec::new();
     for (i, t) in built.tests.iter().enumerate() {
         let inside = format!("/tests/{i}-{}", t.name);
@@ -579,9 +767,11 @@ pub fn vm_test(root: &Path, accept: bool) -> Result<()> {
     let busybox = busybox(&cache)?;
     let built = build(root)?;
     let initrd = root.join("target/vm/initramfs.cpio");
-    initramfs(root, &built, &busybox, accept, &initrd)?;
+    initramfs(root, &built, &busybox, &kernel, accept, &initrd)?;
+    let kernel_modules = kernel.modules.len();
+    let kernel = kernel.vmlinuz;
     eprintln!(
-        "xtask: booting {} with {} ({} test binaries)",
+        "xtask: booting {} ({kernel_modules} modules) with {} ({} test binaries)",
         kernel.display(),
         initrd.display(),
         built.tests.len()
@@ -692,6 +882,7 @@ pub fn sandbox(root: &Path) -> Result<()> {
     let bins = build_bins(root)?;
     let mut cpio = Cpio::default();
     cpio.file("/bin/busybox", 0o755, &std::fs::read(&busybox)?);
+    add_modules(&mut cpio, &kernel)?;
     for bin in &bins {
         let name = bin
             .file_name()
@@ -720,17 +911,18 @@ pub fn sandbox(root: &Path) -> Result<()> {
         mount -t cgroup2 cgroup2 /sys/fs/cgroup\n\
         for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo +$c > /sys/fs/cgroup/cgroup.subtree_control; done\n\
         mkdir /sys/fs/cgroup/vm-system\n\
+        for m in $(cat /lib/modules/order 2>/dev/null); do insmod /lib/modules/$m; done\n\
         hostname nslab-vm; ip link set lo up 2>/dev/null\n\
         export PATH=/usr/local/bin:/bin HOME=/root PS1='nslab-vm# '\n\
         cd /root\n\
         echo; echo 'nslab sandbox: cgroup v2, every demo on the PATH (nslab-doctor first); exit powers off.'\n\
-        echo 'This kernel loads no modules here: net-demo veth and bridges are not available in the sandbox.'\n\
+        echo 'overlayfs, veth and bridges are loaded from the kernel package (no other module is).'\n\
         setsid cttyhack sh -l\n\
         poweroff -f\n";
     cpio.file("/init", 0o755, init.as_bytes());
     let initrd = root.join("target/vm/sandbox.cpio");
     std::fs::write(&initrd, cpio.finish())?;
-    let status = qemu(&kernel, &initrd)?
+    let status = qemu(&kernel.vmlinuz, &initrd)?
         .status()
         .context("spawn qemu-system-x86_64")?;
     let _ = std::fs::remove_file(&initrd);
@@ -743,6 +935,24 @@ pub fn sandbox(root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modules_load_after_what_they_depend_on() {
+        let deps = "kernel/net/bridge/bridge.ko: kernel/net/802/stp.ko kernel/net/llc/llc.ko\n\
+                    kernel/net/802/stp.ko: kernel/net/llc/llc.ko\n\
+                    kernel/net/llc/llc.ko:\n\
+                    kernel/fs/overlayfs/overlay.ko:\n";
+        assert_eq!(
+            load_order(deps, &["overlay", "bridge"]).unwrap(),
+            [
+                "kernel/fs/overlayfs/overlay.ko",
+                "kernel/net/llc/llc.ko",
+                "kernel/net/802/stp.ko",
+                "kernel/net/bridge/bridge.ko"
+            ]
+        );
+        assert!(load_order(deps, &["veth"]).is_err());
+    }
 
     #[test]
     fn a_filter_that_matches_no_test_is_reported() {

@@ -117,11 +117,92 @@ pub(crate) fn hierarchy_of(controller: &str) -> Result<cg::Hierarchy> {
     })
 }
 
+/// Where a rootless container's groups go: the nearest cgroup above this process's own that
+/// the caller may write, whose `cgroup.procs` it may write too (a process moves only within a
+/// subtree whose common ancestor's `cgroup.procs` is writable), and that passes every wanted
+/// controller down (`cgroup.subtree_control`, enabled here with `enable` when the caller may).
+/// That is a
+/// delegated v2 subtree, as systemd's `user@UID.service` (`Delegate=yes`) gives; v1 hierarchies
+/// are root's. The error says exactly what is missing, and how to delegate.
+pub fn delegated_parent(wanted: &[String], enable: bool) -> Result<PathBuf> {
+    use nix::unistd::{AccessFlags, access};
+    let missing = |why: String| anyhow::Error::new(labkit::errors::MissingFeature(why));
+    for c in wanted {
+        if cg::for_controller(c, Some(Version::V1)).is_ok() {
+            return Err(missing(format!(
+                "rootless limits: the {c} controller is cgroup v1 here, and v1 hierarchies are root's (no delegation): run as root for --memory, --pids-limit and --cpus"
+            )));
+        }
+    }
+    // (Not yet available to this process's own cgroup, maybe: the parent found below passes
+    // them down.)
+    let h = cg::unified()
+        .map_err(|_| missing("rootless limits: no cgroup v2 hierarchy is mounted".into()))?;
+    let names: Vec<&str> = wanted
+        .iter()
+        .map(|c| if c == "blkio" { "io" } else { c.as_str() })
+        .collect();
+    let writable = |p: &Path| access(p, AccessFlags::W_OK).is_ok();
+    let recipe = format!(
+        "delegate a cgroup v2 subtree to yourself: with systemd, `systemd-run --user --scope -p Delegate=yes minicontainer run ...`; by hand, as root: `mkdir {m}/nslab-$USER {m}/nslab-$USER/shell && chown -R $USER {m}/nslab-$USER && echo '+{c}' > {m}/cgroup.subtree_control`, then move your shell there: `echo $$ > {m}/nslab-$USER/shell/cgroup.procs` (as root)",
+        m = h.mount.display(),
+        c = names.join(" +")
+    );
+    // The parent of the caller's own cgroup: the container's groups go next to it (its own
+    // holds processes, so it cannot pass controllers down: v2's no-internal-processes rule).
+    let Some(dir) = h
+        .own
+        .parent()
+        .filter(|d| d.starts_with(&h.mount) && h.own != h.mount)
+    else {
+        return Err(missing(format!(
+            "rootless limits: your cgroup {} is the hierarchy's root, which is not yours; {recipe}",
+            h.own.display()
+        )));
+    };
+    if !writable(dir) || !writable(&dir.join("cgroup.procs")) {
+        return Err(missing(format!(
+            "rootless limits need a cgroup subtree of your own: your cgroup {} is in {}, whose {} you may not write; {recipe}",
+            h.own.display(),
+            dir.display(),
+            if writable(dir) {
+                "cgroup.procs"
+            } else {
+                "directory"
+            },
+        )));
+    }
+    let control = dir.join("cgroup.subtree_control");
+    let enabled = fs::read_to_string(&control).unwrap_or_default();
+    for c in names
+        .iter()
+        .filter(|c| !enabled.split_whitespace().any(|e| e == **c))
+    {
+        let written = match enable {
+            true => fs::write(&control, format!("+{c}")),
+            false => Err(std::io::Error::other("not enabled")),
+        };
+        written.map_err(|e| {
+            missing(format!(
+                "rootless limits: {} does not pass the {c} controller down (write +{c} to {}: {e}); {recipe}",
+                dir.display(),
+                control.display()
+            ))
+        })?;
+    }
+    Ok(dir.to_path_buf())
+}
+
 /// Make the groups for the spec's limits and, with `device_policy`, its device rules. With a
 /// `cgroupsPath` the container gets a group in every hierarchy it may write to, as runc does
 /// (a container manager reads its usage, freezes it and updates it there); without one, only
 /// in those of the controllers its limits need.
-pub(crate) fn make(out: &mut Narrator, plan: &Plan, device_policy: bool) -> Result<Limits> {
+pub(crate) fn make(
+    out: &mut Narrator,
+    plan: &Plan,
+    device_policy: bool,
+    rootless: bool,
+) -> Result<Limits> {
     // The device policy goes to v1's devices controller where there is one, else to an eBPF
     // program on the v2 group. NSLAB_DEVICE_POLICY=bpf takes the v2 way on a hybrid host too
     // (the program then sits on the container's group in the unified hierarchy).
@@ -129,6 +210,18 @@ pub(crate) fn make(out: &mut Narrator, plan: &Plan, device_policy: bool) -> Resu
     let v1_devices = device_policy
         && !bpf
         && cg::for_controller("devices", None).is_ok_and(|h| h.version == Version::V1);
+    // Rootless: under the caller's delegated subtree, said in one line.
+    let parent = match rootless && plan.cgroups_path.is_none() && plan.has_limits() {
+        true => {
+            let p = delegated_parent(&plan.resources.controllers(), true)?;
+            eprintln!(
+                "minicontainer: rootless: limits in your delegated cgroup {}",
+                p.display()
+            );
+            Some(p)
+        }
+        false => None,
+    };
     // Everything asked is checked against this host's versions before any group is made.
     let mut writes = Vec::new();
     for controller in wanted(plan, v1_devices) {
@@ -157,7 +250,7 @@ pub(crate) fn make(out: &mut Narrator, plan: &Plan, device_policy: bool) -> Resu
     }
     // ANCHOR: make
     for (controller, h, files) in writes {
-        let at = group_for(&mut groups, plan, &controller, &h)?;
+        let at = group_for(&mut groups, plan, &controller, &h, parent.as_deref())?;
         let (h, leaf, _) = &groups[at];
         if controller == "devices" {
             write_device_rules(plan, leaf)?;
@@ -220,6 +313,7 @@ fn group_for(
     plan: &Plan,
     controller: &str,
     h: &cg::Hierarchy,
+    parent: Option<&Path>,
 ) -> Result<usize> {
     let v2_name = if controller == "blkio" {
         "io"
@@ -235,7 +329,7 @@ fn group_for(
     }
     let (h, top, leaf) = match &plan.cgroups_path {
         None => {
-            let top = Group::create(&h.own, &cg::unique(controller), h.version)?;
+            let top = Group::create(parent.unwrap_or(&h.own), &cg::unique(controller), h.version)?;
             if h.version == Version::V2 {
                 top.write("cgroup.subtree_control", &format!("+{v2_name}"))?;
             }

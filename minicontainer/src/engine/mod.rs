@@ -116,11 +116,6 @@ fn check(config: &Config, plan: &Plan, privilege: Privilege, console: bool) -> R
             )));
         }
     }
-    if privilege.is_rootless() && plan.has_limits() {
-        return missing(
-            "--memory, --pids-limit and --cpus need cgroups, which need root (or a delegated cgroup); run without them rootless",
-        );
-    }
     if privilege.is_rootless() && plan.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
         return missing(
             "a user namespace in the config, rootless: minicontainer already runs in one of its own; leave it out",
@@ -170,7 +165,12 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
             format!("mkdir {work} (image skeleton, upper and work layers, rootfs)"),
         );
     }
-    let limits = cgroups::make(out, &plan, !req.privilege.is_rootless())?;
+    let limits = cgroups::make(
+        out,
+        &plan,
+        !req.privilege.is_rootless(),
+        req.privilege.is_rootless(),
+    )?;
     // Opened O_PATH: the child reopens it through /proc/self/fd once it is in its new root.
     let fifo = nix::fcntl::open(
         req.fifo,
