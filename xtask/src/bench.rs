@@ -12,9 +12,14 @@
 //! - two lower bounds: `bwrap` (namespaces and a bind-mounted root, no cgroups) and
 //!   `unshare -fpimnu --mount-proc true` (namespaces only, no new root).
 //!
-//! Each tool runs in a worker process of its own (this program again, `bench --worker`), which
-//! times every spawn-and-wait with `Instant` and reports the peak RSS of the tool's processes:
-//! `getrusage(RUSAGE_CHILDREN)` of a process whose only children were that tool's. crun refuses
+//! Each tool runs in a worker process of its own (this program again, `bench --worker --serve`),
+//! which times every spawn-and-wait with `Instant` and reports the CPU time of each run and the
+//! peak RSS of the tool's processes: `getrusage(RUSAGE_CHILDREN)` of a process whose only
+//! children were that tool's. The bench asks the workers for one run at a time, in turn (A B C
+//! A B C ...), so that drift in the machine's load hits every tool alike; then each starts
+//! `--burst N` containers at once (50 by default) and reports the wall time until the last
+//! ended. It prints the load average before and after, and withholds the ratios when either
+//! is above 0.3 (`--busy-ok` prints them anyway): on a busy machine they are not a result. crun refuses
 //! a hybrid cgroup layout (v1 controllers plus cgroup2 at /sys/fs/cgroup/unified): the crun and
 //! runc workers first move to a mount namespace of their own, make every mount private and, on
 //! a hybrid host only, detach the cgroup2 mounts there. The host's mounts are never touched.
@@ -31,8 +36,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str =
-    "usage: cargo xtask bench [--runs N] [--warmup N] [--install] [--minicontainer PATH]";
+const USAGE: &str = "usage: cargo xtask bench [--runs N] [--warmup N] [--burst N] [--busy-ok] [--install] [--minicontainer PATH]";
+/// A machine busier than this (load average, per the whole machine) gives no ratios: other work
+/// slows the tools unequally.
+const QUIET_LOAD: f64 = 0.3;
 /// What `--install` installs.
 const PACKAGES: &[&str] = &["crun", "runc", "bubblewrap", "busybox-static"];
 /// Replaced by a fresh container id in every run of a tool's command line.
@@ -42,6 +49,10 @@ const ID: &str = "{id}";
 struct Options {
     runs: usize,
     warmup: usize,
+    /// Containers started at once, per tool, after the single runs (0: none).
+    burst: usize,
+    /// Print ratios even on a busy machine.
+    busy_ok: bool,
     install: bool,
     minicontainer: Option<PathBuf>,
 }
@@ -50,6 +61,8 @@ fn parse_options(args: &[String]) -> Result<Options> {
     let mut opts = Options {
         runs: 30,
         warmup: 3,
+        burst: 50,
+        busy_ok: false,
         install: false,
         minicontainer: None,
     };
@@ -66,6 +79,15 @@ fn parse_options(args: &[String]) -> Result<Options> {
                 .with_context(|| format!("{flag} needs a value\n{USAGE}"))
         };
         match flag {
+            "--burst" => {
+                let text = value()?;
+                opts.burst = text
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= 500)
+                    .with_context(|| format!("--burst {text:?}: 0 to 500\n{USAGE}"))?;
+            }
+            "--busy-ok" => opts.busy_ok = true,
             "--runs" | "--warmup" => {
                 let text = value()?;
                 let n: usize = text
@@ -89,6 +111,8 @@ fn parse_options(args: &[String]) -> Result<Options> {
                      minicontainer, crun, runc, bwrap and unshare (median, min, p90, peak RSS).\n\
                      --runs N           timed runs per tool (default 30)\n\
                      --warmup N         untimed runs first (default 3)\n\
+                     --burst N          then N containers at once per tool, total wall time (default 50)\n\
+                     --busy-ok          print ratios even with a load average above 0.3\n\
                      --install          apt-get install -y {}\n\
                      --minicontainer P  use this binary instead of building one",
                     PACKAGES.join(" ")
@@ -109,9 +133,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     let opts = parse_options(args)?;
     let mounts = mounts()?;
     let layout = CgroupLayout::of(&mounts);
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split(' ').next()?.parse::<f64>().ok());
+    let load = load_average();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|k| k.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
@@ -137,27 +159,60 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
 
     let tools = tools(&mut scratch, &rootfs, minicontainer)?;
     let exe = std::env::current_exe().context("the path of this program")?;
-    let mut results = Vec::new();
+    // One worker per tool, all started first; then the runs interleaved (A B C A B C ...), so
+    // that whatever else the machine does in the meantime hits every tool alike.
+    let mut workers: Vec<Option<Worker>> = tools
+        .iter()
+        .enumerate()
+        .map(|(index, tool)| match &tool.unavailable {
+            Some(_) => None,
+            None => Some(Worker::start(&exe, &scratch, index, tool)),
+        })
+        .collect();
     let mut next_id = 0;
-    for (index, tool) in tools.iter().enumerate() {
-        let outcome = match &tool.unavailable {
-            Some(Unavailable::Skip(why)) => Outcome::Skipped(why.clone()),
-            Some(Unavailable::Fail(why)) => Outcome::Failed(why.clone()),
-            None => {
-                eprintln!("xtask: timing {}", tool.label);
-                let outcome = run_worker(&exe, &scratch, index, tool, &opts, next_id);
-                next_id += opts.runs + opts.warmup;
-                outcome
-            }
-        };
-        results.push(outcome);
+    for round in 0..opts.warmup + opts.runs {
+        if round == opts.warmup {
+            eprintln!("xtask: {} timed rounds, the tools in turn", opts.runs);
+        }
+        for w in workers.iter_mut().flatten() {
+            w.run(next_id, round >= opts.warmup);
+            next_id += 1;
+        }
     }
-    print!("{}", table(&tools, &results, &layout));
+    if opts.burst > 0 {
+        for w in workers.iter_mut().flatten() {
+            eprintln!("xtask: {} at once: {}", opts.burst, w.label);
+            w.burst(next_id, opts.burst);
+            next_id += opts.burst;
+        }
+    }
+    let results: Vec<Outcome> = tools
+        .iter()
+        .zip(workers)
+        .map(|(tool, w)| match (&tool.unavailable, w) {
+            (Some(Unavailable::Skip(why)), _) => Outcome::Skipped(why.clone()),
+            (Some(Unavailable::Fail(why)), _) => Outcome::Failed(why.clone()),
+            (None, Some(w)) => w.finish(),
+            (None, None) => Outcome::Failed("no worker".into()),
+        })
+        .collect();
+    let load_after = load_average();
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    if let Some(load) = load.filter(|l| *l >= 0.5) {
+    let busy = [load, load_after].iter().flatten().any(|l| *l > QUIET_LOAD);
+    print!(
+        "{}",
+        table(&tools, &results, &layout, !busy || opts.busy_ok, opts.burst)
+    );
+    let shown = |l: Option<f64>| l.map_or("?".into(), |l| format!("{l:.2}"));
+    println!(
+        "load average {} before, {} after, on {cpus} CPUs",
+        shown(load),
+        shown(load_after)
+    );
+    if busy && !opts.busy_ok {
         println!(
-            "note: load average {load:.2} on {cpus} CPUs when the bench started: other work skews \
-             these numbers"
+            "ratios withheld: a load average above {QUIET_LOAD} means other work slowed the tools \
+             unequally (they were not measured alone); --busy-ok prints them anyway"
         );
     }
     let failed: Vec<&str> = tools
@@ -171,6 +226,13 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
         bail!("failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// The one-minute load average.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split(' ').next()?.parse::<f64>().ok())
 }
 
 fn install() -> Result<()> {
@@ -832,28 +894,34 @@ enum Outcome {
     Failed(String),
     Done {
         times: Vec<Duration>,
+        /// User plus system CPU time of each timed run (the tool's processes).
+        cpu: Vec<Duration>,
+        /// `--burst N`: the wall time of N started at once, until the last ended.
+        burst: Option<Duration>,
         max_rss_kib: u64,
     },
 }
 
-/// Run one tool's runs in a worker process (`bench --worker`), with a generous time limit.
-fn run_worker(
-    exe: &Path,
-    scratch: &Scratch,
-    index: usize,
-    tool: &Tool,
-    opts: &Options,
-    first_id: usize,
-) -> Outcome {
-    let result = (|| -> Result<Outcome> {
-        let out_path = scratch.dir.join(format!("worker-{index}.out"));
+/// A tool's worker process (`bench --worker --serve`), driven one line at a time: `run ID`
+/// answers `t NS CPU_NS`, `burst N FIRST_ID` answers `b NS`, `end` answers `ok MAX_RSS_KIB`.
+struct Worker {
+    label: String,
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+    err_path: PathBuf,
+    times: Vec<Duration>,
+    cpu: Vec<Duration>,
+    burst: Option<Duration>,
+    failed: Option<String>,
+}
+
+impl Worker {
+    fn start(exe: &Path, scratch: &Scratch, index: usize, tool: &Tool) -> Worker {
         let err_path = scratch.dir.join(format!("worker-{index}.err"));
         let mut cmd = Command::new(exe);
-        cmd.args(["bench", "--worker"])
-            .args(["--runs", &opts.runs.to_string()])
-            .args(["--warmup", &opts.warmup.to_string()])
+        cmd.args(["bench", "--worker", "--serve"])
             .args(["--id-prefix", &scratch.prefix])
-            .args(["--first-id", &first_id.to_string()])
             .args(["--parent", &std::process::id().to_string()])
             .arg("--stderr")
             .arg(scratch.dir.join(format!("tool-{index}.err")));
@@ -865,55 +933,96 @@ fn run_worker(
         }
         cmd.arg("--")
             .args(&tool.command)
-            .stdin(Stdio::null())
-            .stdout(File::create(&out_path)?)
-            .stderr(File::create(&err_path)?);
-        let mut child = cmd.spawn().context("spawn the bench worker")?;
-        let limit = Duration::from_secs(60 + 10 * (opts.runs + opts.warmup) as u64);
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if started.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("no result within {} s: killed", limit.as_secs());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-        if !status.success() {
-            let why = stderr.trim();
-            let why = why.strip_prefix("xtask bench: ").unwrap_or(why);
-            if why.is_empty() {
-                return Ok(Outcome::Failed(format!("the worker ended with {status}")));
-            }
-            return Ok(Outcome::Failed(why.to_string()));
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let spawned = File::create(&err_path)
+            .map_err(anyhow::Error::from)
+            .and_then(|err| Ok(cmd.stderr(err).spawn()?));
+        let mut child = spawned.unwrap_or_else(|e| panic!("spawn the bench worker: {e}"));
+        let input = child.stdin.take().expect("piped stdin");
+        let output = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        Worker {
+            label: tool.label.clone(),
+            child,
+            input,
+            output,
+            err_path,
+            times: Vec::new(),
+            cpu: Vec::new(),
+            burst: None,
+            failed: None,
         }
-        let stdout = std::fs::read_to_string(&out_path)?;
-        let mut words = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("ok "))
-            .context("the worker reported nothing")?
-            .split_whitespace();
-        let max_rss_kib = words.next().context("no max RSS")?.parse()?;
-        let times = words
-            .map(|w| w.parse().map(Duration::from_nanos))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Outcome::Done { times, max_rss_kib })
-    })();
-    result.unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
+    }
+
+    /// Send one request and read its answer; a worker that failed is asked nothing more.
+    fn ask(&mut self, request: &str) -> Option<Vec<u64>> {
+        use std::io::{BufRead, Write};
+        if self.failed.is_some() {
+            return None;
+        }
+        let mut line = String::new();
+        let answered = writeln!(self.input, "{request}")
+            .and_then(|()| self.input.flush())
+            .and_then(|()| self.output.read_line(&mut line));
+        let numbers: Option<Vec<u64>> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|w| w.parse().ok())
+            .collect();
+        match (answered, numbers) {
+            (Ok(n), Some(v)) if n > 0 => Some(v),
+            _ => {
+                let _ = self.child.wait();
+                let why = std::fs::read_to_string(&self.err_path).unwrap_or_default();
+                let why = why.trim();
+                let why = why.strip_prefix("xtask bench: ").unwrap_or(why);
+                self.failed = Some(if why.is_empty() {
+                    "the worker ended without an answer".into()
+                } else {
+                    why.to_string()
+                });
+                None
+            }
+        }
+    }
+
+    fn run(&mut self, id: usize, timed: bool) {
+        if let Some(v) = self.ask(&format!("run {id}")) {
+            if timed && v.len() == 2 {
+                self.times.push(Duration::from_nanos(v[0]));
+                self.cpu.push(Duration::from_nanos(v[1]));
+            }
+        }
+    }
+
+    fn burst(&mut self, first_id: usize, n: usize) {
+        if let Some(v) = self.ask(&format!("burst {n} {first_id}")) {
+            self.burst = v.first().map(|ns| Duration::from_nanos(*ns));
+        }
+    }
+
+    fn finish(mut self) -> Outcome {
+        let rss = self.ask("end").and_then(|v| v.first().copied());
+        let _ = self.child.wait();
+        match (self.failed, rss) {
+            (Some(why), _) => Outcome::Failed(why),
+            (None, None) => Outcome::Failed("the worker reported nothing".into()),
+            (None, Some(max_rss_kib)) => Outcome::Done {
+                times: self.times,
+                cpu: self.cpu,
+                burst: self.burst,
+                max_rss_kib,
+            },
+        }
+    }
 }
 
-/// The worker: `bench --worker --runs N --warmup N --id-prefix P --first-id N --parent PID
-/// --stderr FILE [--private-mnt] [--cleanup RUNTIME STATE] -- COMMAND...`.
-/// Prints `ok <max RSS KiB> <ns>...`.
+/// The worker: `bench --worker --serve --id-prefix P --parent PID --stderr FILE
+/// [--private-mnt] [--cleanup RUNTIME STATE] -- COMMAND...`, answering one request a line on
+/// its standard input (see [`Worker`]).
 fn worker(args: &[String]) -> Result<()> {
-    let mut runs = 0;
-    let mut warmup = 0;
+    let mut serve = false;
     let mut prefix = String::from("nslab-bench-");
-    let mut first_id = 0;
     let mut stderr = None;
     let mut private = false;
     let mut cleanup = None;
@@ -923,10 +1032,8 @@ fn worker(args: &[String]) -> Result<()> {
     while let Some(arg) = it.next() {
         let mut value = || it.next().cloned().context("worker: missing value");
         match arg.as_str() {
-            "--runs" => runs = value()?.parse()?,
-            "--warmup" => warmup = value()?.parse()?,
+            "--serve" => serve = true,
             "--id-prefix" => prefix = value()?,
-            "--first-id" => first_id = value()?.parse()?,
             "--stderr" => stderr = Some(PathBuf::from(value()?)),
             "--private-mnt" => private = true,
             "--parent" => parent = Some(value()?.parse::<i32>()?),
@@ -954,44 +1061,86 @@ fn worker(args: &[String]) -> Result<()> {
         state,
         prefix: prefix.clone(),
     });
-    let (program, rest) = match command.split_first() {
-        Some(split) => split,
-        None if runs + warmup == 0 => return Ok(()),
-        None => bail!("worker: no command"),
+    let Some((program, rest)) = command.split_first() else {
+        bail!("worker: no command");
     };
-    let mut times = Vec::with_capacity(runs);
-    for n in 0..warmup + runs {
-        let id = format!("{prefix}{}", first_id + n);
+    if !serve {
+        bail!("worker: --serve expected");
+    }
+    let cmd_for = |id: usize, err: Option<&Path>| -> Result<Command> {
+        let id = format!("{prefix}{id}");
         let mut cmd = Command::new(program);
         cmd.args(rest.iter().map(|a| a.replace(ID, &id)))
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        if let Some(path) = &stderr {
-            cmd.stderr(File::create(path)?);
-        }
-        let start = Instant::now();
-        let mut child = cmd.spawn().with_context(|| format!("spawn {program}"))?;
-        let status = child.wait()?;
-        let elapsed = start.elapsed();
-        if !status.success() {
-            let text = stderr
-                .as_ref()
-                .and_then(|p| std::fs::read_to_string(p).ok())
-                .unwrap_or_default();
-            let text = text.trim();
-            let sep = if text.is_empty() { "" } else { ": " };
-            bail!("run {} of {program}: {status}{sep}{text}", n + 1);
-        }
-        if n >= warmup {
-            times.push(elapsed);
+        match err {
+            Some(path) => cmd.stderr(File::create(path)?),
+            None => cmd.stderr(Stdio::null()),
+        };
+        Ok(cmd)
+    };
+    let failure = |what: String, status: std::process::ExitStatus| -> anyhow::Error {
+        let text = stderr
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        let text = text.trim();
+        let sep = if text.is_empty() { "" } else { ": " };
+        anyhow::anyhow!("{what} of {program}: {status}{sep}{text}")
+    };
+    // The CPU time of this process's waited-for children, which are only the tool's.
+    let children_cpu = || -> Result<Duration> {
+        let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
+        let d = |t: nix::sys::time::TimeVal| {
+            Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+        };
+        Ok(d(u.user_time()) + d(u.system_time()))
+    };
+    let stdin = std::io::stdin();
+    for line in std::io::BufRead::lines(stdin.lock()) {
+        let line = line?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["run", id] => {
+                let mut cmd = cmd_for(id.parse()?, stderr.as_deref())?;
+                let cpu_before = children_cpu()?;
+                let start = Instant::now();
+                let status = cmd
+                    .spawn()
+                    .with_context(|| format!("spawn {program}"))?
+                    .wait()?;
+                let elapsed = start.elapsed();
+                if !status.success() {
+                    return Err(failure(format!("run {id}"), status));
+                }
+                let cpu = children_cpu()? - cpu_before;
+                println!("t {} {}", elapsed.as_nanos(), cpu.as_nanos());
+            }
+            ["burst", n, first] => {
+                let (n, first): (usize, usize) = (n.parse()?, first.parse()?);
+                let start = Instant::now();
+                let children = (0..n)
+                    .map(|i| Ok(cmd_for(first + i, None)?.spawn()?))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut statuses = Vec::new();
+                for mut c in children {
+                    statuses.push(c.wait()?);
+                }
+                let elapsed = start.elapsed();
+                if let Some(bad) = statuses.iter().find(|s| !s.success()) {
+                    return Err(failure(format!("{n} at once"), *bad));
+                }
+                println!("b {}", elapsed.as_nanos());
+            }
+            ["end"] => {
+                let usage =
+                    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
+                println!("ok {}", usage.max_rss());
+                return Ok(());
+            }
+            _ => bail!("worker: unknown request {line:?}"),
         }
     }
-    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
-    let mut line = format!("ok {}", usage.max_rss());
-    for t in &times {
-        let _ = write!(line, " {}", t.as_nanos());
-    }
-    println!("{line}");
     Ok(())
 }
 
@@ -1067,7 +1216,13 @@ fn stats(times: &[Duration]) -> Option<Stats> {
     })
 }
 
-fn table(tools: &[Tool], results: &[Outcome], layout: &CgroupLayout) -> String {
+fn table(
+    tools: &[Tool],
+    results: &[Outcome],
+    layout: &CgroupLayout,
+    ratios: bool,
+    burst: usize,
+) -> String {
     let median_of = |label: &str| {
         tools
             .iter()
@@ -1077,6 +1232,7 @@ fn table(tools: &[Tool], results: &[Outcome], layout: &CgroupLayout) -> String {
                 Outcome::Done { times, .. } => stats(times).map(|s| s.median),
                 _ => None,
             })
+            .filter(|_| ratios)
     };
     let crun = median_of("crun");
     let mc = median_of("minicontainer");
@@ -1092,10 +1248,32 @@ fn table(tools: &[Tool], results: &[Outcome], layout: &CgroupLayout) -> String {
         .max(4)
         + 2;
     let mut out = String::new();
+    let burst_of = |label: &str| {
+        tools
+            .iter()
+            .zip(results)
+            .find(|(t, _)| t.label == label)
+            .and_then(|(_, r)| match r {
+                Outcome::Done { burst, .. } => burst.map(|b| b.as_secs_f64() * 1e3),
+                _ => None,
+            })
+            .filter(|_| ratios)
+    };
+    let crun_burst = burst_of("crun");
+    let burst_head = format!("{burst} at once");
     let _ = writeln!(
         out,
-        "{:<width$}{:>9}{:>9}{:>9}{:>9}{:>10}{:>10}",
-        "tool (ms)", "median", "min", "p90", "/crun", "/minictr", "peak RSS"
+        "{:<width$}{:>9}{:>9}{:>9}{:>9}{:>10}{:>9}{:>10}{:>13}{:>7}",
+        "tool (ms)",
+        "median",
+        "min",
+        "p90",
+        "/crun",
+        "/minictr",
+        "CPU",
+        "peak RSS",
+        burst_head,
+        "/crun"
     );
     let mut failures = String::new();
     for (tool, result) in tools.iter().zip(results) {
@@ -1114,24 +1292,38 @@ fn table(tools: &[Tool], results: &[Outcome], layout: &CgroupLayout) -> String {
                     why.lines().next().unwrap_or_default()
                 )
             }
-            Outcome::Done { times, max_rss_kib } => match stats(times) {
-                Some(s) => writeln!(
-                    out,
-                    "{label:<width$}{:>9.2}{:>9.2}{:>9.2}{:>9}{:>10}{:>10}",
-                    s.median,
-                    s.min,
-                    s.p90,
-                    ratio(crun, s.median),
-                    ratio(mc, s.median),
-                    format!("{:.1} MiB", *max_rss_kib as f64 / 1024.0),
-                ),
+            Outcome::Done {
+                times,
+                cpu,
+                burst: b,
+                max_rss_kib,
+            } => match stats(times) {
+                Some(s) => {
+                    let cpu = stats(cpu).map_or("-".into(), |c| format!("{:.2}", c.median));
+                    let b_ms = b.map(|b| b.as_secs_f64() * 1e3);
+                    writeln!(
+                        out,
+                        "{label:<width$}{:>9.2}{:>9.2}{:>9.2}{:>9}{:>10}{:>9}{:>10}{:>13}{:>7}",
+                        s.median,
+                        s.min,
+                        s.p90,
+                        ratio(crun, s.median),
+                        ratio(mc, s.median),
+                        cpu,
+                        format!("{:.1} MiB", *max_rss_kib as f64 / 1024.0),
+                        b_ms.map_or("-".into(), |b| format!("{b:.0}")),
+                        b_ms.map_or("-".into(), |b| ratio(crun_burst, b)),
+                    )
+                }
                 None => writeln!(out, "{label:<width$}no runs"),
             },
         };
     }
     out.push_str(
-        "wall time from spawn to wait, /bin/true in the same busybox rootfs; * lower bound (no \
-         cgroups; unshare: no new root)\n\
+        "wall time from spawn to wait, /bin/true in the same busybox rootfs, the tools taking \
+         turns run by run; * lower bound (no cgroups; unshare: no new root)\n\
+         CPU: user + system ms of one run's processes (median); N at once: ms from the first \
+         spawn to the last exit\n\
          /crun, /minictr: median over crun's, minicontainer's; peak RSS: the largest process of \
          the tool's tree\n\
          crun, runc: their own `spec` (args /bin/true, no terminal, writable root), run in a \
