@@ -550,6 +550,73 @@ where
     Ok(parent_side(pid, ends))
 }
 
+/// [`clone_child`], with the child started by the kernel in the cgroup v2 group `cgroup` (an open
+/// directory of it): clone3(2) with `CLONE_INTO_CGROUP` (Linux 5.7). Nobody then writes the
+/// child's PID to `cgroup.procs`, a migration that waits on the lock every other migration on
+/// the machine takes. Like fork(2) it gives no new stack: the child goes on on its copy of
+/// this one. Returns `Ok(None)` where the kernel has no clone3 or no `CLONE_INTO_CGROUP`
+/// (ENOSYS, E2BIG): the caller uses [`clone_child`] then.
+pub fn clone_child_into<F>(
+    flags: CloneFlags,
+    cgroup: std::os::fd::BorrowedFd<'_>,
+    f: F,
+) -> Result<Option<Child>>
+where
+    F: FnOnce(&mut Reporter) -> Result<i32>,
+{
+    use std::os::fd::AsRawFd;
+    anyhow::ensure!(
+        !flags.contains(CloneFlags::CLONE_VM),
+        "clone_child_into never shares memory (CLONE_VM)"
+    );
+    single_threaded("clone3")?;
+    // struct clone_args, as far as `cgroup` (CLONE_ARGS_SIZE_VER2, 88 bytes).
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let ends = pipes()?;
+    let args = CloneArgs {
+        flags: flags.bits() as u32 as u64 | CLONE_INTO_CGROUP,
+        exit_signal: Signal::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    flush_std();
+    // SAFETY: clone3(2) without CLONE_VM and without a stack behaves as fork(2): the child gets a
+    // private copy of this address space and goes on from here on its copy of the stack; the
+    // process has one thread (checked above), so no lock is held by another thread at the time
+    // of the copy; child_main ends the child with _exit(2), so it never returns into the
+    // caller. `args` is initialised and outlives the call; the kernel only reads it.
+    let res = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &raw const args,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match Errno::result(res) {
+        Ok(0) => child_main(ends, f),
+        Ok(pid) => Ok(Some(parent_side(Pid::from_raw(pid as i32), ends))),
+        Err(Errno::ENOSYS | Errno::E2BIG) => Ok(None),
+        Err(e) => {
+            Err(e).with_context(|| format!("clone3({} | CLONE_INTO_CGROUP)", flag_names(flags)))
+        }
+    }
+}
+
 /// Run `f` in a child created by `fork(2)`. See [`clone_child`].
 pub fn fork_child<F>(f: F) -> Result<Child>
 where

@@ -18,6 +18,8 @@ use crate::spec::Plan;
 /// dropped, leaf first.
 pub(crate) struct Limits {
     pub(crate) groups: Vec<(cg::Hierarchy, Group, Group)>,
+    /// Made for the device policy alone (no limit, no cgroupsPath).
+    pub(crate) device_only: bool,
 }
 
 impl Drop for Limits {
@@ -66,6 +68,21 @@ impl Limits {
             .iter()
             .map(|(h, _, top)| (top.path.clone(), h.version.to_string()))
             .collect()
+    }
+
+    /// The group a container with no limit is born into (clone3 `CLONE_INTO_CGROUP`): its one
+    /// group when that is the v2 group of its device policy alone. With limits the runtime
+    /// moves the process itself, the step the ctr-join-cgroups exercise is about.
+    pub(crate) fn born_into(&self) -> Result<Option<fs::File>> {
+        let [(h, leaf, _)] = self.groups.as_slice() else {
+            return Ok(None);
+        };
+        if h.version != Version::V2 || !self.device_only {
+            return Ok(None);
+        }
+        let dir =
+            fs::File::open(&leaf.path).with_context(|| format!("open({})", leaf.path.display()))?;
+        Ok(Some(dir))
     }
 
     /// The `cgroup.procs` file of each leaf (what `exec` joins).
@@ -267,7 +284,11 @@ pub(crate) fn make(
         super::devices::v2_policy(out, plan, &mut groups)?;
     }
     // ANCHOR_END: make
-    Ok(Limits { groups })
+    let device_only = !plan.has_limits() && plan.cgroups_path.is_none();
+    Ok(Limits {
+        groups,
+        device_only,
+    })
 }
 
 /// The v1 devices controller's rules: runc's defaults, then the spec's.

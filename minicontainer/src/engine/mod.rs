@@ -21,11 +21,12 @@ pub mod namespaces;
 pub mod rootfs;
 pub mod spawn;
 
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use labkit::child::{Child, Reporter, clone_child};
+use labkit::child::{Child, Reporter, clone_child, clone_child_into};
 use labkit::rootless::Privilege;
 use labkit::{Narrator, bad_input};
 use nix::sched::CloneFlags;
@@ -210,7 +211,22 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
     // The namespaces of the spec (all six from `run`). The cgroup namespace is made again with
     // unshare once the parent has put the child in its cgroups, so that its root is theirs.
     let flags = plan.clone_flags;
-    let mut child = clone_child(flags, |r| spawn::container_main(r, &prepared))?;
+    let (mut child, placed) = match limits.born_into()? {
+        // The device policy's own v2 group (no limit asked): the kernel starts the child in it.
+        Some(group) => match clone_child_into(flags, group.as_fd(), |r| {
+            spawn::container_main(r, &prepared)
+        })? {
+            Some(child) => (child, true),
+            None => (
+                clone_child(flags, |r| spawn::container_main(r, &prepared))?,
+                false,
+            ),
+        },
+        None => (
+            clone_child(flags, |r| spawn::container_main(r, &prepared))?,
+            false,
+        ),
+    };
     // ANCHOR_END: clone
     namespaces::back_to_own_pid_namespace(own_pid)?;
     namespaces::back_to_own_time_namespace(own_time)?;
@@ -226,7 +242,14 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
         .relay_until_ready(out, "container")
         .map_err(spawn::typed)?;
     namespaces::write_id_maps(out, &plan, pid)?;
-    attach(out, &limits, pid)?;
+    if placed {
+        out.step(
+            "host",
+            "clone3(CLONE_INTO_CGROUP): born in its device-policy group, no cgroup.procs write",
+        );
+    } else {
+        attach(out, &limits, pid)?;
+    }
     let lease = match (config.net, req.veth_record) {
         (Net::Bridge, Some(record)) => {
             Some(net::attach(pid, record, &mut |s| out.step("host", s))?)
