@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use labkit::Narrator;
-use labkit::child::{Msg, clone_child, fork_child};
+use labkit::child::{Msg, clone_child, clone_child_into, fork_child};
 use labkit::errors::errno_of;
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -54,6 +54,49 @@ fn clone_child_gets_the_namespaces_it_asks_for() -> anyhow::Result<()> {
     let inode: u64 = done.data[0].parse()?;
     assert_eq!(inode != parent, flags.contains(CloneFlags::CLONE_NEWUTS));
     Ok(())
+}
+
+fn clone_child_into_starts_the_child_in_the_group() -> anyhow::Result<()> {
+    let Some(v2) = labkit::cgroupfs::detect()?
+        .hierarchies
+        .into_iter()
+        .find(|h| h.version == 2)
+    else {
+        return Err(anyhow::anyhow!(
+            "no cgroup2 mount (every layout here has one)"
+        ));
+    };
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("  (without root: no group to make; checking nothing else)");
+        return Ok(());
+    }
+    // A group below this process's own cgroup in the v2 hierarchy.
+    let own = std::fs::read_to_string("/proc/self/cgroup")?;
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .context("no 0:: line in /proc/self/cgroup")?;
+    let name = labkit::unique_name("into");
+    let group = v2.mount_point.join(own.trim_start_matches('/')).join(&name);
+    std::fs::create_dir(&group)?;
+    let dir = std::fs::File::open(&group)?;
+    let result = (|| -> anyhow::Result<()> {
+        let child = clone_child_into(CloneFlags::empty(), std::os::fd::AsFd::as_fd(&dir), |c| {
+            c.data(std::fs::read_to_string("/proc/self/cgroup")?);
+            Ok(0)
+        })?
+        .context("clone3 or CLONE_INTO_CGROUP missing (Linux 5.7)")?;
+        let done = child.finish(&mut Narrator::plain(), "child")?;
+        let line = done.data[0]
+            .lines()
+            .find(|l| l.starts_with("0::"))
+            .unwrap_or_default()
+            .to_string();
+        anyhow::ensure!(line.ends_with(&format!("/{name}")), "born in {line}");
+        Ok(())
+    })();
+    std::fs::remove_dir(&group)?;
+    result
 }
 
 fn a_childs_error_reaches_the_parent_with_its_errno() -> anyhow::Result<()> {
@@ -150,6 +193,10 @@ fn main() {
         (
             "clone_child_gets_the_namespaces_it_asks_for",
             clone_child_gets_the_namespaces_it_asks_for,
+        ),
+        (
+            "clone_child_into_starts_the_child_in_the_group",
+            clone_child_into_starts_the_child_in_the_group,
         ),
         (
             "a_childs_error_reaches_the_parent_with_its_errno",
