@@ -31,6 +31,73 @@ const NO_OUTPUT_NEEDED: &[&str] = &[
 /// The appendix that explains every hint the programs print.
 const TROUBLESHOOTING: &str = "troubleshooting.md";
 
+/// Chapters kept by another hand, where the new rules are warnings until their owner applies
+/// them: transcripts included from line 4 (with the harness's header lines), and excerpts that
+/// show an exercise's region.
+const OWNED_ELSEWHERE: &[&str] = &["container.md"];
+
+/// The lines `{{#include PATH:SPEC}}` takes from `text`: (first, last), 1-based, inclusive.
+fn included_lines(text: &str, spec: Option<&str>) -> Option<(usize, usize)> {
+    let n = text.lines().count();
+    let Some(spec) = spec else {
+        return Some((1, n));
+    };
+    if spec.starts_with(|c: char| c.is_ascii_digit() || c == ':') {
+        let mut parts = spec.split(':');
+        let first = parts.next().and_then(|s| s.parse().ok()).unwrap_or(1);
+        let last = match parts.next() {
+            Some(l) => l.parse().unwrap_or(n),
+            None => first, // a single line number
+        };
+        return Some((first, last.min(n)));
+    }
+    let mut start = None;
+    for (i, l) in text.lines().enumerate() {
+        let t = l
+            .trim_start()
+            .trim_start_matches("//")
+            .trim_start_matches('#')
+            .trim();
+        if t == format!("ANCHOR: {spec}") {
+            start = Some(i + 2);
+        } else if t == format!("ANCHOR_END: {spec}") {
+            return start.map(|s| (s, i));
+        }
+    }
+    None
+}
+
+/// An excerpt that would show an exercise: it overlaps a `lab:begin`..`lab:end` region, or
+/// carries a marker, a `TODO(lab)` or a `lab:hint` line.
+fn shows_an_exercise(
+    root: &Path,
+    chapter: &Path,
+    inc: &Include,
+    regions: &[(PathBuf, usize, usize, String)],
+) -> Option<String> {
+    let file = chapter.parent()?.join(&inc.path);
+    let text = std::fs::read_to_string(&file).ok()?;
+    let (first, last) = included_lines(&text, inc.spec.as_deref())?;
+    let rel = std::fs::canonicalize(&file).ok()?;
+    for (path, begin, end, id) in regions {
+        let same = std::fs::canonicalize(root.join(path)).ok().as_ref() == Some(&rel);
+        if same && first <= *end && *begin <= last {
+            return Some(format!("the code of exercise {id} (the answer)"));
+        }
+    }
+    let excerpt: Vec<&str> = text
+        .lines()
+        .skip(first.saturating_sub(1))
+        .take(last + 1 - first.min(last + 1))
+        .collect();
+    for marker in ["lab:begin", "lab:end", "TODO(lab)", "lab:hint"] {
+        if excerpt.iter().any(|l| l.contains(marker)) {
+            return Some(format!("a `{marker}` line"));
+        }
+    }
+    None
+}
+
 /// One `{{#include PATH[:SPEC]}}` in a chapter.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Include {
@@ -90,14 +157,27 @@ fn check_include(chapter: &Path, inc: &Include, problems: &mut Vec<String>) {
                 ));
             }
             if inc.path.ends_with(".snap") {
-                let header: Vec<&str> = text.lines().take(3).collect();
-                let ok = header.len() == 3
+                // insta's 3-line header, then the harness's `exit code: N` and
+                // `----- stdout -----`: a transcript starts on line 6, with the program's output.
+                let header: Vec<&str> = text.lines().take(5).collect();
+                let ok = header.len() == 5
                     && header[0] == "---"
                     && header[1].starts_with("source:")
-                    && header[2] == "---";
-                if !ok || first != 4 {
+                    && header[2] == "---"
+                    && header[3].starts_with("exit code: ")
+                    && header[4] == "----- stdout -----";
+                let tolerated = first == 4
+                    && OWNED_ELSEWHERE
+                        .iter()
+                        .any(|c| here.to_string().ends_with(c));
+                if tolerated {
+                    eprintln!(
+                        "xtask: warning: {here}: {} is included from line 4, with the harness's header lines (tolerated until its owner moves it to line 6)",
+                        inc.path
+                    );
+                } else if !ok || first != 6 {
                     problems.push(format!(
-                        "{here}: {} must be included from line 4, after its 3-line header",
+                        "{here}: {} must be included from line 6, after the snapshot's header and the `exit code` and `----- stdout -----` lines",
                         inc.path
                     ));
                 }
@@ -106,7 +186,11 @@ fn check_include(chapter: &Path, inc: &Include, problems: &mut Vec<String>) {
         Some(anchor) => {
             let has = |marker: &str| {
                 text.lines().any(|l| {
-                    l.trim_start().trim_start_matches("//").trim() == format!("{marker}: {anchor}")
+                    l.trim_start()
+                        .trim_start_matches("//")
+                        .trim_start_matches('#')
+                        .trim()
+                        == format!("{marker}: {anchor}")
                 })
             };
             if !has("ANCHOR") || !has("ANCHOR_END") {
@@ -114,6 +198,88 @@ fn check_include(chapter: &Path, inc: &Include, problems: &mut Vec<String>) {
                     "{here}: anchor {anchor:?} not found (ANCHOR and ANCHOR_END) in {}",
                     inc.path
                 ));
+            }
+        }
+    }
+}
+
+/// The placeholders (`[PORT]`, `[PID-1]`, `[INODE]`) named in backquotes in `prose`: the
+/// bracketed words of upper-case letters, digits and dashes.
+fn placeholders(prose: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, span) in prose.split('`').enumerate() {
+        if i % 2 == 0 {
+            continue; // outside backquotes
+        }
+        let mut rest = span;
+        while let Some(open) = rest.find('[') {
+            let after = &rest[open + 1..];
+            let Some(close) = after.find(']') else { break };
+            let word = &after[..close];
+            if !word.is_empty()
+                && word.starts_with(|c: char| c.is_ascii_uppercase())
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                found.push(format!("[{word}]"));
+            }
+            rest = &after[close..];
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Every placeholder a chapter's prose names must occur in a transcript the chapter shows
+/// (`[INODE]` in the prose matches `[INODE-1]` in a transcript), so the text never describes
+/// a redaction the output no longer has.
+/// The introduction's list of redacted values speaks of the whole book: its placeholders are
+/// looked for in every transcript of the book (`all`).
+fn check_placeholders(
+    chapter: &Path,
+    text: &str,
+    incs: &[Include],
+    all: &str,
+    problems: &mut Vec<String>,
+) {
+    let dir = chapter.parent().expect("chapter has a directory");
+    let own: String = incs
+        .iter()
+        .filter(|i| i.path.ends_with(".snap"))
+        .filter_map(|i| std::fs::read_to_string(dir.join(&i.path)).ok())
+        .collect();
+    let transcripts = if chapter.ends_with("introduction.md") {
+        all
+    } else {
+        own.as_str()
+    };
+    if transcripts.is_empty() {
+        return;
+    }
+    // Prose: the text outside code blocks.
+    let mut prose = String::new();
+    let mut in_code = false;
+    for l in text.lines() {
+        if l.trim_start().starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code {
+            prose.push_str(l);
+            prose.push('\n');
+        }
+    }
+    for p in placeholders(&prose) {
+        let stem = &p[..p.len() - 1];
+        if !transcripts.contains(&p) && !transcripts.contains(&format!("{stem}-")) {
+            let msg = format!(
+                "{}: the prose names the placeholder {p}, which no transcript of the chapter shows",
+                chapter.display()
+            );
+            if OWNED_ELSEWHERE.iter().any(|c| chapter.ends_with(c)) {
+                eprintln!("xtask: warning: {msg} (tolerated until its owner changes it)");
+            } else {
+                problems.push(msg);
             }
         }
     }
@@ -250,6 +416,16 @@ pub fn check_sources(root: &Path) -> Result<()> {
     let src = root.join("book/src");
     let chapters = summary_chapters(&src)?;
     let mut problems = Vec::new();
+    let regions = crate::lab::regions(root)?;
+    let mut every_transcript = String::new();
+    for chapter in &chapters {
+        let text = std::fs::read_to_string(chapter).unwrap_or_default();
+        for inc in includes(&text).iter().filter(|i| i.path.ends_with(".snap")) {
+            let dir = chapter.parent().expect("chapter has a directory");
+            every_transcript
+                .push_str(&std::fs::read_to_string(dir.join(&inc.path)).unwrap_or_default());
+        }
+    }
     for chapter in &chapters {
         let Ok(text) = std::fs::read_to_string(chapter) else {
             problems.push(format!("SUMMARY.md links to missing {}", chapter.display()));
@@ -258,7 +434,21 @@ pub fn check_sources(root: &Path) -> Result<()> {
         let incs = includes(&text);
         for inc in &incs {
             check_include(chapter, inc, &mut problems);
+            if let Some(what) = shows_an_exercise(root, chapter, inc, &regions) {
+                let here = chapter.display().to_string();
+                let msg = format!(
+                    "{here}: the excerpt {}:{} shows {what}",
+                    inc.path,
+                    inc.spec.as_deref().unwrap_or("")
+                );
+                if OWNED_ELSEWHERE.iter().any(|c| here.ends_with(c)) {
+                    eprintln!("xtask: warning: {msg} (tolerated until its owner changes it)");
+                } else {
+                    problems.push(msg);
+                }
+            }
         }
+        check_placeholders(chapter, &text, &incs, &every_transcript, &mut problems);
         let name = chapter
             .file_name()
             .and_then(|n| n.to_str())
