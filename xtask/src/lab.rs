@@ -160,6 +160,11 @@ pub struct Entry {
     /// Plausible wrong solutions: each must fail the checker (`lab verify`).
     #[serde(default)]
     pub wrong: Vec<Wrong>,
+    /// Run the tests in a mount namespace of their own whose mounts are all shared (as on a
+    /// systemd host), where a runtime that forgets to make its mounts private is refused; on a
+    /// host whose root is private, the mistake would go unseen.
+    #[serde(default)]
+    pub shared_mounts: bool,
 }
 
 /// A hint for one kind of failure (iximiuz Labs' "hintcheck"): shown when `when` is part of
@@ -200,6 +205,7 @@ pub struct Exercise {
     pub explanation: String,
     pub feedback: Vec<Feedback>,
     pub wrong: Vec<Wrong>,
+    pub shared_mounts: bool,
     /// Line indexes (0-based) of the begin and end markers.
     begin: usize,
     end: usize,
@@ -366,6 +372,7 @@ fn exercise(m: Marked, e: Entry) -> Result<Exercise> {
         explanation: e.explanation.trim().to_string(),
         feedback: e.feedback,
         wrong: e.wrong,
+        shared_mounts: e.shared_mounts,
         id: m.id,
         file: m.file,
         begin: m.begin,
@@ -656,10 +663,15 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// The copy and its target directory are in `target/lab`, or in `$NSLAB_LAB_DIR` (so that
+    /// two `lab verify` can run at once, each in a directory of its own).
     fn new(root: &Path, quiet: bool) -> Scratch {
+        let dir = std::env::var_os("NSLAB_LAB_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target/lab"));
         Scratch {
-            ws: root.join("target/lab/ws"),
-            target: root.join("target/lab/target"),
+            ws: dir.join("ws"),
+            target: dir.join("target"),
             quiet,
             vm: false,
         }
@@ -700,6 +712,21 @@ impl Scratch {
             // that match NSLAB_VM_FILTER in the VM, as root there (no root needed here).
             let mut cmd = self.cargo(&["xtask", "vm-test"]);
             cmd.env("NSLAB_VM_FILTER", e.tests.join(" "));
+            cmd
+        } else if e.shared_mounts {
+            // unshare(1) makes the mount namespace and marks every mount in it shared; the
+            // tests and the host's mounts stay apart.
+            let mut cmd = Command::new("unshare");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            cmd.args(["--mount", "--propagation", "shared", "--", &cargo])
+                .args(&args)
+                .current_dir(&self.ws)
+                .env("CARGO_TARGET_DIR", &self.target)
+                .env("NSLAB_NO_SKIP", "1")
+                .env("INSTA_UPDATE", "no")
+                .env("NO_COLOR", "1")
+                .env("RUST_BACKTRACE", "0")
+                .env_remove("INSTA_FORCE_PASS");
             cmd
         } else {
             self.cargo(&args)
