@@ -285,6 +285,50 @@ fn check_placeholders(
     }
 }
 
+/// How a "predict the kernel's answer" question starts; its answer follows in a
+/// `<details>` block whose summary is "Answer" (folded until the reader opens it: mdBook renders
+/// the HTML as it is, offline, with no preprocessor).
+const QUESTION: &str = "**Question.**";
+
+/// Fewest questions a chapter with exercises has.
+const QUESTIONS_PER_CHAPTER: usize = 3;
+
+/// The questions of a chapter: each must be followed, before the next question or heading, by
+/// `<details>` with `<summary>Answer</summary>`, some text, and `</details>`. Returns how many
+/// there are, with a problem for each question without an answer.
+fn check_questions(chapter: &Path, text: &str, problems: &mut Vec<String>) -> usize {
+    let starts: Vec<usize> = text.match_indices(QUESTION).map(|(i, _)| i).collect();
+    for (n, &start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(text.len());
+        let mut part = &text[start..end];
+        if let Some(h) = part.find("\n#") {
+            part = &part[..h];
+        }
+        let line = text[..start].lines().count() + 1;
+        let answered = part.find("<details>").and_then(|d| {
+            let rest = &part[d..];
+            let body = rest.split_once("<summary>Answer</summary>")?.1;
+            let body = body.split_once("</details>")?.0;
+            (body.trim().len() > 20).then_some(())
+        });
+        if answered.is_none() {
+            problems.push(format!(
+                "{}:{line}: a question without an answer (a <details> with <summary>Answer</summary>, the answer and why, then </details>)",
+                chapter.display()
+            ));
+        }
+    }
+    starts.len()
+}
+
+/// A chapter's file name.
+fn name_of(chapter: &Path) -> &str {
+    chapter
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+}
+
 /// The chapter files SUMMARY.md links to.
 fn summary_chapters(src: &Path) -> Result<Vec<PathBuf>> {
     let summary = std::fs::read_to_string(src.join("SUMMARY.md")).context("book/src/SUMMARY.md")?;
@@ -417,6 +461,7 @@ pub fn check_sources(root: &Path) -> Result<()> {
     let chapters = summary_chapters(&src)?;
     let mut problems = Vec::new();
     let regions = crate::lab::regions(root)?;
+    let mut questions = 0;
     let mut every_transcript = String::new();
     for chapter in &chapters {
         let text = std::fs::read_to_string(chapter).unwrap_or_default();
@@ -449,6 +494,22 @@ pub fn check_sources(root: &Path) -> Result<()> {
             }
         }
         check_placeholders(chapter, &text, &incs, &every_transcript, &mut problems);
+        let asked = check_questions(chapter, &text, &mut problems);
+        let has_exercises = crate::lab::CHAPTERS
+            .iter()
+            .any(|(_, f, _)| *f == name_of(chapter));
+        if has_exercises && asked < QUESTIONS_PER_CHAPTER {
+            let msg = format!(
+                "{}: {asked} \"predict the kernel's answer\" question(s) ({QUESTION}); a chapter has {QUESTIONS_PER_CHAPTER} or more",
+                chapter.display()
+            );
+            if OWNED_ELSEWHERE.contains(&name_of(chapter)) {
+                eprintln!("xtask: warning: {msg} (tolerated until its owner adds them)");
+            } else {
+                problems.push(msg);
+            }
+        }
+        questions += asked;
         let name = chapter
             .file_name()
             .and_then(|n| n.to_str())
@@ -471,7 +532,7 @@ pub fn check_sources(root: &Path) -> Result<()> {
         );
     }
     eprintln!(
-        "xtask: book sources ok ({} chapters, {rows} claims, {hints} hints explained, {pictures} pictures)",
+        "xtask: book sources ok ({} chapters, {rows} claims, {hints} hints explained, {pictures} pictures, {questions} questions answered)",
         chapters.len()
     );
     Ok(())
@@ -1001,6 +1062,27 @@ fn x() { let c = '"'; }
         assert!(broken[0].starts_with("b.html#gone"));
         assert!(broken[1].starts_with("c.html"));
         assert!(broken[2].starts_with("pic.svg"));
+    }
+
+    #[test]
+    fn a_question_needs_its_answer_in_details() {
+        let ok = "**Question.** What?\n\n<details>\n<summary>Answer</summary>\n\nThis, because the kernel says so.\n\n</details>\n";
+        let mut problems = Vec::new();
+        assert_eq!(check_questions(Path::new("c.md"), ok, &mut problems), 1);
+        assert!(problems.is_empty(), "{problems:?}");
+        let bare = "**Question.** What?\n\n## Next\n\n<details><summary>Answer</summary>late, under another heading</details>";
+        assert_eq!(check_questions(Path::new("c.md"), bare, &mut problems), 1);
+        let empty = ok.replace("This, because the kernel says so.", "");
+        check_questions(Path::new("c.md"), &empty, &mut problems);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn placeholders_are_bracketed_capitals_in_backquotes() {
+        assert_eq!(
+            placeholders("the port shows as `[PORT]`, `pid [PID-1]` and [NOT] `[x.xx]` `a[0]`"),
+            ["[PID-1]", "[PORT]"]
+        );
     }
 
     /// The real book: run by `cargo test`, so a broken include fails the tests.
