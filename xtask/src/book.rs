@@ -374,7 +374,7 @@ fn mentions(text: &str, id: &str) -> bool {
         .any(|(i, _)| !text[i + id.len()..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
-/// Check the claims table: `| ID | Command | Test | Chapter |`.
+/// Check the claims table: `| ID | Claim | Command | Test | Chapter |`, the claim in one line.
 fn check_claims(
     root: &Path,
     src: &Path,
@@ -393,9 +393,9 @@ fn check_claims(
             .map(str::trim)
             .collect();
         if line.trim_start().starts_with("| ID |") {
-            if cells != ["ID", "Command", "Test", "Chapter"] {
+            if cells != ["ID", "Claim", "Command", "Test", "Chapter"] {
                 problems.push(format!(
-                    "claims.md: the header must be | ID | Command | Test | Chapter |, not {line}"
+                    "claims.md: the header must be | ID | Claim | Command | Test | Chapter |, not {line}"
                 ));
             }
             in_table = true;
@@ -410,10 +410,16 @@ fn check_claims(
             continue;
         }
         rows += 1;
-        let [id, command, test, chapter] = cells[..] else {
-            problems.push(format!("claims.md: row needs 4 cells: {line}"));
+        let [id, claim, command, test, chapter] = cells[..] else {
+            problems.push(format!("claims.md: row needs 5 cells: {line}"));
             continue;
         };
+        // The claim itself, as a statement a reader can check: a sentence, not a label.
+        if claim.split_whitespace().count() < 6 || !claim.ends_with('.') {
+            problems.push(format!(
+                "claims.md: {id}: the claim {claim:?} is not a one-line statement (a sentence ending in a period)"
+            ));
+        }
         let valid_id = id.split_once('-').is_some_and(|(a, n)| {
             !a.is_empty() && a.chars().all(|c| c.is_ascii_uppercase()) && n.parse::<u32>().is_ok()
         });
