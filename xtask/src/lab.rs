@@ -1225,6 +1225,20 @@ fn verify(
                 e.id, CHAPTERS[e.chapter].1
             ));
         }
+        // The chapter's table row names the tests the manifest gives.
+        if let Some(row) = book
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", e.id)))
+        {
+            for t in &e.tests {
+                if !row.contains(t.as_str()) {
+                    problems.push(format!(
+                        "{}: its row in book/src/{} does not name the test filter {t}",
+                        e.id, CHAPTERS[e.chapter].1
+                    ));
+                }
+            }
+        }
         if e.wrong.len() < 3 {
             problems.push(format!(
                 "{}: {} wrong variant(s) in {MANIFEST}; three or more prove the checker refuses wrong answers",
