@@ -46,7 +46,7 @@
 //! removed, two steps swapped, a wrong flag or constant, the mistake students really make),
 //! each as `[from, to]` replacements of the reference and the text its failure must show.
 //! `lab verify` proves that the skeleton and every wrong variant fail the exercise's tests, for
-//! the expected reason, prints what the learner would see for each, and that the reference
+//! the expected reason and with a failure-specific hint, prints what the learner would see for each, and that the reference
 //! passes (`--repeat N`: N times, each right after a rebuild). It builds each crate once: the
 //! regions are multiplexed ([`multiplexed`]) into a `match` on `NSLAB_LAB_VARIANT`, which the
 //! test runs set, so every variant is the same test binary run with another value.
@@ -1161,7 +1161,7 @@ fn student_view(log: &str) -> Vec<String> {
         }
         if after_panic > 0 {
             after_panic -= 1;
-            let skip = ["note:", "stack backtrace", "exit code:", "----- stdout"];
+            let skip = ["note:", "stack backtrace", "----- stdout"];
             if !t.is_empty() && !skip.iter().any(|s| t.starts_with(s)) {
                 view.push(t.trim().to_string());
             }
@@ -1359,7 +1359,13 @@ fn verify(
                 }
                 match e.feedback_for(&log) {
                     Some(h) => eprintln!("lab verify:     | hint for this failure: {h}"),
-                    None => eprintln!("lab verify:     | (no failure-specific hint)"),
+                    None => {
+                        eprintln!("lab verify:     | (no failure-specific hint)");
+                        problems.push(format!(
+                            "{}/{}: no [[exercise.feedback]] matches its failure: a learner who makes this mistake gets no hint for it",
+                            e.id, w.name
+                        ));
+                    }
                 }
             }
             // The reference, `repeat` times, each run right after a rebuild of the crate.
@@ -1408,7 +1414,7 @@ fn verify(
         );
     }
     eprintln!(
-        "lab verify: every splice is exact; every skeleton and wrong variant fails its tests, \
+        "lab verify: every splice is exact; every skeleton and wrong variant fails its tests (each wrong one with its hint), \
          and the reference passes them"
     );
     Ok(())
