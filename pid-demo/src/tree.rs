@@ -79,6 +79,17 @@ pub fn tree(out: &mut Narrator, depth: u32) -> Result<()> {
             Ok((k, inode, nspid))
         })
         .collect::<Result<_>>()?;
+    // The kernel's answer against the expected one: a process k levels down has k + 1 numbers.
+    for (k, _, nspid) in &levels {
+        ensure!(
+            nspid.len() == *k as usize + 1,
+            "level {k}: NSpid has {} PID numbers ({}), expected {}: one per namespace from the \
+             host's down to its own (was it made with CLONE_NEWPID?)",
+            nspid.len(),
+            join(nspid),
+            k + 1
+        );
+    }
 
     out.raw("");
     out.raw(
