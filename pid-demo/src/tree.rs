@@ -79,7 +79,14 @@ pub fn tree(out: &mut Narrator, depth: u32) -> Result<()> {
             Ok((k, inode, nspid))
         })
         .collect::<Result<_>>()?;
-    // The kernel's answer against the expected one: a process k levels down has k + 1 numbers.
+    // What came back against what was asked: one report per level, 1 to depth, and a process
+    // k levels down has k + 1 numbers in NSpid.
+    let reported: Vec<u32> = levels.iter().map(|(k, _, _)| *k).collect();
+    ensure!(
+        reported == (1..=depth).collect::<Vec<_>>(),
+        "--depth {depth}: levels {reported:?} reported, expected 1 to {depth} (each level makes \
+         the next, and passes its lines up)"
+    );
     for (k, _, nspid) in &levels {
         ensure!(
             nspid.len() == *k as usize + 1,
