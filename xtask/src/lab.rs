@@ -1142,7 +1142,7 @@ fn student_view(log: &str) -> Vec<String> {
     for l in log.lines() {
         let t = l.trim_end();
         if t.contains("panicked at") {
-            after_panic = 2;
+            after_panic = 3;
             continue;
         }
         if t == "----- stderr -----" {
