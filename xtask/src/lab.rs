@@ -639,6 +639,60 @@ fn sync_workspace(root: &Path, ws: &Path, overrides: &BTreeMap<PathBuf, String>)
     Ok(())
 }
 
+/// Remove a test run's temporary directory, unless something is still mounted below it (then
+/// it is left, and said: removing it would reach into the mounted filesystem).
+fn remove_tmp(tmp: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = tmp.display().to_string();
+    if mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| labkit::cgroupfs::unescape(m).starts_with(&prefix))
+    {
+        eprintln!(
+            "lab: {} still has a mount below it; left in place",
+            tmp.display()
+        );
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir_all(tmp) {
+        eprintln!("lab: rm -r {}: {e}", tmp.display());
+    }
+}
+
+/// The `nslab-*` cgroups below this process's own cgroup in each hierarchy (two levels down),
+/// and the `nslab-*` entries of the temporary directory: what verify compares before and after.
+fn nslab_objects() -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for line in own.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or("/"));
+        let path = path.trim_start_matches('/');
+        if ctrls.is_empty() {
+            dirs.push(Path::new("/sys/fs/cgroup/unified").join(path));
+            dirs.push(Path::new("/sys/fs/cgroup").join(path));
+        } else {
+            for c in ctrls.split(',') {
+                let c = c.trim_start_matches("name=");
+                dirs.push(Path::new("/sys/fs/cgroup").join(c).join(path));
+            }
+            dirs.push(Path::new("/sys/fs/cgroup").join(ctrls).join(path));
+        }
+    }
+    dirs.push(std::env::temp_dir());
+    for dir in dirs {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("nslab-") && e.file_type().is_ok_and(|t| t.is_dir()) {
+                found.insert(e.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
 /// What one run of an exercise's tests gave.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
@@ -750,6 +804,22 @@ impl Scratch {
                 );
             }
         }
+        // With shared mounts, a wrong solution's mounts propagate where its runtime cannot
+        // remove them, and so do its directories: give the run a temporary directory of its
+        // own (mode 1777, as /tmp), removed with what it holds once the namespace is gone.
+        // (Other runs keep /tmp: the snapshots' filters know its paths.)
+        let tmp = e.shared_mounts.then(|| {
+            std::env::temp_dir().join(format!(
+                "nslab-lab-{}-{}",
+                std::process::id(),
+                variant.unwrap_or(&e.id).replace('/', "-")
+            ))
+        });
+        if let Some(tmp) = &tmp {
+            std::fs::create_dir_all(tmp).with_context(|| format!("mkdir {}", tmp.display()))?;
+            std::fs::set_permissions(tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
+            cmd.env("TMPDIR", tmp);
+        }
         // The output goes to a file: the learner sees it afterwards, verify keeps it for a
         // failure report.
         let log_path = self.target.join(format!(
@@ -773,6 +843,9 @@ impl Scratch {
             }
             std::thread::sleep(Duration::from_millis(100));
         };
+        if let Some(tmp) = &tmp {
+            remove_tmp(tmp);
+        }
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         let Some(status) = status else {
             return Ok((Outcome::TimedOut, text));
@@ -1286,6 +1359,7 @@ fn verify(
     } else {
         only.iter().map(|id| find(all, id)).collect::<Result<_>>()?
     };
+    let before = nslab_objects();
     if !static_only && problems.is_empty() {
         let scratch = Scratch::new(root, true);
         let mut sources = multiplexed(root, all)?;
@@ -1394,6 +1468,18 @@ fn verify(
                     ));
                 }
             }
+        }
+    }
+    if !static_only {
+        // A wrong variant must fail without leaving anything on the host. Something new named
+        // nslab-* may also come from another run at the same time (two verifies at once), so
+        // this says what, and removes nothing; CI's last step fails on anything left.
+        let new: Vec<String> = nslab_objects().difference(&before).cloned().collect();
+        if !new.is_empty() {
+            eprintln!(
+                "lab verify: warning: new nslab-* objects since verify started (this run's leftovers, or another run's):\n  {}",
+                new.join("\n  ")
+            );
         }
     }
     eprintln!(
