@@ -287,12 +287,7 @@ impl Group {
 
     /// Move a process (all its threads) here: write its PID to `cgroup.procs`.
     pub fn attach(&self, pid: i32) -> Result<()> {
-        // lab:begin cg-attach tests=a_pids_limit_stops_a_fork_bomb,basics_moves_processes
-        // TODO(lab): move the process `pid` (every thread of it) into this group.
-        // TODO(lab): A process changes groups when its PID is written to the group's interface
-        // TODO(lab): file that lists processes; the same on v1 and v2.
-        // lab:hint self.write("cgroup.procs", &pid.to_string()). (Writing a thread ID to v1's
-        // lab:hint "tasks" or v2's "cgroup.threads" would move that one thread only.)
+        // lab:begin cg-attach
         self.write("cgroup.procs", &pid.to_string())
         // lab:end cg-attach
     }

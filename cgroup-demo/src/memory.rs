@@ -17,14 +17,7 @@ pub fn memory(out: &mut Narrator, limit: u64, force: Option<Version>) -> Result<
     let (h, top) = group_for("memory", force)?;
     let leaf = top.child("leaf")?;
     out.step("demo", format!("{}: mkdir {}", h.version, rel(&h, &leaf)));
-    // lab:begin cg-memory-limit tests=a_memory_limit_gets_a_greedy
-    // TODO(lab): limit the memory of the group `leaf` to `limit` bytes, for v1 and for v2.
-    // TODO(lab): The limit alone would let the kernel push the process's pages to swap instead
-    // TODO(lab): of killing it: where the group has a swap limit file, stop that too.
-    // lab:hint v1: leaf.write("memory.limit_in_bytes", ...) and, if leaf.has() it,
-    // lab:hint "memory.memsw.limit_in_bytes" (memory + swap) to the same value.
-    // lab:hint v2: "memory.max" to the limit and, if present, "memory.swap.max" to "0".
-    // ANCHOR: memory_limit
+    // lab:begin cg-memory-limit
     match h.version {
         Version::V1 => {
             leaf.write("memory.limit_in_bytes", &limit.to_string())?;
@@ -40,7 +33,6 @@ pub fn memory(out: &mut Narrator, limit: u64, force: Option<Version>) -> Result<
             }
         }
     }
-    // ANCHOR_END: memory_limit
     // lab:end cg-memory-limit
     let limit_file = if h.version == Version::V1 {
         "memory.limit_in_bytes"

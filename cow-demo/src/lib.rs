@@ -35,15 +35,7 @@ pub fn mount_overlay(
     merged: &Path,
     extra: &str,
 ) -> Result<String> {
-    // lab:begin cow-overlay-mount tests=overlay_merges_read_only,a_write_copies_the_whole_file
-    // TODO(lab): mount the overlay of `lowers` and `upper` on `merged`; return its options.
-    // TODO(lab): The lower layers are read-only, the first one on top; `upper` takes the writes.
-    // TODO(lab): overlayfs takes its layers as mount options, lowerdir=A:B,upperdir=U,workdir=W
-    // TODO(lab): (W: an empty directory on the same filesystem as U). Inside a user namespace,
-    // TODO(lab): add "userxattr"; then the caller's `extra` options, if any.
-    // lab:hint Build the string with format! and lowers joined by ':'; in_user_namespace() says
-    // lab:hint when to add ",userxattr". mount(Some("overlay"), merged, Some("overlay"),
-    // lab:hint MsFlags::empty(), Some(options.as_str())), then Ok(options).
+    // lab:begin cow-overlay-mount
     let lowerdir: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
     let mut options = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -58,7 +50,6 @@ pub fn mount_overlay(
         options.push(',');
         options.push_str(extra);
     }
-    // ANCHOR: mount_overlay
     mount(
         Some("overlay"),
         merged,
@@ -72,7 +63,6 @@ pub fn mount_overlay(
             merged.display()
         )
     })?;
-    // ANCHOR_END: mount_overlay
     Ok(options)
     // lab:end cow-overlay-mount
 }

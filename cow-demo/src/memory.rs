@@ -18,16 +18,7 @@ fn mib(kib: u64) -> u64 {
 /// freshly linked binary, still dirty in the page cache, count as Private_Dirty of its file
 /// mapping).
 pub fn mapping_usage(addr: usize) -> Result<(u64, u64, u64)> {
-    // lab:begin cow-smaps-mapping tests=written_pages_stop_being_shared
-    // TODO(lab): read Rss, Shared_Dirty and Private_Dirty, in KiB, of the mapping that holds addr.
-    // TODO(lab): /proc/self/smaps has one block per mapping: a header line "START-END perms ..."
-    // TODO(lab): (hexadecimal addresses, END excluded), then one "Name:   N kB" line per field.
-    // TODO(lab): After fork() the written pages are Shared_Dirty in both processes until one of
-    // TODO(lab): them writes a page again: then the kernel copies it, and the copy is
-    // TODO(lab): Private_Dirty. A missing field counts as 0.
-    // lab:hint fs::read_to_string("/proc/self/smaps"); a header's first word splits at '-' into
-    // lab:hint two u64::from_str_radix(_, 16); in the block where start <= addr < end, find the
-    // lab:hint lines that strip_prefix("Rss:") (and the others) accepts, strip_suffix("kB"), parse.
+    // lab:begin cow-smaps-mapping
     let text = fs::read_to_string("/proc/self/smaps").context("/proc/self/smaps")?;
     let range = |line: &str| -> Option<(usize, usize)> {
         let (start, end) = line.split_whitespace().next()?.split_once('-')?;

@@ -224,17 +224,30 @@ fn written_pages_stop_being_shared_after_fork() {
     };
     let (shared0, private0) = nums("after fork(): Shared_Dirty");
     let (shared1, private1) = nums("first half: Shared_Dirty");
+    // The messages give the expected and the actual values side by side, with their units,
+    // and name the unit slip when the numbers show one.
+    let scale = if shared0.max(private0) > 32 * 1024 {
+        " (about 1024 times too large: bytes where KiB were meant?)"
+    } else {
+        ""
+    };
     assert!(
-        shared0 >= 63 && private0 <= 1,
-        "all shared after fork: {shared0}/{private0}"
+        (63..=65).contains(&shared0) && private0 <= 1,
+        "after fork() the whole 64 MiB buffer is shared: expected Shared_Dirty 64 MiB and \
+         Private_Dirty 0 MiB (within 1 MiB), got Shared_Dirty {shared0} MiB and Private_Dirty \
+         {private0} MiB{scale}"
     );
+    let moved_out = shared0 as i64 - shared1 as i64;
     assert!(
-        (31..=33).contains(&(shared0 - shared1)),
-        "half stopped being shared: {shared0} -> {shared1}"
+        (31..=33).contains(&moved_out),
+        "the child wrote half the buffer: expected Shared_Dirty to fall by 32 MiB (within \
+         1 MiB), got {shared0} MiB -> {shared1} MiB ({moved_out} MiB)"
     );
+    let moved_in = private1 as i64 - private0 as i64;
     assert!(
-        (31..=34).contains(&(private1 - private0)),
-        "and became private: {private0} -> {private1}"
+        (31..=34).contains(&moved_in),
+        "the child's copies are its own: expected Private_Dirty to grow by 32 MiB (31 to \
+         34 MiB), got {private0} MiB -> {private1} MiB ({moved_in} MiB)"
     );
     assert_run_snapshot!("memory", r, TIMES);
 }

@@ -63,18 +63,7 @@ pub fn mqueue_demo(out: &mut Narrator) -> Result<()> {
             ));
             let other = clone_child(CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWNS, |c| {
                 c.speaker("new ns");
-                // lab:begin ipc-mq-new-ns tests=posix_queues_live_in_the_mqueue
-                // TODO(lab): from a new IPC namespace, look for the lab's POSIX queue, two ways.
-                // TODO(lab): First through the inherited mqueue mount (ls), then with mq_open(2);
-                // TODO(lab): then mount mqueue again on the same directory and list it.
-                // TODO(lab): The mount shows the queues of the namespace that mounted it, and
-                // TODO(lab): mq_open looks in the caller's own namespace: the two answers differ.
-                // lab:hint Step "ls /tmp/mqueue (the lab's mount, inherited) -> " with
-                // lab:hint ls("/tmp/mqueue")?; mq_open(MQ_NAME, MQ_OFlag::O_RDONLY,
-                // lab:hint Mode::empty(), None) and step "mq_open(\"/nslab-demo\", O_RDONLY) ->
-                // lab:hint ENOENT..." (the error's to_string); close it if it opened;
-                // lab:hint mount(Some("mqueue"), "/tmp/mqueue", Some("mqueue"), MsFlags::empty(),
-                // lab:hint None::<&str>) and step "mount(...) again -> ls: (empty)".
+                // lab:begin ipc-mq-new-ns
                 // The inherited mount still shows the lab's namespace: the mount decides, not the reader.
                 c.step(format!(
                     "ls /tmp/mqueue (the lab's mount, inherited) -> {}",

@@ -14,12 +14,7 @@ pub const KEY: sysv::Key = 0x6e73_6c62; // "nslb"
 
 /// The `/proc/sysvipc/<file>` lines (besides the header) whose key is `key`.
 fn listed(file: &str, key: sysv::Key) -> Result<usize> {
-    // lab:begin ipc-sysv-listed tests=sysv_objects_are_found_only
-    // TODO(lab): count the objects with this key that /proc/sysvipc/FILE lists.
-    // TODO(lab): The file shows the System V objects of the reader's IPC namespace: a header
-    // TODO(lab): line, then one line per object, whose first column is the key (in decimal).
-    // lab:hint fs::read_to_string(format!("/proc/sysvipc/{file}")), skip(1) the header, and count
-    // lab:hint the lines whose first split_whitespace() word parses (as i64) to i64::from(key).
+    // lab:begin ipc-sysv-listed
     let text = fs::read_to_string(format!("/proc/sysvipc/{file}"))
         .with_context(|| format!("/proc/sysvipc/{file}"))?;
     Ok(text

@@ -121,11 +121,24 @@ fn posix_queues_live_in_the_mqueue_of_their_ipc_namespace() {
             .contains("(the lab's mount, inherited) -> nslab-demo"),
         "a mount shows its mounter's namespace"
     );
+    // Expected and actual side by side: the line the demo printed.
+    let said = |what: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .map_or("(no line)".to_string(), |l| l.trim().to_string())
+    };
     assert!(
         r.stdout
-            .contains("mq_open(\"/nslab-demo\", O_RDONLY) -> ENOENT")
+            .contains("mq_open(\"/nslab-demo\", O_RDONLY) -> ENOENT"),
+        "from the new namespace mq_open must find nothing: expected \"-> ENOENT\", got {:?}",
+        said("O_RDONLY) ->")
     );
-    assert!(r.stdout.contains("again -> ls: (empty)"));
+    assert!(
+        r.stdout.contains("again -> ls: (empty)"),
+        "a new mqueue mount shows the new namespace: expected \"again -> ls: (empty)\", got {:?}",
+        said("again -> ls:")
+    );
     assert!(
         r.stdout
             .contains("mq_unlink(\"/nslab-demo\") -> ls /tmp/mqueue: (empty)")

@@ -42,14 +42,8 @@ pub fn map_text(ranges: &[IdRange]) -> String {
 /// (as a runtime, or newuidmap(1), does); a process that has just unshared its user namespace
 /// writes its own.
 pub fn write_maps(pid: &str, uids: &[IdRange], gids: &[IdRange]) -> Result<()> {
-    // ANCHOR: write_maps
     let base = format!("/proc/{pid}");
-    // lab:begin user-write-maps tests=ids_are_nobody_until_mapped,ids_with_a_range_map_as_root crate=user-demo
-    // TODO(lab): write the child's uid_map and gid_map from outside, as a runtime does.
-    // TODO(lab): Each map is written once, whole, in one write(2) of "INSIDE OUTSIDE COUNT" lines.
-    // TODO(lab): For gid_map, setgroups(2) must be denied in that process first (USER-4).
-    // lab:hint fs::write(format!("{base}/uid_map"), map_text(uids)); then "deny" into
-    // lab:hint {base}/setgroups; then fs::write(format!("{base}/gid_map"), map_text(gids)).
+    // lab:begin user-write-maps
     std::fs::write(format!("{base}/uid_map"), map_text(uids))
         .with_context(|| format!("write({base}/uid_map)"))?;
     // gid_map: an unprivileged writer must deny setgroups(2) first (USER-4).
@@ -58,7 +52,6 @@ pub fn write_maps(pid: &str, uids: &[IdRange], gids: &[IdRange]) -> Result<()> {
     std::fs::write(format!("{base}/gid_map"), map_text(gids))
         .with_context(|| format!("write({base}/gid_map)"))?;
     // lab:end user-write-maps
-    // ANCHOR_END: write_maps
     Ok(())
 }
 

@@ -200,13 +200,7 @@ pub fn check_pid(pid: i32) -> Result<()> {
 /// Every namespace link in `dir` (a `/proc/PID/ns` directory), sorted by name. Reads each link
 /// with `readlink(2)`: that needs ptrace read access to the process (your own, or root).
 pub fn list_in(dir: &Path) -> Result<Vec<NsLink>> {
-    // lab:begin ns-list-links tests=ns_lists_every_namespace,ns_marks_the_namespace crate=uts-demo
-    // TODO(lab): read every namespace link in a /proc/PID/ns directory, sorted by name.
-    // TODO(lab): Each entry is a symbolic link whose target, "type:[inode]", names the namespace:
-    // TODO(lab): read it, parse it into a kind and an inode, and keep the entry's name with them.
-    // lab:hint std::fs::read_dir(dir), then std::fs::read_link(entry.path()) on each entry;
-    // lab:hint parse_target(&target.to_string_lossy()) gives (kind, inode); push
-    // lab:hint NsLink { name, kind, inode } and sort by name (pid_for_children after pid).
+    // lab:begin ns-list-links
     let mut links = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
         let entry = entry.with_context(|| format!("{}", dir.display()))?;

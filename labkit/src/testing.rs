@@ -581,7 +581,7 @@ pub fn cgroup_leftovers_of(parents: &[PathBuf], pids: &[i32]) -> Vec<String> {
                 continue;
             }
             let name = e.file_name().to_string_lossy().into_owned();
-            if made_by(&name, pids) {
+            if made_by(&name, pids) && made_during_this_run(&e.path()) {
                 found.push(e.path().display().to_string());
             } else if depth > 0 && name.starts_with(crate::PREFIX) {
                 walk(&e.path(), depth - 1, pids, found);
@@ -599,13 +599,54 @@ pub fn cgroup_leftovers_of(parents: &[PathBuf], pids: &[i32]) -> Vec<String> {
     found
 }
 
-/// Entries of the temp directory that processes in `pids` made ([`made_by`]), and mounts whose
-/// lines in /proc/self/mountinfo mention such a name: this run's leftovers only.
+/// When this process started, less two seconds (`btime` in /proc/stat counts whole seconds).
+/// A file or group older than that is no leftover of this run, whatever PID its name carries:
+/// PIDs come round again (`pid_max` may be 32768), so a name left by a run long gone, or by
+/// another program, can carry the number one of this run's processes has now.
+fn this_run_began() -> Option<std::time::SystemTime> {
+    let stat = fs::read_to_string("/proc/self/stat").ok()?;
+    // Field 22, starttime, in clock ticks after boot; the fields after `comm` start at 3.
+    let ticks: u64 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(22 - 3)?
+        .parse()
+        .ok()?;
+    let btime: u64 = fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // /proc counts in USER_HZ, which is 100 on every architecture Linux exports it for.
+    let started = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(btime)
+        + std::time::Duration::from_millis(ticks * 10);
+    started.checked_sub(std::time::Duration::from_secs(2))
+}
+
+/// Whether `path` may have been made during this run (it is not older than the run).
+fn made_during_this_run(path: &Path) -> bool {
+    match (
+        this_run_began(),
+        fs::symlink_metadata(path).and_then(|m| m.modified()),
+    ) {
+        (Some(began), Ok(changed)) => changed >= began,
+        _ => true, // cannot tell: count it
+    }
+}
+
+/// Entries of the temp directory that processes in `pids` made ([`made_by`]) during this run,
+/// and mounts whose lines in /proc/self/mountinfo mention such a name: this run's leftovers
+/// only.
 pub fn temp_leftovers_of(pids: &[i32]) -> Vec<String> {
-    let mut found: Vec<String> = fs::read_dir(std::env::temp_dir())
+    let tmp = std::env::temp_dir();
+    let mut found: Vec<String> = fs::read_dir(&tmp)
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| made_by(n, pids))
+                .filter(|n| made_by(n, pids) && made_during_this_run(&tmp.join(n)))
                 .collect()
         })
         .unwrap_or_default();
@@ -622,6 +663,25 @@ pub fn temp_leftovers_of(pids: &[i32]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_older_than_this_run_is_not_its_leftover() {
+        let pid = std::process::id() as i32;
+        let dir = std::env::temp_dir().join(format!("nslab-old-{pid}-0"));
+        fs::create_dir_all(&dir).unwrap();
+        let name = format!("nslab-old-{pid}-0");
+        assert!(temp_leftovers_of(&[pid]).contains(&name));
+        // The same name, made (as far as its time says) an hour before this run began: a
+        // process long gone that had this PID.
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        fs::File::open(&dir)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        let found = temp_leftovers_of(&[pid]);
+        fs::remove_dir(&dir).unwrap();
+        assert!(!found.contains(&name), "{found:?}");
+    }
 
     #[test]
     fn made_by_knows_its_own_names_only() {

@@ -102,15 +102,7 @@ pub fn chroot_vs_pivot(out: &mut Narrator) -> Result<()> {
 
         let pivoter = clone_child(CloneFlags::CLONE_NEWNS, |c| {
             c.speaker("pivot_root");
-            // lab:begin mnt-pivot-root tests=chroot_can_be_escaped
-            // TODO(lab): make `rootfs` the root with pivot_root(2) and let go of the old root.
-            // TODO(lab): Once the old root is unmounted, no path leads out of the new one.
-            // TODO(lab): pivot_root wants the new root to be a mount point, and the old root put on
-            // TODO(lab): a directory below it; then unmount that and remove the directory.
-            // lab:hint Bind-mount rootfs onto itself (MS_BIND | MS_REC), chdir(rootfs),
-            // lab:hint mkdir "old-root", pivot_root(".", "old-root"), chdir("/"),
-            // lab:hint umount2("/old-root", MntFlags::MNT_DETACH), fs::remove_dir("/old-root").
-            // ANCHOR: pivot
+            // lab:begin mnt-pivot-root
             // pivot_root(2) wants the new root to be a mount point: bind it onto itself.
             mount(
                 Some(rootfs.as_str()),
@@ -128,7 +120,6 @@ pub fn chroot_vs_pivot(out: &mut Narrator) -> Result<()> {
             umount2("/old-root", MntFlags::MNT_DETACH)
                 .context("umount2(\"/old-root\", MNT_DETACH)")?;
             fs::remove_dir("/old-root").context("rmdir(\"/old-root\")")?;
-            // ANCHOR_END: pivot
             // lab:end mnt-pivot-root
             c.step(format!(
                 "mount --bind {rootfs} {rootfs}, pivot_root(\".\", \"old-root\"), umount2(\"/old-root\", MNT_DETACH)"

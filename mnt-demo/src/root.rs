@@ -52,16 +52,7 @@ pub fn root_propagation(out: &mut Narrator) -> Result<()> {
             fs::create_dir_all(&back)?;
             let mut child = clone_child(CloneFlags::CLONE_NEWNS, |c| {
                 c.speaker("container");
-                // lab:begin mnt-private-first tests=a_runtime_must_make_its_root_private
-                // TODO(lab): make the container's root private (or slave) before it mounts.
-                // TODO(lab): `first` holds the flags of this case's runtime (None: it changes
-                // TODO(lab): nothing). Apply them to "/" in the container's new mount namespace
-                // TODO(lab): and report the call; then a mount in the container stays out of
-                // TODO(lab): the (stand-in) host.
-                // lab:hint mount(None::<&str>, "/", None::<&str>, flags, None::<&str>): no
-                // lab:hint source, no type, only propagation flags. Step "mount(NULL, \"/\",
-                // lab:hint NULL, MS_REC | MS_PRIVATE)" or "... MS_REC | MS_SLAVE)", whichever
-                // lab:hint flags.contains().
+                // lab:begin mnt-private-first
                 if let Some(flags) = first {
                     mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
                         .context("mount(\"/\")")?;

@@ -224,9 +224,24 @@ fn a_runtime_must_make_its_root_private_or_slave_first() {
     ) else {
         return;
     };
-    assert!(r.stdout.contains("/tmp/lab/x1: LEAKED into the lab"));
-    assert!(r.stdout.contains("/tmp/lab/x2: stayed in the container"));
-    assert!(r.stdout.contains("/tmp/lab/x3: stayed in the container"));
+    // Expected and actual side by side: the line the demo printed about each mount.
+    let said = |what: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .map_or("(no line)".to_string(), |l| l.trim().to_string())
+    };
+    for (mount, want) in [
+        ("/tmp/lab/x1:", "/tmp/lab/x1: LEAKED into the lab"),
+        ("/tmp/lab/x2:", "/tmp/lab/x2: stayed in the container"),
+        ("/tmp/lab/x3:", "/tmp/lab/x3: stayed in the container"),
+    ] {
+        assert!(
+            r.stdout.contains(want),
+            "expected {want:?}, got {:?}",
+            said(mount)
+        );
+    }
     assert!(
         r.stdout.contains("/tmp/lab/x2-back: not seen here"),
         "private: nothing comes in either"

@@ -53,14 +53,7 @@ where
 {
     let mut helper = fork_child(|h| {
         h.speaker("lab");
-        // lab:begin net-configure-in tests=a_veth_pair_carries_packets
-        // TODO(lab): join the network namespace of `pid`, then run `body` with netlink there.
-        // TODO(lab): This helper process joins the namespace; `body` gets an Rtnl opened in it.
-        // TODO(lab): A netlink socket talks to the namespace it was opened in: open it after the
-        // TODO(lab): setns(2), as `nsenter --net --target PID ip ...` would.
-        // lab:hint NsFile::open(Path::new(&format!("/proc/{pid}/ns/net")))?, then
-        // lab:hint setns(&target.file, CloneFlags::CLONE_NEWNET), Rtnl::open()?,
-        // lab:hint body(h, &rtnl)? and Ok(0).
+        // lab:begin net-configure-in
         let target = NsFile::open(Path::new(&format!("/proc/{pid}/ns/net")))?;
         setns(&target.file, CloneFlags::CLONE_NEWNET).context("setns(CLONE_NEWNET)")?;
         let rtnl = Rtnl::open()?;

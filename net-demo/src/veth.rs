@@ -102,12 +102,7 @@ pub fn veth(out: &mut Narrator, privilege: Privilege) -> Result<()> {
         rtnl.set_up(hostside)?;
         lab.step(format!("RTM_NEWADDR, RTM_SETLINK  (ip addr add {lab_ip}/24 dev {hostside}; ip link set {hostside} up)"));
         configure_in(lab, pid, |h, r| {
-            // lab:begin net-wire-eth0 tests=a_veth_pair_carries_packets
-            // TODO(lab): wire the container's eth0: lo up, eth0's address, eth0 up.
-            // TODO(lab): The address is container_ip/24; `r` talks to the container's namespace.
-            // lab:hint r.set_up("lo")?; r.add_addr("eth0", container_ip, 24)?; r.set_up("eth0")?.
-            // lab:hint Each call is one RTM_SETLINK or RTM_NEWADDR message; the transcript
-            // lab:hint lists lo UP too.
+            // lab:begin net-wire-eth0
             r.set_up("lo")?;
             r.add_addr("eth0", container_ip, 24)?;
             r.set_up("eth0")?;

@@ -28,12 +28,8 @@ pub fn proc_view(out: &mut Narrator) -> Result<()> {
         // Private first: without it, on a host whose / is shared, the new /proc would
         // propagate back into the host's mount namespace.
         labkit::lab::make_root_private()?;
-        // lab:begin pid-mount-proc tests=proc_shows_the_namespace_only
-        // TODO(lab): mount a new procfs on /proc: one that shows this PID namespace.
-        // TODO(lab): A procfs shows the PID namespace of the process that mounted it; the /proc
-        // TODO(lab): this child inherited is the host's. (The mounts were made private above.)
-        // lab:hint mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>) with the flags
-        // lab:hint every distribution uses for /proc: MS_NOSUID | MS_NODEV | MS_NOEXEC.
+        // ANCHOR_END: mount_proc
+        // lab:begin pid-mount-proc
         mount(
             Some("proc"),
             "/proc",
@@ -43,7 +39,6 @@ pub fn proc_view(out: &mut Narrator) -> Result<()> {
         )
         .context("mount(\"proc\", \"/proc\", \"proc\")")?;
         // lab:end pid-mount-proc
-        // ANCHOR_END: mount_proc
         r.step("mount(NULL, \"/\", NULL, MS_REC | MS_PRIVATE)");
         r.step("mount(\"proc\", \"/proc\", \"proc\", MS_NOSUID | MS_NODEV | MS_NOEXEC)");
         let after = Proc::host().pids()?;

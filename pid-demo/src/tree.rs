@@ -27,13 +27,8 @@ pub(crate) fn level(report: &mut Reporter, k: u32, depth: u32) -> Result<i32> {
     ));
     report.say(format!("NSpid: {} (/proc/self/status)", join(&nspid)));
     report.data(format!("{k} {} {}", ns::inode(None, "pid")?, join(&nspid)));
-    // lab:begin pid-nested-level tests=tree_numbers_each_process
-    // TODO(lab): below the deepest level, make the next level in a new PID namespace.
-    // TODO(lab): The next level is a child in a new PID namespace that runs level(k + 1):
-    // TODO(lab): report the clone, pass its report lines up, and wait for it.
-    // lab:hint clone_child(CloneFlags::CLONE_NEWPID, |r| level(r, k + 1, depth))?; then
-    // lab:hint report.step("clone(CLONE_NEWPID | SIGCHLD) -> child pid N"), next.forward(report)?
-    // lab:hint (its lines come before ours end) and next.wait()?. Return Ok(0).
+    // ANCHOR_END: level
+    // lab:begin pid-nested-level
     if k < depth {
         let mut next = clone_child(CloneFlags::CLONE_NEWPID, |r| level(r, k + 1, depth))?;
         report.step(format!(
@@ -45,9 +40,10 @@ pub(crate) fn level(report: &mut Reporter, k: u32, depth: u32) -> Result<i32> {
     }
     Ok(0)
     // lab:end pid-nested-level
+    // ANCHOR: level_after
 }
 
-// ANCHOR_END: level
+// ANCHOR_END: level_after
 
 /// `tree --depth N`: N nested PID namespaces, each made by the first process of the one above
 /// with `clone(CLONE_NEWPID)`. Each process is PID 1 in its own namespace and has a PID in
@@ -83,6 +79,24 @@ pub fn tree(out: &mut Narrator, depth: u32) -> Result<()> {
             Ok((k, inode, nspid))
         })
         .collect::<Result<_>>()?;
+    // What came back against what was asked: one report per level, 1 to depth, and a process
+    // k levels down has k + 1 numbers in NSpid.
+    let reported: Vec<u32> = levels.iter().map(|(k, _, _)| *k).collect();
+    ensure!(
+        reported == (1..=depth).collect::<Vec<_>>(),
+        "--depth {depth}: levels {reported:?} reported, expected 1 to {depth} (each level makes \
+         the next, and passes its lines up)"
+    );
+    for (k, _, nspid) in &levels {
+        ensure!(
+            nspid.len() == *k as usize + 1,
+            "level {k}: NSpid has {} PID numbers ({}), expected {}: one per namespace from the \
+             host's down to its own (was it made with CLONE_NEWPID?)",
+            nspid.len(),
+            join(nspid),
+            k + 1
+        );
+    }
 
     out.raw("");
     out.raw(

@@ -76,10 +76,23 @@ fn tree_numbers_each_process_in_its_namespace_and_every_ancestor() {
         .filter(|l| l.starts_with("level-"))
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(rows.len(), 3);
-    assert_eq!(rows[0][2..5], ["1", "-", "-"]);
-    assert_eq!(rows[1][2..5], ["2", "1", "-"]);
-    assert_eq!(rows[2][2..5], ["3", "2", "1"]);
+    assert_eq!(
+        rows.len(),
+        3,
+        "--depth 3: expected a table row for each of 3 levels, got {} (levels reported)\n{}",
+        rows.len(),
+        r.stdout
+    );
+    let expected = [["1", "-", "-"], ["2", "1", "-"], ["3", "2", "1"]];
+    for (k, (row, want)) in rows.iter().zip(expected).enumerate() {
+        assert_eq!(
+            row[2..5],
+            want,
+            "level {}'s init: expected its PID in levels 1, 2, 3 to be {want:?}, got {:?}",
+            k + 1,
+            &row[2..5]
+        );
+    }
     assert_eq!(
         lines_with(&r, "getppid() -> 0").len(),
         3,

@@ -6,7 +6,7 @@
 //! maps (`/proc/CHILD/uid_map`, `gid_map`): the order of the two sides is always the same.
 #![forbid(unsafe_code)]
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use labkit::child::{Child, Reporter, clone_child};
 use labkit::{Narrator, bad_input};
 use nix::sched::CloneFlags;
@@ -66,11 +66,15 @@ fn write_maps(out: &mut Narrator, pid: i32, uids: &[IdRange], gids: &[IdRange]) 
         "parent",
         format!("write(/proc/{pid}/uid_map, \"{}\")", show(uids)),
     );
+    // The kernel's answer, not the intention: what /proc/PID/setgroups says now.
+    let setgroups = std::fs::read_to_string(format!("/proc/{pid}/setgroups"))
+        .with_context(|| format!("read /proc/{pid}/setgroups"))?;
     out.step(
         "parent",
         format!(
-            "write(/proc/{pid}/setgroups, \"deny\"); write(/proc/{pid}/gid_map, \"{}\")",
-            show(gids)
+            "write(/proc/{pid}/gid_map, \"{}\") (/proc/{pid}/setgroups reads {:?})",
+            show(gids),
+            setgroups.trim()
         ),
     );
     Ok(())

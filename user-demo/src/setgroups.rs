@@ -13,16 +13,7 @@ use nix::unistd::{Gid, Uid, getegid, geteuid, setgroups, setresgid, setresuid};
 /// Drop to nobody (when root) in the calling process: the rules below are those of an
 /// unprivileged writer.
 pub(crate) fn become_unprivileged() -> Result<()> {
-    // lab:begin user-drop-privilege tests=gid_map_needs_setgroups_denied,namespaces_are_owned_by
-    // TODO(lab): as root, become nobody for good: groups, group IDs, then user IDs.
-    // TODO(lab): NOBODY is 65534. Drop the supplementary groups, then set the real, effective
-    // TODO(lab): and saved group IDs, then the same three user IDs.
-    // TODO(lab): The order matters: once the user ID is not 0, changing groups is refused. And
-    // TODO(lab): a process that changed IDs is no longer "dumpable": its /proc files stay
-    // TODO(lab): root's, and so would its children's uid_map. Make it dumpable again.
-    // lab:hint setgroups(&[]), setresgid(g, g, g) and setresuid(u, u, u) with
-    // lab:hint Gid::from_raw(NOBODY) / Uid::from_raw(NOBODY); then
-    // lab:hint nix::sys::prctl::set_dumpable(true). Nothing to do when geteuid() is not root.
+    // lab:begin user-drop-privilege
     if geteuid().is_root() {
         setgroups(&[]).context("setgroups([])")?;
         setresgid(

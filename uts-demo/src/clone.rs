@@ -28,14 +28,8 @@ fn clone_and_rename(
 ) -> Result<ChildView> {
     let child = clone_child(flags, |child| {
         // This closure runs in the child, on the stack clone_child gave it.
-        // lab:begin uts-child-renames tests=clone_changes_the_parents_hostname
-        // TODO(lab): rename the child's UTS namespace and report what uname() then says.
-        // TODO(lab): Set the hostname (and the domain name when one is given), one step each;
-        // TODO(lab): say what uname() answers; send the child's UTS inode to the parent as data.
-        // lab:hint nix's sethostname(name) and labkit::sys::setdomainname(domain); names() reads
-        // lab:hint both back. The lines: child.step("sethostname(\"NAME\")"), the same for
-        // lab:hint setdomainname, child.say("uname() -> hostname \"H\", domainname \"D\""),
-        // lab:hint then child.data(uts_inode()?) and Ok(0).
+        // ANCHOR_END: clone_and_rename
+        // lab:begin uts-child-renames
         sethostname(name).with_context(|| format!("sethostname(\"{name}\")"))?;
         child.step(format!("sethostname(\"{name}\")"));
         if let Some(domain) = domain {
@@ -50,6 +44,7 @@ fn clone_and_rename(
         child.data(uts_inode()?);
         Ok(0)
         // lab:end uts-child-renames
+        // ANCHOR: clone_and_rename_after
     })?;
     let call = if flags.is_empty() {
         "SIGCHLD".to_string()
@@ -61,12 +56,16 @@ fn clone_and_rename(
         format!("clone({call}) -> child pid {}", child.pid()),
     );
     let finished = child.finish(out, "child")?;
-    let inode: u64 = finished.data[0].parse()?;
+    let inode: u64 = finished
+        .data
+        .first()
+        .context("the child sent no data line (its UTS inode)")?
+        .parse()?;
     let parent_sees = hostname()?;
     Ok(ChildView { inode, parent_sees })
 }
 
-// ANCHOR_END: clone_and_rename
+// ANCHOR_END: clone_and_rename_after
 
 /// `clone --hostname NAME`: two children made by `clone(2)`, one without and one with
 /// `CLONE_NEWUTS`, each setting the hostname; the parent reads its own hostname afterwards.

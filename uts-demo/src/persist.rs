@@ -16,19 +16,12 @@ use nix::unistd::sethostname;
 /// Create a child in a new UTS namespace that sets `name`, and wait until it is ready to exit.
 fn start_named_child(out: &mut Narrator, name: &str) -> Result<labkit::child::Child> {
     let mut child = clone_child(CloneFlags::CLONE_NEWUTS, |child| {
-        // ANCHOR: lab_region
-        // lab:begin uts-named-child tests=persist_keeps_a_namespace_alive
-        // TODO(lab): name the child's new UTS namespace, then stay alive until the parent is done.
-        // TODO(lab): The parent opens /proc/CHILD/ns/uts while the child still exists: the child
-        // TODO(lab): must tell it that it is ready and wait to be released.
-        // lab:hint sethostname(name), then child.step("sethostname(\"NAME\")"), then
-        // lab:hint child.ready_and_wait()? (it returns once the parent calls release()); Ok(0).
+        // lab:begin uts-named-child
         sethostname(name).with_context(|| format!("sethostname(\"{name}\")"))?;
         child.step(format!("sethostname(\"{name}\")"));
         child.ready_and_wait()?;
         Ok(0)
         // lab:end uts-named-child
-        // ANCHOR_END: lab_region
     })?;
     out.step(
         "host",
@@ -181,13 +174,7 @@ pub fn persist(
 /// `unpin FILE`: unmount a pin made by `persist --pin` and remove the file. Once no process and
 /// no file refer to the namespace, the kernel frees it.
 pub fn unpin(out: &mut Narrator, pin: &Path) -> Result<()> {
-    // lab:begin ns-unpin tests=persist_pin_outlives_the_run,unpin_rejects_a_file
-    // TODO(lab): release a namespace pinned by a bind mount: unmount the pin, then remove the file.
-    // TODO(lab): First open the pin as a namespace file (this refuses a plain file) and report
-    // TODO(lab): it; after the unmount, show that the file is no longer a namespace file.
-    // lab:hint NsFile::open(pin)? gives .kind and .inode; drop it before umount2(pin,
-    // lab:hint MntFlags::empty()). The steps: "open(PIN) -> uts:[INODE]", "umount2(PIN)", then say
-    // lab:hint "PIN is a plain empty file again" and step "unlink(PIN)" after remove_file.
+    // lab:begin ns-unpin
     let held = NsFile::open(pin)?;
     out.step(
         "host",

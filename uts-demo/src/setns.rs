@@ -71,14 +71,7 @@ pub fn setns_demo(
         }
     }
     for file in &files {
-        // lab:begin ns-setns-join tests=setns_joins_the_uts_namespace,setns_with_a_type
-        // TODO(lab): join the namespace of one opened file with setns(2), then report the call.
-        // TODO(lab): With --type, pass that type's CLONE_NEW* flag so the kernel checks the file's
-        // TODO(lab): type (EINVAL if it differs); without it, pass 0 (any type).
-        // lab:hint kind.map_or(CloneFlags::empty(), NsKind::flag) is the nstype; setns(&file.file,
-        // lab:hint nstype). The error context and the step are both "setns(PATH, FLAG)" with FLAG
-        // lab:hint from kind.map_or("0", NsKind::flag_name): out.step("host", call).
-        // ANCHOR: setns
+        // lab:begin ns-setns-join
         // nstype 0 accepts a namespace of any type; a CLONE_NEW* flag makes the kernel check it.
         let nstype = kind.map_or(CloneFlags::empty(), NsKind::flag);
         let call = format!(
@@ -87,7 +80,6 @@ pub fn setns_demo(
             kind.map_or("0", NsKind::flag_name)
         );
         setns(&file.file, nstype).context(call.clone())?;
-        // ANCHOR_END: setns
         out.step("host", call);
         // lab:end ns-setns-join
     }

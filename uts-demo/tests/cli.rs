@@ -149,7 +149,9 @@ fn clone_changes_the_parents_hostname_only_without_clone_newuts() {
     let reads = table_row(&r.stdout, "parent then reads");
     assert_eq!(
         reads,
-        vec!["\"nslab-clone-test\"".to_string(), format!("\"{host}\"")]
+        vec!["\"nslab-clone-test\"".to_string(), format!("\"{host}\"")],
+        "what the parent reads after each child: expected the name the child without \
+         CLONE_NEWUTS set (it shares the parent's namespace), then its own unchanged name"
     );
     assert_eq!(
         table_row(&r.stdout, "child's UTS namespace"),
@@ -263,7 +265,11 @@ fn setns_joins_the_uts_namespace_of_a_running_process() {
         "/proc/sys/kernel/hostname",
     ]);
     r.expect_code(0);
-    assert_eq!(r.stdout.lines().last(), Some("nslab-setns-target"));
+    assert_eq!(
+        r.stdout.lines().last(),
+        Some("nslab-setns-target"),
+        "the command run after setns reads the hostname of the target's UTS namespace"
+    );
     assert!(
         r.stdout.contains("differ from ours: uts\n"),
         "only uts differs:\n{}",

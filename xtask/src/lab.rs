@@ -1,37 +1,32 @@
 //! `cargo xtask lab`: classroom exercises cut out of the demos themselves, checked by the demos'
-//! own snapshot tests (as rustlings does for its exercises).
+//! own tests (as rustlings does for its exercises).
 //!
-//! # One source of truth
+//! # Two places, one job each
 //!
-//! An exercise is a region of a demo's real source, between two marker comments:
+//! The code of an exercise is a region of a demo's real source between two one-line markers,
+//! and nothing else marks it there:
 //!
 //! ```text
-//!         // lab:begin uts-named-child tests=persist_keeps_a_namespace_alive
-//!         // TODO(lab): name the child's new UTS namespace, then stay alive until the parent is done.
-//!         // TODO(lab): ... (more guidance lines)
-//!         // lab:hint sethostname(name), then child.step(...), then child.ready_and_wait()? ...
+//!         // lab:begin uts-named-child
 //!         sethostname(name).with_context(|| format!("sethostname(\"{name}\")"))?;
 //!         ...
 //!         // lab:end uts-named-child
 //! ```
 //!
-//! - `lab:begin ID tests=F1,F2 [crate=CRATE]`: the ID (its prefix before the first `-` names the
-//!   chapter, see [`CHAPTERS`]), the test-name filters of `CRATE/tests/cli.rs` that exercise
-//!   the region (`CRATE` defaults to the crate whose `src/` holds it).
-//! - `TODO(lab):` lines are the guidance. They stay in the reference, where they read as
-//!   explanation, and the skeleton keeps them (as `TODO:`). The first one is the title.
-//! - `lab:hint` lines are shown by `cargo xtask lab hint ID` and left out of the skeleton.
-//! - `lab:end ID` closes the region.
+//! Everything else is in the manifest, `xtask/labs.toml` ([`MANIFEST`], rustlings' `info.toml`
+//! is the model): the chapter, the tests that check it, the goal (the title), the guidance (the
+//! skeleton's `TODO` lines), the hints (`cargo xtask lab hint ID [N]`, one more each time), the
+//! explanation shown after a pass, hints chosen by what went wrong (`feedback`: the first whose
+//! `when` occurs in the failed output), and the wrong variants. So the lesson code, and the book
+//! that includes it, carries no exercise text, and `lab verify` and the book check make sure no
+//! chapter shows a region (the answer).
 //!
-//! The skeleton is the region with its code replaced by `todo!("ID");`. A region is therefore a
-//! run of whole statements that declares nothing the code after it uses (a whole function or
-//! closure body, or statements in the middle of one): the skeleton must compile, so that an
-//! unsolved exercise fails its tests, not the build. Keep the narration (`out.step(...)`)
-//! outside the region where the lesson allows it: the learner writes the mechanism, not the
-//! exact wording of the transcript.
-//!
-//! Nothing is duplicated: this file only knows the chapter prefixes; the list of exercises, the
-//! skeletons, the hints and the solutions all come from the markers in the crates' `src/`.
+//! The skeleton is the region with its code replaced by the guidance and `todo!("ID");`. A
+//! region is therefore a run of whole statements that declares nothing the code after it uses (a
+//! whole function or closure body, or statements in the middle of one): the skeleton must
+//! compile, so that an unsolved exercise fails its tests, not the build. Keep the narration
+//! (`out.step(...)`) outside the region where the lesson allows it: the learner writes the
+//! mechanism, not the exact wording of the transcript.
 //!
 //! # How a learner works
 //!
@@ -42,22 +37,29 @@
 //! workspace sources to `target/lab/ws`, splices the learner's code into the marked region,
 //! and runs `cargo test -p CRATE --test cli -- FILTERS` there (`NSLAB_NO_SKIP=1`, so a skipped
 //! test cannot pass as solved), with its own target directory `target/lab/target` so that
-//! rebuilds are incremental. The learner's version must make the same snapshots as the
-//! reference, with the same redactions.
+//! rebuilds are incremental. A failure shows the failed assertions (expected and actual, with
+//! units), the demo's error, and the hint that matches the failure; a pass, the explanation.
+//!
+//! # Checkers that refuse wrong answers
+//!
+//! Each exercise keeps three or more wrong variants in the manifest (the reference with a step
+//! removed, two steps swapped, a wrong flag or constant, the mistake students really make),
+//! each as `[from, to]` replacements of the reference and the text its failure must show.
+//! `lab verify` proves that the skeleton and every wrong variant fail the exercise's tests, for
+//! the expected reason and with a failure-specific hint, prints what the learner would see for each, and that the reference
+//! passes (`--repeat N`: N times, each right after a rebuild). It builds each crate once: the
+//! regions are multiplexed ([`multiplexed`]) into a `match` on `NSLAB_LAB_VARIANT`, which the
+//! test runs set, so every variant is the same test binary run with another value.
 //!
 //! # Adding an exercise
 //!
-//! 1. Put `// lab:begin ID tests=...` and `// lab:end ID` around the statements in the demo's
-//!    source, with one or more `// TODO(lab):` lines (what to do, in the reader's words; the
-//!    first, a one-line title) and `// lab:hint` lines (the call to use, the trap to avoid).
-//!    The tests are those of `tests/cli.rs` (`--test cli`). Pick tests whose snapshot or
-//!    assertion shows the region's work, and keep them few: they run on every check. Put the
-//!    markers outside a book `ANCHOR` region where you can, so the book does not show them.
-//!    For the container chapter (`minicontainer`, book/src/container.md) the prefix is `ctr-`.
-//! 2. Run `cargo xtask lab verify ID`: the splice must give back the file byte for byte, the
-//!    skeleton must compile, and the named tests must exist, fail with it and pass with the
-//!    reference.
-//! 3. List it in the table "In code: `cargo xtask lab`" at the end of its chapter in
+//! 1. Put `// lab:begin ID` and `// lab:end ID` around the statements in the demo's source,
+//!    outside any book `ANCHOR` region (the book check fails on an excerpt that shows one).
+//! 2. Describe it in `xtask/labs.toml`: tests (of `tests/cli.rs`, few: they run on every check;
+//!    where the kernel refuses the mistake only without privilege, a test that runs the demo as
+//!    `nobody`), goal, guidance, hints, explanation, feedback, three wrong variants.
+//! 3. Run `cargo xtask lab verify ID`.
+//! 4. List it in the table "In code: `cargo xtask lab`" at the end of its chapter in
 //!    `book/src/` (verify checks that every ID appears, in backquotes, in its chapter).
 //!
 //! # Without root
@@ -114,7 +116,81 @@ const END: &str = "// lab:end";
 const TODO: &str = "// TODO(lab):";
 const HINT: &str = "// lab:hint";
 
-/// One exercise, as its markers describe it.
+/// The labs' manifest: what each exercise asks, its hints, its wrong variants.
+pub const MANIFEST: &str = "xtask/labs.toml";
+
+/// Source files whose markers still carry the exercise text of the old format (`tests=` words,
+/// `TODO(lab)` and `lab:hint` lines). Tolerated (with a warning) until their owner removes it;
+/// the manifest is read for them as for every other exercise.
+const LEGACY_MARKERS: &[&str] = &[
+    "minicontainer/src/engine/mod.rs",
+    "minicontainer/src/engine/rootfs.rs",
+];
+
+/// `xtask/labs.toml`, as written (rustlings' `info.toml` is the model).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    exercise: Vec<Entry>,
+}
+
+/// One `[[exercise]]` of the manifest.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub id: String,
+    /// The chapter's file in book/src (it must match the ID's prefix).
+    pub chapter: String,
+    /// The crate whose `tests/cli.rs` checks it (default: the crate whose `src/` holds it).
+    #[serde(rename = "crate")]
+    pub test_crate: Option<String>,
+    /// Test-name filters of that `tests/cli.rs`.
+    pub tests: Vec<String>,
+    /// One line: what to do (the exercise's title).
+    pub goal: String,
+    /// What the learner needs to know, in the reader's words (the skeleton's `TODO` lines).
+    pub guidance: String,
+    /// Shown one by one by `cargo xtask lab hint ID`.
+    pub hints: Vec<String>,
+    /// Shown after a pass: what the kernel did, why the code is as it is.
+    pub explanation: String,
+    /// Hints chosen by what went wrong: the first whose `when` occurs in the failed output.
+    #[serde(default)]
+    pub feedback: Vec<Feedback>,
+    /// Plausible wrong solutions: each must fail the checker (`lab verify`).
+    #[serde(default)]
+    pub wrong: Vec<Wrong>,
+    /// Run the tests in a mount namespace of their own whose mounts are all shared (as on a
+    /// systemd host), where a runtime that forgets to make its mounts private is refused; on a
+    /// host whose root is private, the mistake would go unseen.
+    #[serde(default)]
+    pub shared_mounts: bool,
+}
+
+/// A hint for one kind of failure (iximiuz Labs' "hintcheck"): shown when `when` is part of
+/// the failed tests' output.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feedback {
+    pub when: String,
+    pub hint: String,
+}
+
+/// A wrong solution: the reference with `replace` applied (each `[from, to]`: `from` occurs
+/// exactly once in the reference's region).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wrong {
+    pub name: String,
+    /// What kind of mistake: "step removed", "steps swapped", "wrong flag", "student mistake", ...
+    pub mistake: String,
+    pub replace: Vec<[String; 2]>,
+    /// Part of what the learner must see when the checker refuses it: the failure is for
+    /// the lesson's reason, not by luck.
+    pub expect: String,
+}
+
+/// One exercise: where its markers are, and its manifest entry.
 #[derive(Debug, Clone)]
 pub struct Exercise {
     pub id: String,
@@ -126,12 +202,18 @@ pub struct Exercise {
     pub title: String,
     pub guidance: Vec<String>,
     pub hint: Vec<String>,
+    pub explanation: String,
+    pub feedback: Vec<Feedback>,
+    pub wrong: Vec<Wrong>,
+    pub shared_mounts: bool,
     /// Line indexes (0-based) of the begin and end markers.
     begin: usize,
     end: usize,
     /// Indentation of the begin marker.
     indent: String,
     chapter: usize,
+    /// Exercise text found between the markers (the old format): a problem for `verify`.
+    legacy: Vec<String>,
 }
 
 impl Exercise {
@@ -141,23 +223,83 @@ impl Exercise {
 
     /// The region's inside as the learner starts it: guidance and `todo!()`.
     fn skeleton_body(&self) -> Vec<String> {
-        let mut body: Vec<String> = self
-            .guidance
-            .iter()
+        let mut body: Vec<String> = std::iter::once(&self.title)
+            .chain(&self.guidance)
             .map(|g| format!("{}// TODO: {g}", self.indent))
             .collect();
         body.push(format!("{}todo!(\"{}\");", self.indent, self.id));
         body
     }
+
+    /// The reference's region with a wrong variant's replacements made.
+    fn wrong_body(&self, reference: &[String], w: &Wrong) -> Result<Vec<String>> {
+        let mut text = reference.join("\n") + "\n";
+        for [from, to] in &w.replace {
+            let n = text.matches(from.as_str()).count();
+            ensure!(
+                n == 1,
+                "{}: wrong variant {}: {from:?} occurs {n} times in the reference (once expected)",
+                self.id,
+                w.name
+            );
+            text = text.replacen(from.as_str(), to, 1);
+        }
+        Ok(text.lines().map(String::from).collect())
+    }
+
+    /// The hint that matches this failure's output, if one does.
+    fn feedback_for(&self, log: &str) -> Option<&str> {
+        self.feedback
+            .iter()
+            .find(|f| log.contains(&f.when))
+            .map(|f| f.hint.as_str())
+    }
+}
+
+/// Where the exercises' code is: (file relative to the root, first and last line of the region,
+/// 1-based and counting the markers, ID). The book check keeps the chapters away from them.
+pub fn regions(root: &Path) -> Result<Vec<(PathBuf, usize, usize, String)>> {
+    Ok(exercises(root)?
+        .into_iter()
+        .map(|e| (e.file, e.begin + 1, e.end + 1, e.id))
+        .collect())
 }
 
 fn lines_of(text: &str) -> Vec<&str> {
     text.split_inclusive('\n').collect()
 }
 
+/// The manifest's entries, by ID.
+fn manifest(root: &Path) -> Result<BTreeMap<String, Entry>> {
+    let path = root.join(MANIFEST);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let m: Manifest = toml::from_str(&text).with_context(|| format!("parse {MANIFEST}"))?;
+    let mut by_id = BTreeMap::new();
+    for e in m.exercise {
+        let id = e.id.clone();
+        ensure!(
+            by_id.insert(id.clone(), e).is_none(),
+            "{MANIFEST}: exercise {id} is described twice"
+        );
+    }
+    Ok(by_id)
+}
+
+/// A marker found in a source: ID, file, crate, lines, indentation, legacy text.
+struct Marked {
+    id: String,
+    file: PathBuf,
+    krate: String,
+    begin: usize,
+    end: usize,
+    indent: String,
+    legacy: Vec<String>,
+}
+
 /// Every exercise in the crates' sources, in chapter order (then file and line).
 pub fn exercises(root: &Path) -> Result<Vec<Exercise>> {
-    let mut all = Vec::new();
+    let mut marked = Vec::new();
     for krate in CRATES {
         let src = root.join(krate).join("src");
         let mut files = Vec::new();
@@ -167,19 +309,78 @@ pub fn exercises(root: &Path) -> Result<Vec<Exercise>> {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("read {}", file.display()))?;
             let rel = file.strip_prefix(root).unwrap_or(&file).to_path_buf();
-            parse_file(&rel, krate, &text, &mut all)?;
+            parse_file(&rel, krate, &text, &mut marked)?;
         }
     }
-    let mut seen = BTreeSet::new();
-    for e in &all {
-        ensure!(
-            seen.insert(e.id.clone()),
-            "exercise {} is marked twice",
-            e.id
-        );
+    let mut entries = manifest(root)?;
+    let mut all = Vec::new();
+    for m in marked {
+        let e = entries.remove(&m.id).with_context(|| {
+            format!(
+                "{}:{}: exercise {} has no [[exercise]] in {MANIFEST}",
+                m.file.display(),
+                m.begin + 1,
+                m.id
+            )
+        })?;
+        all.push(exercise(m, e)?);
+    }
+    if let Some(id) = entries.keys().next() {
+        bail!("{MANIFEST}: exercise {id} has no `// lab:begin {id}` marker in a crate's src/");
     }
     all.sort_by(|a, b| (a.chapter, &a.file, a.begin).cmp(&(b.chapter, &b.file, b.begin)));
     Ok(all)
+}
+
+fn exercise(m: Marked, e: Entry) -> Result<Exercise> {
+    let prefix = m.id.split('-').next().unwrap_or_default();
+    let chapter = CHAPTERS
+        .iter()
+        .position(|(p, _, _)| *p == prefix)
+        .with_context(|| format!("{}: the prefix {prefix:?} names no chapter", m.id))?;
+    ensure!(
+        CHAPTERS[chapter].1 == e.chapter,
+        "{MANIFEST}: {}: chapter {:?}, but the prefix {prefix:?} is {:?}",
+        m.id,
+        e.chapter,
+        CHAPTERS[chapter].1
+    );
+    ensure!(!e.tests.is_empty(), "{MANIFEST}: {}: no tests", m.id);
+    ensure!(
+        !e.goal.contains('\n') && !e.goal.trim().is_empty(),
+        "{MANIFEST}: {}: the goal is one line",
+        m.id
+    );
+    let names: BTreeSet<&str> = e.wrong.iter().map(|w| w.name.as_str()).collect();
+    ensure!(
+        names.len() == e.wrong.len() && !names.contains("skeleton"),
+        "{MANIFEST}: {}: wrong variants need distinct names (not \"skeleton\")",
+        m.id
+    );
+    Ok(Exercise {
+        test_crate: e.test_crate.unwrap_or(m.krate),
+        tests: e.tests,
+        title: e.goal.trim().to_string(),
+        guidance: e
+            .guidance
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        hint: e.hints,
+        explanation: e.explanation.trim().to_string(),
+        feedback: e.feedback,
+        wrong: e.wrong,
+        shared_mounts: e.shared_mounts,
+        id: m.id,
+        file: m.file,
+        begin: m.begin,
+        end: m.end,
+        indent: m.indent,
+        chapter,
+        legacy: m.legacy,
+    })
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -197,12 +398,28 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn parse_file(rel: &Path, krate: &str, text: &str, out: &mut Vec<Exercise>) -> Result<()> {
+/// The markers of one file. A marker line is `// lab:begin ID` or `// lab:end ID`, nothing
+/// else; anything more (the old format's `tests=` words, `TODO(lab)` and `lab:hint` lines) is
+/// kept as `legacy` in the files of [`LEGACY_MARKERS`] and refused elsewhere.
+fn parse_file(rel: &Path, krate: &str, text: &str, out: &mut Vec<Marked>) -> Result<()> {
     let lines = lines_of(text);
-    let mut open: Option<Exercise> = None;
+    let legacy_ok = LEGACY_MARKERS.iter().any(|f| rel == Path::new(f));
+    let mut open: Option<Marked> = None;
     for (i, raw) in lines.iter().enumerate() {
         let line = raw.trim();
         let here = || format!("{}:{}", rel.display(), i + 1);
+        let legacy = |what: &str, open: &mut Option<Marked>| -> Result<()> {
+            ensure!(
+                legacy_ok,
+                "{}: {what}: exercise text belongs in {MANIFEST}; the source keeps only \
+                 `// lab:begin ID` and `// lab:end ID`",
+                here()
+            );
+            if let Some(m) = open.as_mut() {
+                m.legacy.push(format!("{}: {what}", here()));
+            }
+            Ok(())
+        };
         if let Some(rest) = line.strip_prefix(BEGIN) {
             ensure!(
                 open.is_none(),
@@ -211,68 +428,44 @@ fn parse_file(rel: &Path, krate: &str, text: &str, out: &mut Vec<Exercise>) -> R
             );
             let mut words = rest.split_whitespace();
             let id = words.next().context("lab:begin without an ID")?.to_string();
-            let prefix = id.split('-').next().unwrap_or_default();
-            let chapter = CHAPTERS
-                .iter()
-                .position(|(p, _, _)| *p == prefix)
-                .with_context(|| {
-                    format!("{}: {id}: the prefix {prefix:?} names no chapter", here())
-                })?;
-            let (mut tests, mut test_crate) = (Vec::new(), krate.to_string());
-            for w in words {
-                match w.split_once('=') {
-                    Some(("tests", list)) => {
-                        tests = list.split(',').map(String::from).collect();
-                    }
-                    Some(("crate", c)) => test_crate = c.to_string(),
-                    _ => bail!("{}: {id}: unknown lab:begin word {w:?}", here()),
-                }
-            }
-            ensure!(!tests.is_empty(), "{}: {id}: no tests=", here());
             let indent = raw[..raw.len() - raw.trim_start().len()].to_string();
-            open = Some(Exercise {
+            open = Some(Marked {
                 id,
                 file: rel.to_path_buf(),
-                test_crate,
-                tests,
-                title: String::new(),
-                guidance: Vec::new(),
-                hint: Vec::new(),
+                krate: krate.to_string(),
                 begin: i,
                 end: 0,
                 indent,
-                chapter,
+                legacy: Vec::new(),
             });
+            if let Some(w) = words.next() {
+                legacy(&format!("lab:begin word {w:?}"), &mut open)?;
+            }
         } else if let Some(rest) = line.strip_prefix(END) {
-            let mut e = open
+            let mut m = open
                 .take()
                 .with_context(|| format!("{}: lab:end without lab:begin", here()))?;
             ensure!(
-                rest.trim() == e.id,
+                rest.trim() == m.id,
                 "{}: lab:end {:?} closes {}",
                 here(),
                 rest.trim(),
-                e.id
+                m.id
             );
-            ensure!(
-                !e.guidance.is_empty(),
-                "{}: {} has no TODO(lab) line",
-                here(),
-                e.id
-            );
-            e.end = i;
-            e.title = e.guidance[0].clone();
-            out.push(e);
-        } else if let Some(e) = open.as_mut() {
-            if let Some(g) = line.strip_prefix(TODO) {
-                e.guidance.push(g.trim().to_string());
-            } else if let Some(h) = line.strip_prefix(HINT) {
-                e.hint.push(h.trim().to_string());
-            }
+            m.end = i;
+            out.push(m);
+        } else if line.starts_with(TODO) || line.starts_with(HINT) {
+            ensure!(open.is_some(), "{}: {line:?} outside an exercise", here());
+            let what = if line.starts_with(TODO) {
+                "TODO(lab)"
+            } else {
+                "lab:hint"
+            };
+            legacy(&format!("a {what} line"), &mut open)?;
         }
     }
-    if let Some(e) = open {
-        bail!("{}: {} has no lab:end", rel.display(), e.id);
+    if let Some(m) = open {
+        bail!("{}: {} has no lab:end", rel.display(), m.id);
     }
     Ok(())
 }
@@ -446,6 +639,60 @@ fn sync_workspace(root: &Path, ws: &Path, overrides: &BTreeMap<PathBuf, String>)
     Ok(())
 }
 
+/// Remove a test run's temporary directory, unless something is still mounted below it (then
+/// it is left, and said: removing it would reach into the mounted filesystem).
+fn remove_tmp(tmp: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = tmp.display().to_string();
+    if mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| labkit::cgroupfs::unescape(m).starts_with(&prefix))
+    {
+        eprintln!(
+            "lab: {} still has a mount below it; left in place",
+            tmp.display()
+        );
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir_all(tmp) {
+        eprintln!("lab: rm -r {}: {e}", tmp.display());
+    }
+}
+
+/// The `nslab-*` cgroups below this process's own cgroup in each hierarchy (two levels down),
+/// and the `nslab-*` entries of the temporary directory: what verify compares before and after.
+fn nslab_objects() -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for line in own.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or("/"));
+        let path = path.trim_start_matches('/');
+        if ctrls.is_empty() {
+            dirs.push(Path::new("/sys/fs/cgroup/unified").join(path));
+            dirs.push(Path::new("/sys/fs/cgroup").join(path));
+        } else {
+            for c in ctrls.split(',') {
+                let c = c.trim_start_matches("name=");
+                dirs.push(Path::new("/sys/fs/cgroup").join(c).join(path));
+            }
+            dirs.push(Path::new("/sys/fs/cgroup").join(ctrls).join(path));
+        }
+    }
+    dirs.push(std::env::temp_dir());
+    for dir in dirs {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("nslab-") && e.file_type().is_ok_and(|t| t.is_dir()) {
+                found.insert(e.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
 /// What one run of an exercise's tests gave.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
@@ -470,10 +717,15 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// The copy and its target directory are in `target/lab`, or in `$NSLAB_LAB_DIR` (so that
+    /// two `lab verify` can run at once, each in a directory of its own).
     fn new(root: &Path, quiet: bool) -> Scratch {
+        let dir = std::env::var_os("NSLAB_LAB_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target/lab"));
         Scratch {
-            ws: root.join("target/lab/ws"),
-            target: root.join("target/lab/target"),
+            ws: dir.join("ws"),
+            target: dir.join("target"),
             quiet,
             vm: false,
         }
@@ -492,8 +744,9 @@ impl Scratch {
         cmd
     }
 
-    /// Build and run `e`'s tests in the workspace copy as it is.
-    fn run_tests(&self, e: &Exercise) -> Result<(Outcome, String)> {
+    /// Build and run `e`'s tests in the workspace copy as it is. `variant` selects one arm of
+    /// a region `lab verify` multiplexed (`ID/skeleton`, `ID/NAME`; `None`: the reference).
+    fn run_tests(&self, e: &Exercise, variant: Option<&str>) -> Result<(Outcome, String)> {
         let mut build = self.cargo(&["test", "-p", &e.test_crate, "--test", "cli", "--no-run"]);
         if !self.quiet {
             eprintln!(
@@ -514,10 +767,29 @@ impl Scratch {
             let mut cmd = self.cargo(&["xtask", "vm-test"]);
             cmd.env("NSLAB_VM_FILTER", e.tests.join(" "));
             cmd
+        } else if e.shared_mounts {
+            // unshare(1) makes the mount namespace and marks every mount in it shared; the
+            // tests and the host's mounts stay apart.
+            let mut cmd = Command::new("unshare");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            cmd.args(["--mount", "--propagation", "shared", "--", &cargo])
+                .args(&args)
+                .current_dir(&self.ws)
+                .env("CARGO_TARGET_DIR", &self.target)
+                .env("NSLAB_NO_SKIP", "1")
+                .env("INSTA_UPDATE", "no")
+                .env("NO_COLOR", "1")
+                .env("RUST_BACKTRACE", "0")
+                .env_remove("INSTA_FORCE_PASS");
+            cmd
         } else {
             self.cargo(&args)
         };
         cmd.process_group(0);
+        match variant {
+            Some(v) => cmd.env(VARIANT_VAR, v),
+            None => cmd.env_remove(VARIANT_VAR),
+        };
         if !self.quiet {
             if self.vm {
                 eprintln!(
@@ -532,9 +804,28 @@ impl Scratch {
                 );
             }
         }
+        // With shared mounts, a wrong solution's mounts propagate where its runtime cannot
+        // remove them, and so do its directories: give the run a temporary directory of its
+        // own (mode 1777, as /tmp), removed with what it holds once the namespace is gone.
+        // (Other runs keep /tmp: the snapshots' filters know its paths.)
+        let tmp = e.shared_mounts.then(|| {
+            std::env::temp_dir().join(format!(
+                "nslab-lab-{}-{}",
+                std::process::id(),
+                variant.unwrap_or(&e.id).replace('/', "-")
+            ))
+        });
+        if let Some(tmp) = &tmp {
+            std::fs::create_dir_all(tmp).with_context(|| format!("mkdir {}", tmp.display()))?;
+            std::fs::set_permissions(tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
+            cmd.env("TMPDIR", tmp);
+        }
         // The output goes to a file: the learner sees it afterwards, verify keeps it for a
         // failure report.
-        let log_path = self.target.join(format!("{}.log", e.id));
+        let log_path = self.target.join(format!(
+            "{}.log",
+            variant.unwrap_or(&e.id).replace('/', "-")
+        ));
         std::fs::create_dir_all(&self.target)?;
         let log_file = std::fs::File::create(&log_path)?;
         cmd.stdout(log_file.try_clone()?).stderr(log_file);
@@ -552,6 +843,9 @@ impl Scratch {
             }
             std::thread::sleep(Duration::from_millis(100));
         };
+        if let Some(tmp) = &tmp {
+            remove_tmp(tmp);
+        }
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         let Some(status) = status else {
             return Ok((Outcome::TimedOut, text));
@@ -726,7 +1020,7 @@ fn check_one(root: &Path, e: &Exercise, scratch: &Scratch) -> Result<bool> {
     let text = std::fs::read_to_string(root.join(&e.file))?;
     overrides.insert(e.file.clone(), splice(&text, e, &body)?);
     sync_workspace(root, &scratch.ws, &overrides)?;
-    let (outcome, log) = scratch.run_tests(e)?;
+    let (outcome, log) = scratch.run_tests(e, None)?;
     let passed = matches!(outcome, Outcome::Passed(_));
     match &outcome {
         Outcome::CompileError => {
@@ -734,14 +1028,22 @@ fn check_one(root: &Path, e: &Exercise, scratch: &Scratch) -> Result<bool> {
             eprintln!("lab: {}: your code does not compile (errors above)", e.id);
         }
         Outcome::Passed(n) => {
-            println!("lab: ✓ {}: {n} test(s) pass with your code", e.id)
+            println!("lab: ✓ {}: {n} test(s) pass with your code", e.id);
+            println!("\n{}\n", e.explanation);
         }
         Outcome::Failed(p, f) => {
             println!("{log}");
             println!(
-                "lab: ✗ {}: {f} test(s) failed, {p} passed (output above; `cargo xtask lab hint {}`)",
-                e.id, e.id
+                "lab: ✗ {}: {f} test(s) failed, {p} passed (output above)",
+                e.id
             );
+            for l in student_view(&log) {
+                println!("     {l}");
+            }
+            match e.feedback_for(&log) {
+                Some(h) => println!("lab: hint for this failure: {h}"),
+                None => println!("lab: `cargo xtask lab hint {}` gives a hint", e.id),
+            }
         }
         Outcome::NoTests => {
             println!("{log}");
@@ -774,19 +1076,23 @@ fn find<'a>(all: &'a [Exercise], id: &str) -> Result<&'a Exercise> {
     })
 }
 
-fn hint(e: &Exercise) {
+/// The guidance and the first `upto` hints (each call can ask for one more).
+fn hint(e: &Exercise, upto: usize) {
     println!("{}: {}", e.id, e.title);
-    if e.guidance.len() > 1 {
-        println!("\n{}", e.guidance[1..].join(" "));
+    if !e.guidance.is_empty() {
+        println!("\n{}", e.guidance.join(" "));
     }
-    println!(
-        "\nhint: {}",
-        if e.hint.is_empty() {
-            "(none)".to_string()
-        } else {
-            e.hint.join(" ")
-        }
-    );
+    let upto = upto.clamp(1, e.hint.len().max(1));
+    for (i, h) in e.hint.iter().take(upto).enumerate() {
+        println!("\nhint {}/{}: {h}", i + 1, e.hint.len());
+    }
+    if upto < e.hint.len() {
+        println!(
+            "\nthe next hint: cargo xtask lab hint {} {}",
+            e.id,
+            upto + 1
+        );
+    }
     println!(
         "\nthe region is in {}:{}; its tests: cargo test -p {} --test cli -- {}",
         e.file.display(),
@@ -855,13 +1161,119 @@ fn watch(root: &Path, all: &[Exercise]) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // verify (CI)
 
-/// For every exercise (or those named): the splice gives the source back byte for byte, every
-/// chapter has two exercises and lists them, and the skeleton compiles and fails its tests.
-fn verify(root: &Path, all: &[Exercise], only: &[String], static_only: bool) -> Result<()> {
+/// The environment variable that picks an arm of a multiplexed region (see [`multiplexed`]).
+const VARIANT_VAR: &str = "NSLAB_LAB_VARIANT";
+
+/// The sources with every region turned into a `match` on [`VARIANT_VAR`]: one arm per wrong
+/// variant (`ID/NAME`), one for the skeleton (`ID/skeleton`), and the reference for anything
+/// else. One build of a crate then serves every variant of its exercises: `lab verify` runs
+/// the same test binary with another value, where a splice per variant would rebuild the crate
+/// each time. Each arm is the region's code as the splice would put it, in a block of its own,
+/// and the variable is inherited by every process the demo starts.
+fn multiplexed(root: &Path, all: &[Exercise]) -> Result<BTreeMap<PathBuf, String>> {
+    let mut files: BTreeMap<PathBuf, Vec<&Exercise>> = BTreeMap::new();
+    for e in all {
+        files.entry(e.file.clone()).or_default().push(e);
+    }
+    let mut out = BTreeMap::new();
+    for (file, mut list) in files {
+        let mut text = std::fs::read_to_string(root.join(&file))?;
+        // Bottom up, so the line numbers of the regions above stay right.
+        list.sort_by_key(|e| std::cmp::Reverse(e.begin));
+        for e in list {
+            let reference = region_body(&text, e);
+            let i = &e.indent;
+            let mut body = vec![format!(
+                "{i}match std::env::var(\"{VARIANT_VAR}\").as_deref() {{"
+            )];
+            let mut arm = |name: &str, lines: &[String]| {
+                body.push(format!("{i}    {name} => {{"));
+                body.extend(lines.iter().cloned());
+                body.push(format!("{i}    }}"));
+            };
+            arm(&format!("Ok(\"{}/skeleton\")", e.id), &e.skeleton_body());
+            for w in &e.wrong {
+                arm(
+                    &format!("Ok(\"{}/{}\")", e.id, w.name),
+                    &e.wrong_body(&reference, w)?,
+                );
+            }
+            arm("_", &reference);
+            body.push(format!("{i}}}"));
+            text = splice(&text, e, &body)?;
+        }
+        out.insert(file, text);
+    }
+    Ok(out)
+}
+
+/// What a learner sees of a failure, in a few lines: the failed assertions (expected and
+/// actual), the errors the demo printed, and the first lines of a snapshot's difference.
+fn student_view(log: &str) -> Vec<String> {
+    let mut view = Vec::new();
+    let (mut diff, mut after_panic, mut stderr) = (0, 0, 0);
+    for l in log.lines() {
+        let t = l.trim_end();
+        if t.contains("panicked at") {
+            after_panic = 3;
+            continue;
+        }
+        if t == "----- stderr -----" {
+            // The demo's own error and hint, from the transcript in a failed assertion.
+            stderr = 3;
+            continue;
+        }
+        if stderr > 0 {
+            stderr -= 1;
+            if t.trim().is_empty() || t.trim_start().starts_with("left:") {
+                stderr = 0;
+            } else {
+                view.push(t.trim().to_string());
+            }
+            continue;
+        }
+        if after_panic > 0 {
+            after_panic -= 1;
+            let skip = ["note:", "stack backtrace", "----- stdout"];
+            if !t.is_empty() && !skip.iter().any(|s| t.starts_with(s)) {
+                view.push(t.trim().to_string());
+            }
+            continue;
+        }
+        if t.starts_with("Snapshot: ") {
+            view.push(t.to_string());
+        } else if (t.contains("│-") || t.contains("│+")) && diff < 6 {
+            diff += 1;
+            view.push(t.trim().to_string());
+        }
+    }
+    view.dedup();
+    view.truncate(14);
+    view
+}
+
+/// For every exercise (or those named): the manifest and the markers agree, the splice gives
+/// the source back byte for byte, every chapter has two exercises and lists them, and the book
+/// shows no exercise's region; then (unless `static_only`) that the skeleton and every wrong
+/// variant fail their tests, each wrong one for its `expect`ed reason, and that the reference
+/// passes them (`repeat` times in a row, each right after a rebuild).
+fn verify(
+    root: &Path,
+    all: &[Exercise],
+    only: &[String],
+    static_only: bool,
+    repeat: usize,
+) -> Result<()> {
     let started = Instant::now();
     let mut problems = Vec::new();
     // Static checks, for all exercises.
     for e in all {
+        for l in &e.legacy {
+            eprintln!(
+                "lab verify: warning: {l}: exercise text belongs in {MANIFEST} (tolerated in {} until its owner removes it)",
+                e.file.display()
+            );
+        }
         let text = std::fs::read_to_string(root.join(&e.file))?;
         let skeleton = splice(&text, e, &e.skeleton_body())?;
         let e2 = {
@@ -886,6 +1298,50 @@ fn verify(root: &Path, all: &[Exercise], only: &[String], static_only: bool) -> 
                 e.id, CHAPTERS[e.chapter].1
             ));
         }
+        // The chapter's table row names the tests the manifest gives.
+        if let Some(row) = book
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", e.id)))
+        {
+            for t in &e.tests {
+                if !row.contains(t.as_str()) {
+                    problems.push(format!(
+                        "{}: its row in book/src/{} does not name the test filter {t}",
+                        e.id, CHAPTERS[e.chapter].1
+                    ));
+                }
+            }
+        }
+        if e.wrong.len() < 3 {
+            problems.push(format!(
+                "{}: {} wrong variant(s) in {MANIFEST}; three or more prove the checker refuses wrong answers",
+                e.id,
+                e.wrong.len()
+            ));
+        }
+        let reference = region_body(&text, e);
+        for w in &e.wrong {
+            match e.wrong_body(&reference, w) {
+                Ok(body) if body == reference => problems.push(format!(
+                    "{}: wrong variant {} is the reference",
+                    e.id, w.name
+                )),
+                Ok(_) => {}
+                Err(why) => problems.push(format!("{why:#}")),
+            }
+            if w.expect.trim().is_empty() {
+                problems.push(format!(
+                    "{}: wrong variant {} expects nothing",
+                    e.id, w.name
+                ));
+            }
+        }
+        if e.hint.is_empty() || e.explanation.is_empty() {
+            problems.push(format!(
+                "{}: no hints or no explanation in {MANIFEST}",
+                e.id
+            ));
+        }
     }
     for (prefix, file, _) in CHAPTERS {
         let n = all
@@ -903,78 +1359,134 @@ fn verify(root: &Path, all: &[Exercise], only: &[String], static_only: bool) -> 
     } else {
         only.iter().map(|id| find(all, id)).collect::<Result<_>>()?
     };
-    if !static_only {
+    let before = nslab_objects();
+    if !static_only && problems.is_empty() {
         let scratch = Scratch::new(root, true);
-        // Group by the crate tested, so each step rebuilds as little as possible.
+        let mut sources = multiplexed(root, all)?;
+        sync_workspace(root, &scratch.ws, &sources)?;
+        // Group by the crate tested: one build per crate serves every variant.
         let mut order = chosen.clone();
         order.sort_by_key(|e| (e.test_crate.clone(), e.file.clone(), e.begin));
+        let row = |e: &Exercise, what: &str, verdict: &str, t: Instant| {
+            eprintln!(
+                "lab verify: {:<20} {:<22} {verdict}  [{:.0} s]",
+                e.id,
+                what,
+                t.elapsed().as_secs_f64()
+            )
+        };
+        let tail = |log: &str| {
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
         for &e in &order {
+            // The skeleton.
             let t = Instant::now();
-            let text = std::fs::read_to_string(root.join(&e.file))?;
-            let mut overrides = BTreeMap::new();
-            overrides.insert(e.file.clone(), splice(&text, e, &e.skeleton_body())?);
-            sync_workspace(root, &scratch.ws, &overrides)?;
-            let (outcome, log) = scratch.run_tests(e)?;
-            let verdict = match outcome {
-                Outcome::Failed(_, f) if f > 0 => Ok(format!("fails unsolved ({f} test(s))")),
-                Outcome::Failed(..) => Err("the tests failed without a failing test".to_string()),
-                Outcome::Passed(n) => Err(format!("PASSES unsolved ({n} test(s))")),
-                Outcome::NoTests => Err(format!("no test matches {:?}", e.tests)),
-                Outcome::CompileError => Err("the skeleton does not compile".to_string()),
-                Outcome::TimedOut => Err("the unsolved tests time out".to_string()),
-            };
-            match verdict {
-                Ok(v) => eprintln!(
-                    "lab verify: {:<22} {:<12} {v}  [{:.0} s]",
-                    e.id,
-                    e.test_crate,
-                    t.elapsed().as_secs_f64()
-                ),
-                Err(why) => {
-                    let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                    eprintln!(
-                        "lab verify: {:<22} {:<12} {why}\n{}",
-                        e.id,
-                        e.test_crate,
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            let (outcome, log) = scratch.run_tests(e, Some(&format!("{}/skeleton", e.id)))?;
+            match outcome {
+                Outcome::Failed(_, f) if f > 0 => {
+                    row(e, "skeleton", &format!("fails ({f} test(s))"), t)
+                }
+                Outcome::CompileError => {
+                    eprintln!("{}", tail(&log));
+                    bail!(
+                        "the multiplexed sources of {} do not compile (a wrong variant in {MANIFEST}?)",
+                        e.test_crate
                     );
-                    problems.push(format!("{}: {why}", e.id));
+                }
+                other => {
+                    row(e, "skeleton", &format!("{other:?}"), t);
+                    eprintln!("{}", tail(&log));
+                    problems.push(format!("{}: the skeleton does not fail: {other:?}", e.id));
+                }
+            }
+            // The wrong variants: each fails, for its reason, and this is what a learner sees.
+            for w in &e.wrong {
+                let t = Instant::now();
+                let (outcome, log) = scratch.run_tests(e, Some(&format!("{}/{}", e.id, w.name)))?;
+                let view = student_view(&log);
+                let reason = log.contains(&w.expect);
+                match outcome {
+                    Outcome::Failed(_, f) if f > 0 && reason => row(
+                        e,
+                        &w.name,
+                        &format!("fails ({f} test(s)): {}", w.mistake),
+                        t,
+                    ),
+                    Outcome::Failed(_, f) if f > 0 => {
+                        row(e, &w.name, "fails, but not for its reason", t);
+                        problems.push(format!(
+                            "{}/{}: fails, but its output lacks {:?}",
+                            e.id, w.name, w.expect
+                        ));
+                    }
+                    other => {
+                        row(e, &w.name, &format!("is NOT refused: {other:?}"), t);
+                        problems.push(format!(
+                            "{}/{}: the checker does not refuse it ({other:?})",
+                            e.id, w.name
+                        ));
+                    }
+                }
+                for l in &view {
+                    eprintln!("lab verify:     | {l}");
+                }
+                match e.feedback_for(&log) {
+                    Some(h) => eprintln!("lab verify:     | hint for this failure: {h}"),
+                    None => {
+                        eprintln!("lab verify:     | (no failure-specific hint)");
+                        problems.push(format!(
+                            "{}/{}: no [[exercise.feedback]] matches its failure: a learner who makes this mistake gets no hint for it",
+                            e.id, w.name
+                        ));
+                    }
+                }
+            }
+            // The reference, `repeat` times, each run right after a rebuild of the crate.
+            for n in 0..repeat.max(1) {
+                let t = Instant::now();
+                if n > 0 {
+                    let text = sources.get_mut(&e.file).context("multiplexed source")?;
+                    text.push_str(&format!("// lab verify: rebuild {n}\n"));
+                    sync_workspace(root, &scratch.ws, &sources)?;
+                }
+                let (outcome, log) = scratch.run_tests(e, None)?;
+                if let Outcome::Passed(k) = outcome {
+                    row(
+                        e,
+                        "reference",
+                        &format!("passes ({k} test(s)), run {} of {}", n + 1, repeat.max(1)),
+                        t,
+                    );
+                } else {
+                    row(e, "reference", &format!("does not pass: {outcome:?}"), t);
+                    eprintln!("{}", tail(&log));
+                    problems.push(format!(
+                        "{}: the reference does not pass ({outcome:?}), run {}",
+                        e.id,
+                        n + 1
+                    ));
                 }
             }
         }
-        // The reference through the same machinery: the filters name tests that pass with it
-        // in the scratch workspace (one build per crate: nothing is spliced).
-        sync_workspace(root, &scratch.ws, &BTreeMap::new())?;
-        for e in &order {
-            let t = Instant::now();
-            let (outcome, log) = scratch.run_tests(e)?;
-            if let Outcome::Passed(n) = outcome {
-                eprintln!(
-                    "lab verify: {:<22} {:<12} passes with the reference ({n} test(s))  [{:.0} s]",
-                    e.id,
-                    e.test_crate,
-                    t.elapsed().as_secs_f64()
-                );
-            } else {
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!(
-                    "lab verify: {:<22} {:<12} the reference does not pass: {outcome:?}\n{}",
-                    e.id,
-                    e.test_crate,
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-                problems.push(format!(
-                    "{}: the reference does not pass ({outcome:?})",
-                    e.id
-                ));
-            }
+    }
+    if !static_only {
+        // A wrong variant must fail without leaving anything on the host. Something new named
+        // nslab-* may also come from another run at the same time (two verifies at once), so
+        // this says what, and removes nothing; CI's last step fails on anything left.
+        let new: Vec<String> = nslab_objects().difference(&before).cloned().collect();
+        if !new.is_empty() {
+            eprintln!(
+                "lab verify: warning: new nslab-* objects since verify started (this run's leftovers, or another run's):\n  {}",
+                new.join("\n  ")
+            );
         }
     }
     eprintln!(
         "lab verify: {} exercise(s){}, {:.0} s",
         chosen.len(),
         if static_only {
-            " (markers and book only)"
+            " (markers, manifest and book only)"
         } else {
             ""
         },
@@ -988,7 +1500,7 @@ fn verify(root: &Path, all: &[Exercise], only: &[String], static_only: bool) -> 
         );
     }
     eprintln!(
-        "lab verify: every splice is exact, every skeleton compiles and fails its tests, \
+        "lab verify: every splice is exact; every skeleton and wrong variant fails its tests (each wrong one with its hint), \
          and the reference passes them"
     );
     Ok(())
@@ -996,7 +1508,7 @@ fn verify(root: &Path, all: &[Exercise], only: &[String], static_only: bool) -> 
 
 // ---------------------------------------------------------------------------------------------
 
-const USAGE: &str = "usage: cargo xtask lab [list | next | watch | check [ID... | --all] [--vm] | hint ID | reset ID | verify [--static] [ID...]]";
+const USAGE: &str = "usage: cargo xtask lab [list | next | watch | check [ID... | --all] [--vm] | hint ID [N] | reset ID | verify [--static] [--repeat N] [ID...]]";
 
 pub fn lab(root: &Path, args: &[String]) -> Result<()> {
     let all = exercises(root)?;
@@ -1006,7 +1518,12 @@ pub fn lab(root: &Path, args: &[String]) -> Result<()> {
         ["next"] => next(root, &all).map(|_| ()),
         ["watch"] => watch(root, &all),
         ["hint", id] => {
-            hint(find(&all, id)?);
+            hint(find(&all, id)?, 1);
+            Ok(())
+        }
+        ["hint", id, n] => {
+            let n = n.parse().context("lab hint ID N: N is a number")?;
+            hint(find(&all, id)?, n);
             Ok(())
         }
         ["reset", id] => {
@@ -1066,13 +1583,21 @@ pub fn lab(root: &Path, args: &[String]) -> Result<()> {
             Ok(())
         }
         ["verify", rest @ ..] => {
-            let static_only = rest.contains(&"--static");
-            let ids: Vec<String> = rest
-                .iter()
-                .filter(|a| **a != "--static")
-                .map(|s| s.to_string())
-                .collect();
-            verify(root, &all, &ids, static_only)
+            let (mut static_only, mut repeat, mut ids) = (false, 1, Vec::new());
+            let mut it = rest.iter();
+            while let Some(a) = it.next() {
+                match *a {
+                    "--static" => static_only = true,
+                    "--repeat" => {
+                        repeat = it
+                            .next()
+                            .and_then(|n| n.parse().ok())
+                            .context("--repeat N: N is a number")?
+                    }
+                    id => ids.push(id.to_string()),
+                }
+            }
+            verify(root, &all, &ids, static_only, repeat)
         }
         _ => {
             eprintln!("{USAGE}");
@@ -1085,13 +1610,43 @@ pub fn lab(root: &Path, args: &[String]) -> Result<()> {
 mod tests {
     use super::*;
 
-    const SRC: &str = "fn f() -> u32 {\n    // lab:begin ns-demo tests=a,b\n    // TODO(lab): return the answer.\n    // lab:hint it is 42\n    let x = 40;\n    x + 2\n    // lab:end ns-demo\n}\n";
+    const SRC: &str = "fn f() -> u32 {\n    // lab:begin ns-demo\n    let x = 40;\n    x + 2\n    // lab:end ns-demo\n}\n";
+
+    fn entry() -> Entry {
+        toml::from_str::<Manifest>(
+            r#"
+            [[exercise]]
+            id = "ns-demo"
+            chapter = "namespace-api.md"
+            tests = ["a", "b"]
+            goal = "return the answer."
+            guidance = "It is a number.\n"
+            hints = ["it is 42"]
+            explanation = "because"
+            [[exercise.feedback]]
+            when = "left: 41"
+            hint = "one more"
+            [[exercise.wrong]]
+            name = "off-by-one"
+            mistake = "wrong constant"
+            replace = [["x + 2", "x + 1"]]
+            expect = "41"
+            "#,
+        )
+        .unwrap()
+        .exercise
+        .remove(0)
+    }
+
+    fn parsed(src: &str) -> Exercise {
+        let mut marked = Vec::new();
+        parse_file(Path::new("x/src/lib.rs"), "x", src, &mut marked).unwrap();
+        exercise(marked.remove(0), entry()).unwrap()
+    }
 
     #[test]
-    fn markers_parse_and_the_splice_round_trips() {
-        let mut all = Vec::new();
-        parse_file(Path::new("x/src/lib.rs"), "x", SRC, &mut all).unwrap();
-        let e = &all[0];
+    fn markers_and_manifest_make_an_exercise_whose_splice_round_trips() {
+        let e = parsed(SRC);
         assert_eq!(
             (e.id.as_str(), e.tests.clone(), e.title.as_str()),
             (
@@ -1101,12 +1656,43 @@ mod tests {
             )
         );
         assert_eq!(e.hint, ["it is 42"]);
-        let skeleton = splice(SRC, e, &e.skeleton_body()).unwrap();
-        assert!(skeleton.contains("    // TODO: return the answer.\n    todo!(\"ns-demo\");\n"));
+        let skeleton = splice(SRC, &e, &e.skeleton_body()).unwrap();
+        assert!(skeleton.contains(
+            "    // TODO: return the answer.\n    // TODO: It is a number.\n    todo!(\"ns-demo\");\n"
+        ));
         assert!(!skeleton.contains("let x"));
         let mut e2 = e.clone();
         e2.end = e.begin + 1 + e.skeleton_body().len();
-        assert_eq!(splice(&skeleton, &e2, &region_body(SRC, e)).unwrap(), SRC);
+        assert_eq!(splice(&skeleton, &e2, &region_body(SRC, &e)).unwrap(), SRC);
+    }
+
+    #[test]
+    fn a_wrong_variant_is_the_reference_with_its_replacements() {
+        let e = parsed(SRC);
+        let reference = region_body(SRC, &e);
+        assert_eq!(
+            e.wrong_body(&reference, &e.wrong[0]).unwrap(),
+            ["    let x = 40;", "    x + 1"]
+        );
+        let mut twice = e.wrong[0].clone();
+        twice.replace = vec![["x".into(), "y".into()]];
+        assert!(e.wrong_body(&reference, &twice).is_err(), "x occurs twice");
+        assert_eq!(
+            e.feedback_for("assert left: 41 right: 42"),
+            Some("one more")
+        );
+        assert_eq!(e.feedback_for("something else"), None);
+    }
+
+    #[test]
+    fn exercise_text_in_a_source_is_refused() {
+        let mut marked = Vec::new();
+        let words = SRC.replace("lab:begin ns-demo", "lab:begin ns-demo tests=a");
+        assert!(parse_file(Path::new("x.rs"), "x", &words, &mut marked).is_err());
+        let todo = SRC.replace("    let x", "    // TODO(lab): do it\n    let x");
+        assert!(parse_file(Path::new("x.rs"), "x", &todo, &mut marked).is_err());
+        let hint = SRC.replace("    let x", "    // lab:hint 42\n    let x");
+        assert!(parse_file(Path::new("x.rs"), "x", &hint, &mut marked).is_err());
     }
 
     #[test]
@@ -1114,15 +1700,37 @@ mod tests {
         let root = crate::root();
         let all = exercises(&root).unwrap();
         assert!(all.len() >= 18, "{} exercises", all.len());
-        verify(&root, &all, &[], true).unwrap();
+        verify(&root, &all, &[], true, 1).unwrap();
+    }
+
+    #[test]
+    fn every_region_multiplexes_into_one_match() {
+        let root = crate::root();
+        let all = exercises(&root).unwrap();
+        let sources = multiplexed(&root, &all).unwrap();
+        for e in &all {
+            let text = &sources[&e.file];
+            assert!(
+                text.contains(&format!("Ok(\"{}/skeleton\") => {{", e.id)),
+                "{}",
+                e.id
+            );
+            for w in &e.wrong {
+                assert!(text.contains(&format!("Ok(\"{}/{}\") => {{", e.id, w.name)));
+            }
+        }
     }
 
     #[test]
     fn unbalanced_or_unknown_markers_are_refused() {
-        let mut all = Vec::new();
+        let mut marked = Vec::new();
         let open = SRC.replace("// lab:end ns-demo", "");
-        assert!(parse_file(Path::new("x.rs"), "x", &open, &mut all).is_err());
+        assert!(parse_file(Path::new("x.rs"), "x", &open, &mut marked).is_err());
+        marked.clear();
         let chapterless = SRC.replace("ns-demo", "zz-demo");
-        assert!(parse_file(Path::new("x.rs"), "x", &chapterless, &mut all).is_err());
+        parse_file(Path::new("x.rs"), "x", &chapterless, &mut marked).unwrap();
+        let mut e = entry();
+        e.id = "zz-demo".into();
+        assert!(exercise(marked.remove(0), e).is_err());
     }
 }

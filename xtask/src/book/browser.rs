@@ -6,7 +6,9 @@
 //! with a small probe script first in its `<head>`. The probe records uncaught errors, failed
 //! loads of scripts, styles and images, and `console.error`/`console.warn` calls; after the page's
 //! `load` event it checks that every `<img>` was decoded (`naturalWidth > 0`: an SVG that is not
-//! well-formed XML fails here) and writes what it found into a `<pre id="nslab-probe">`.
+//! well-formed XML fails here), that at a projector's width (1280 px, sidebar open) every table
+//! fits the text column and every code block fits or scrolls in its box, none past the window's
+//! edge (element widths compared), and writes what it found into a `<pre id="nslab-probe">`.
 //! `chromium --dump-dom` prints the DOM after the page settled, and its stderr (with
 //! `--enable-logging=stderr`) any console line the probe could not catch. One Chromium per
 //! page, a few at a time: slower than one instance driven over the DevTools protocol, but it
@@ -46,6 +48,45 @@ const PROBE: &str = r#"<script>(function () {
         if (!images[i].complete || images[i].naturalWidth === 0) {
           found.push("picture not rendered: " + images[i].getAttribute("src"));
         }
+      }
+      // The projector: 1280 px wide (the window size) with the sidebar open. A table must fit
+      // the text column (its cells wrap); a code block must fit or scroll in its own box; and
+      // nothing may run past the window's right edge, where it would be cut off.
+      var main = document.querySelector("main");
+      if (main && document.documentElement.classList.contains("sidebar-visible")) {
+        var column = main.getBoundingClientRect().right;
+        var name = function (el) {
+          return el.tagName.toLowerCase() + " \"" +
+            (el.textContent || "").trim().slice(0, 40).replace(/\s+/g, " ") + "\"";
+        };
+        var scrolls = function (el) {
+          return el && /auto|scroll/.test(getComputedStyle(el).overflowX);
+        };
+        main.querySelectorAll("pre, table").forEach(function (el) {
+          var box = el.tagName === "TABLE" ? (el.closest(".table-wrapper") || el) : el;
+          var code = el.tagName === "PRE" ? el.querySelector("code") : null;
+          var r = box.getBoundingClientRect();
+          if (r.right > innerWidth + 1) {
+            found.push("projector (1280 px, sidebar open): " + name(el) + " ends at " +
+              Math.round(r.right) + " px, past the window's " + innerWidth + " px");
+          }
+          if (el.tagName === "TABLE" && el.getBoundingClientRect().width > box.clientWidth + 1) {
+            found.push("projector (1280 px, sidebar open): table " + name(el) + " is " +
+              Math.round(el.getBoundingClientRect().width) + " px wide in a " +
+              box.clientWidth + " px column: its cells must wrap");
+          }
+          if (el.tagName === "PRE") {
+            var inner = code || el;
+            if (inner.scrollWidth > inner.clientWidth + 1 && !scrolls(inner) && !scrolls(el)) {
+              found.push("projector (1280 px, sidebar open): " + name(el) +
+                " is cut off: wider than its box, which neither wraps nor scrolls");
+            }
+            if (r.right > column + 1) {
+              found.push("projector (1280 px, sidebar open): " + name(el) +
+                " sticks out of the text column");
+            }
+          }
+        });
       }
       var out = document.createElement("pre");
       out.id = "nslab-probe";
@@ -174,6 +215,8 @@ fn load_page(chromium: &Path, page: &Path, profile: &Path) -> Result<Loaded> {
             "--enable-logging=stderr",
             "--v=0",
             "--virtual-time-budget=2000",
+            // A projector's width: the probe checks that code and tables fit it.
+            "--window-size=1280,800",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("--dump-dom")
