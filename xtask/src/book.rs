@@ -31,11 +31,6 @@ const NO_OUTPUT_NEEDED: &[&str] = &[
 /// The appendix that explains every hint the programs print.
 const TROUBLESHOOTING: &str = "troubleshooting.md";
 
-/// Chapters kept by another hand, where the new rules are warnings until their owner applies
-/// them: transcripts included from line 4 (with the harness's header lines), and excerpts that
-/// show an exercise's region.
-const OWNED_ELSEWHERE: &[&str] = &["container.md"];
-
 /// The lines `{{#include PATH:SPEC}}` takes from `text`: (first, last), 1-based, inclusive.
 fn included_lines(text: &str, spec: Option<&str>) -> Option<(usize, usize)> {
     let n = text.lines().count();
@@ -166,16 +161,7 @@ fn check_include(chapter: &Path, inc: &Include, problems: &mut Vec<String>) {
                     && header[2] == "---"
                     && header[3].starts_with("exit code: ")
                     && header[4] == "----- stdout -----";
-                let tolerated = first == 4
-                    && OWNED_ELSEWHERE
-                        .iter()
-                        .any(|c| here.to_string().ends_with(c));
-                if tolerated {
-                    eprintln!(
-                        "xtask: warning: {here}: {} is included from line 4, with the harness's header lines (tolerated until its owner moves it to line 6)",
-                        inc.path
-                    );
-                } else if !ok || first != 6 {
+                if !ok || first != 6 {
                     problems.push(format!(
                         "{here}: {} must be included from line 6, after the snapshot's header and the `exit code` and `----- stdout -----` lines",
                         inc.path
@@ -276,11 +262,7 @@ fn check_placeholders(
                 "{}: the prose names the placeholder {p}, which no transcript of the chapter shows",
                 chapter.display()
             );
-            if OWNED_ELSEWHERE.iter().any(|c| chapter.ends_with(c)) {
-                eprintln!("xtask: warning: {msg} (tolerated until its owner changes it)");
-            } else {
-                problems.push(msg);
-            }
+            problems.push(msg);
         }
     }
 }
@@ -492,11 +474,7 @@ pub fn check_sources(root: &Path) -> Result<()> {
                     inc.path,
                     inc.spec.as_deref().unwrap_or("")
                 );
-                if OWNED_ELSEWHERE.iter().any(|c| here.ends_with(c)) {
-                    eprintln!("xtask: warning: {msg} (tolerated until its owner changes it)");
-                } else {
-                    problems.push(msg);
-                }
+                problems.push(msg);
             }
         }
         check_placeholders(chapter, &text, &incs, &every_transcript, &mut problems);
@@ -509,11 +487,7 @@ pub fn check_sources(root: &Path) -> Result<()> {
                 "{}: {asked} \"predict the kernel's answer\" question(s) ({QUESTION}); a chapter has {QUESTIONS_PER_CHAPTER} or more",
                 chapter.display()
             );
-            if OWNED_ELSEWHERE.contains(&name_of(chapter)) {
-                eprintln!("xtask: warning: {msg} (tolerated until its owner adds them)");
-            } else {
-                problems.push(msg);
-            }
+            problems.push(msg);
         }
         questions += asked;
         let name = chapter

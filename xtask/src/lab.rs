@@ -119,14 +119,6 @@ const HINT: &str = "// lab:hint";
 /// The labs' manifest: what each exercise asks, its hints, its wrong variants.
 pub const MANIFEST: &str = "xtask/labs.toml";
 
-/// Source files whose markers still carry the exercise text of the old format (`tests=` words,
-/// `TODO(lab)` and `lab:hint` lines). Tolerated (with a warning) until their owner removes it;
-/// the manifest is read for them as for every other exercise.
-const LEGACY_MARKERS: &[&str] = &[
-    "minicontainer/src/engine/mod.rs",
-    "minicontainer/src/engine/rootfs.rs",
-];
-
 /// `xtask/labs.toml`, as written (rustlings' `info.toml` is the model).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -212,8 +204,6 @@ pub struct Exercise {
     /// Indentation of the begin marker.
     indent: String,
     chapter: usize,
-    /// Exercise text found between the markers (the old format): a problem for `verify`.
-    legacy: Vec<String>,
 }
 
 impl Exercise {
@@ -286,7 +276,7 @@ fn manifest(root: &Path) -> Result<BTreeMap<String, Entry>> {
     Ok(by_id)
 }
 
-/// A marker found in a source: ID, file, crate, lines, indentation, legacy text.
+/// A marker found in a source: ID, file, crate, lines, indentation.
 struct Marked {
     id: String,
     file: PathBuf,
@@ -294,7 +284,6 @@ struct Marked {
     begin: usize,
     end: usize,
     indent: String,
-    legacy: Vec<String>,
 }
 
 /// Every exercise in the crates' sources, in chapter order (then file and line).
@@ -379,7 +368,6 @@ fn exercise(m: Marked, e: Entry) -> Result<Exercise> {
         end: m.end,
         indent: m.indent,
         chapter,
-        legacy: m.legacy,
     })
 }
 
@@ -400,25 +388,19 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// The markers of one file. A marker line is `// lab:begin ID` or `// lab:end ID`, nothing
 /// else; anything more (the old format's `tests=` words, `TODO(lab)` and `lab:hint` lines) is
-/// kept as `legacy` in the files of [`LEGACY_MARKERS`] and refused elsewhere.
+/// refused: exercise text belongs in the manifest.
 fn parse_file(rel: &Path, krate: &str, text: &str, out: &mut Vec<Marked>) -> Result<()> {
     let lines = lines_of(text);
-    let legacy_ok = LEGACY_MARKERS.iter().any(|f| rel == Path::new(f));
     let mut open: Option<Marked> = None;
     for (i, raw) in lines.iter().enumerate() {
         let line = raw.trim();
         let here = || format!("{}:{}", rel.display(), i + 1);
-        let legacy = |what: &str, open: &mut Option<Marked>| -> Result<()> {
-            ensure!(
-                legacy_ok,
+        let refuse = |what: &str| -> Result<()> {
+            bail!(
                 "{}: {what}: exercise text belongs in {MANIFEST}; the source keeps only \
                  `// lab:begin ID` and `// lab:end ID`",
                 here()
-            );
-            if let Some(m) = open.as_mut() {
-                m.legacy.push(format!("{}: {what}", here()));
-            }
-            Ok(())
+            )
         };
         if let Some(rest) = line.strip_prefix(BEGIN) {
             ensure!(
@@ -436,10 +418,9 @@ fn parse_file(rel: &Path, krate: &str, text: &str, out: &mut Vec<Marked>) -> Res
                 begin: i,
                 end: 0,
                 indent,
-                legacy: Vec::new(),
             });
             if let Some(w) = words.next() {
-                legacy(&format!("lab:begin word {w:?}"), &mut open)?;
+                refuse(&format!("lab:begin word {w:?}"))?;
             }
         } else if let Some(rest) = line.strip_prefix(END) {
             let mut m = open
@@ -461,7 +442,7 @@ fn parse_file(rel: &Path, krate: &str, text: &str, out: &mut Vec<Marked>) -> Res
             } else {
                 "lab:hint"
             };
-            legacy(&format!("a {what} line"), &mut open)?;
+            refuse(&format!("a {what} line"))?;
         }
     }
     if let Some(m) = open {
@@ -1268,12 +1249,6 @@ fn verify(
     let mut problems = Vec::new();
     // Static checks, for all exercises.
     for e in all {
-        for l in &e.legacy {
-            eprintln!(
-                "lab verify: warning: {l}: exercise text belongs in {MANIFEST} (tolerated in {} until its owner removes it)",
-                e.file.display()
-            );
-        }
         let text = std::fs::read_to_string(root.join(&e.file))?;
         let skeleton = splice(&text, e, &e.skeleton_body())?;
         let e2 = {

@@ -284,12 +284,7 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
 
 /// Put the container's first process in its groups before it is released.
 fn attach(out: &mut Narrator, limits: &cgroups::Limits, pid: i32) -> Result<()> {
-    // lab:begin ctr-join-cgroups tests=limits_are_enforced
-    // TODO(lab): put the container's first process into each limit group (leaf) made above,
-    // TODO(lab): before it is released: its children are born there, and the cgroup namespace
-    // TODO(lab): it makes next takes this group as its root.
-    // lab:hint limits.groups holds (hierarchy, leaf, top): Group::attach(pid) writes the PID to
-    // lab:hint the leaf's cgroup.procs; pid is the host PID.
+    // lab:begin ctr-join-cgroups
     for (_, leaf, _) in &limits.groups {
         leaf.attach(pid)?;
     }

@@ -141,13 +141,7 @@ fn mount_point_of(path: &Path) -> Result<PathBuf> {
 
 /// Every mount of the new namespace private, recursively.
 fn make_private(r: &mut Reporter) -> Result<()> {
-    // lab:begin ctr-private-root tests=explain_names_every_step,inside_a_container_every_chapter_holds
-    // TODO(lab): make every mount of the container's new mount namespace private, recursively.
-    // TODO(lab): the namespace starts as a copy of the host's, with the host's shared peer groups:
-    // TODO(lab): without this, the overlay and every mount below would propagate to the host, and
-    // TODO(lab): pivot_root(2) refuses a new root whose parent mount is shared (EINVAL).
-    // lab:hint nix::mount::mount(None::<&str>, "/", None::<&str>, MS_REC | MS_PRIVATE, None::<&str>)
-    // lab:hint see the mount chapter: a runtime must make its root private (MNT-*).
+    // lab:begin ctr-private-root
     // ANCHOR: private
     mount(
         None::<&str>,
