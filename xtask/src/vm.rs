@@ -1,5 +1,6 @@
-//! `cargo xtask vm-test`: the privileged test suite on a pure cgroup v2 machine, in a throw-away
-//! virtual machine.
+//! `cargo xtask vm-test`: the test suites, as root and (where a test does) as nobody, on a pure
+//! cgroup v2 machine, in a throw-away virtual machine (overlayfs, veth and the bridge loaded
+//! there from the kernel package it boots).
 //!
 //! Most readers' machines are cgroup v2 only; the development machine may be v1 or hybrid. The
 //! VM boots Debian's kernel (`linux-image-amd64`, fetched with `apt-get download`, or
@@ -86,7 +87,64 @@ const SUITES: &[(&str, Option<&str>, &[&str])] = &[
         ],
     ),
     ("net-demo", None, &[]),
+    // Each but the tests that start util-linux's unshare (--kill-child, --map-root-user: the
+    // VM's busybox has neither).
+    (
+        "uts-demo",
+        None,
+        &[
+            "help_lists_every_subcommand",
+            "show_prints_this_process_names_and_uts_inode",
+            "ns_lists_every_namespace_link_of_this_kernel",
+            "ns_marks_the_namespace_that_differs",
+            "clone_changes_the_parents_hostname_only_without_clone_newuts",
+            "clone_with_rootless_gives_the_same_isolation",
+            "clone_as_an_unprivileged_user_isolates_in_its_own_user_namespace",
+            "unshare_keeps_the_pid_and_changes_the_uts_namespace",
+            "setns_joins_the_uts_namespace_of_a_running_process",
+            "setns_with_a_type_that_does_not_match_gets_the_kernels_einval",
+            "persist_keeps_a_namespace_alive_through_an_open_fd",
+            "persist_pin_outlives_the_run_and_unpin_ends_it",
+            "persist_pin_refuses_an_existing_file_and_leaves_it_alone",
+            "unpin_rejects_a_file_that_is_not_a_pin",
+            "ns_rejects_a_pid_that_does_not_exist",
+            "setns_rejects_a_file_that_is_not_a_namespace",
+            "clone_rejects_a_hostname_over_64_bytes_before_making_anything",
+            "show_of_another_users_process_is_refused_with_a_hint",
+            "show_of_a_process_in_another_uts_namespace_joins_it_to_read_the_name",
+        ],
+    ),
+    ("ipc-demo", None, &[]),
+    (
+        "pid-demo",
+        None,
+        &[
+            "help_lists_every_subcommand",
+            "tree_",
+            "siblings_each_have_a_pid_1",
+            "isolation_hides_the_parent_namespace_but_not_the_reverse",
+            "orphan_is_adopted_by_the_namespaces_init",
+            "init_",
+            "proc_shows_the_namespace_only_after_mounting_a_new_procfs",
+            "monitor_draws_a_namespace_from_the_host",
+            "monitor_rejects_a_pid_that_does_not_exist",
+            "zombies_",
+            "time_namespace_offsets",
+            "every_pid_demo_runs_as_real_root_too",
+            "pid_demos_run_as_an_unprivileged_user",
+        ],
+    ),
+    ("mnt-demo", None, &[]),
+    ("user-demo", None, &[]),
 ];
+/// Cargo's profile settings for the VM's builds: no debug information, stripped.
+const NO_DEBUG_INFO: [(&str, &str); 4] = [
+    ("CARGO_PROFILE_DEV_DEBUG", "false"),
+    ("CARGO_PROFILE_TEST_DEBUG", "false"),
+    ("CARGO_PROFILE_DEV_STRIP", "debuginfo"),
+    ("CARGO_PROFILE_TEST_STRIP", "debuginfo"),
+];
+
 /// How long the VM may take, boot to power-off.
 const TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -367,6 +425,9 @@ fn build(root: &Path) -> Result<Built> {
             krate,
         ])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        // No debug information in the VM's binaries: the initramfs (every test binary and
+        // demo) must fit in the guest's memory twice while it moves to a tmpfs root.
+        .envs(NO_DEBUG_INFO)
         .env("CARGO_TARGET_DIR", &target_dir)
         .current_dir(root)
         .stderr(Stdio::inherit());
@@ -572,7 +633,8 @@ fn init_script(root: &Path, tests: &[(String, String, Vec<String>)], accept: boo
          if [ ! -e /.nslab-tmpfs-root ]; then\n\
          /bin/busybox mkdir -p /newroot\n\
          /bin/busybox mount -t tmpfs -o mode=755 tmpfs /newroot\n\
-         for f in /*; do [ \"$f\" = /newroot ] || /bin/busybox cp -a \"$f\" /newroot/; done\n\
+         for f in /*; do case \"$f\" in /newroot|/bin|/init) ;; *) /bin/busybox mv \"$f\" /newroot/;; esac; done\n\
+         /bin/busybox cp -a /bin /init /newroot/\n\
          /bin/busybox touch /newroot/.nslab-tmpfs-root\n\
          exec /bin/busybox switch_root /newroot /init\n\
          fi\n\
@@ -582,6 +644,7 @@ fn init_script(root: &Path, tests: &[(String, String, Vec<String>)], accept: boo
          mount -t sysfs sysfs /sys\n\
          mount -t devtmpfs devtmpfs /dev\n\
          chmod 1777 /tmp\n\
+         hostname nslab-vm\n\
          mount -t cgroup2 cgroup2 /sys/fs/cgroup\n\
          for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo +$c > /sys/fs/cgroup/cgroup.subtree_control; done\n\
          mkdir /sys/fs/cgroup/vm-system\n\
@@ -624,6 +687,21 @@ fn init_script(root: &Path, tests: &[(String, String, Vec<String>)], accept: boo
     s
 }
 
+/// A small /etc, as a host has one (the demos read some of it): users, groups, the root-only
+/// shadow files, the hostname the init sets.
+fn add_etc(cpio: &mut Cpio) {
+    cpio.file(
+        "/etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+    );
+    cpio.file("/etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
+    cpio.file("/etc/shadow", 0o600, b"root:*:1::::::\nnobody:*:1::::::\n");
+    cpio.file("/etc/gshadow", 0o600, b"root:*::\nnogroup:*::\n");
+    cpio.file("/etc/hostname", 0o644, b"nslab-vm\n");
+    cpio.dir("/root");
+}
+
 /// The kernel's modules into the initramfs, at `/lib/modules/NAME.ko`, with their load order.
 fn add_modules(cpio: &mut Cpio, kernel: &Kernel) -> Result<()> {
     let mut order = String::new();
@@ -654,6 +732,7 @@ fn initramfs(
     let mut cpio = Cpio::default();
     cpio.file("/bin/busybox", 0o755, &std::fs::read(busybox)?);
     add_modules(&mut cpio, kernel)?;
+    add_etc(&mut cpio);
     let mut tests = Vec::new();
     for (i, t) in built.tests.iter().enumerate() {
         let inside = format!("/tests/{i}-{}", t.name);
@@ -876,6 +955,9 @@ fn build_bins(root: &Path) -> Result<Vec<PathBuf>> {
         "x86_64-unknown-linux-gnu",
     ])
     .env("RUSTFLAGS", "-C target-feature=+crt-static")
+    // No debug information in the VM's binaries: the initramfs (every test binary and
+    // demo) must fit in the guest's memory twice while it moves to a tmpfs root.
+    .envs(NO_DEBUG_INFO)
     .env("CARGO_TARGET_DIR", root.join("target/vm"))
     .current_dir(root)
     .stderr(Stdio::inherit());
