@@ -687,8 +687,8 @@ fn init_script(root: &Path, tests: &[(String, String, Vec<String>)], accept: boo
     s
 }
 
-/// A small /etc, as a host has one (the demos read some of it): users, groups, the root-only
-/// shadow files, the hostname the init sets.
+/// A small /etc, as a host has one (the demos read some of it), for vm-test and the sandbox:
+/// users, groups, the root-only shadow files, the hostname the init sets.
 fn add_etc(cpio: &mut Cpio) {
     cpio.file(
         "/etc/passwd",
@@ -995,14 +995,7 @@ pub fn sandbox(root: &Path) -> Result<()> {
             &std::fs::read(bin)?,
         );
     }
-    cpio.file(
-        "/etc/passwd",
-        0o644,
-        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
-    );
-    cpio.file("/etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
-    cpio.file("/etc/hostname", 0o644, b"nslab-vm\n");
-    cpio.dir("/root");
+    add_etc(&mut cpio);
     let init = "#!/bin/busybox sh\n\
         /bin/busybox mkdir -p /proc /sys /dev /tmp /run /bin /sbin /usr/bin /usr/sbin\n\
         /bin/busybox --install -s /bin\n\
