@@ -161,6 +161,9 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     let exe = std::env::current_exe().context("the path of this program")?;
     // One worker per tool, all started first; then the runs interleaved (A B C A B C ...), so
     // that whatever else the machine does in the meantime hits every tool alike.
+    let cpu_before = machine_busy();
+    let own_before = own_cpu().unwrap_or_default();
+    let started = Instant::now();
     let mut workers: Vec<Option<Worker>> = tools
         .iter()
         .enumerate()
@@ -198,21 +201,34 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
         .collect();
     let load_after = load_average();
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let busy = [load, load_after].iter().flatten().any(|l| *l > QUIET_LOAD);
+    // The bench's own runs raise the load average; what matters is everything else: the CPU
+    // time the whole machine spent meanwhile less the bench's own (this process and its
+    // waited-for children), in CPUs kept busy on average.
+    let others = match (cpu_before, machine_busy()) {
+        (Some(before), Some(after)) => {
+            let own = own_cpu().unwrap_or_default().saturating_sub(own_before);
+            let wall = started.elapsed().as_secs_f64();
+            Some(((after - before) - own.as_secs_f64()).max(0.0) / wall.max(1e-3))
+        }
+        _ => None,
+    };
+    let busy = load.is_some_and(|l| l > QUIET_LOAD) || others.is_some_and(|o| o > QUIET_LOAD);
     print!(
         "{}",
         table(&tools, &results, &layout, !busy || opts.busy_ok, opts.burst)
     );
     let shown = |l: Option<f64>| l.map_or("?".into(), |l| format!("{l:.2}"));
     println!(
-        "load average {} before, {} after, on {cpus} CPUs",
+        "load average {} before, {} after (the bench's own runs included), on {cpus} CPUs; other work meanwhile kept {} CPUs busy on average",
         shown(load),
-        shown(load_after)
+        shown(load_after),
+        shown(others)
     );
     if busy && !opts.busy_ok {
         println!(
-            "ratios withheld: a load average above {QUIET_LOAD} means other work slowed the tools \
-             unequally (they were not measured alone); --busy-ok prints them anyway"
+            "ratios withheld: a load average before, or other work meanwhile, above {QUIET_LOAD} \
+             means the tools were not measured alone and were slowed unequally; --busy-ok prints \
+             them anyway"
         );
     }
     let failed: Vec<&str> = tools
@@ -226,6 +242,43 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
         bail!("failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// Seconds of CPU time the whole machine has spent busy since boot (`/proc/stat`'s `cpu` line:
+/// all but idle and iowait), in USER_HZ ticks of 1/100 s.
+fn machine_busy() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy: u64 = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    Some(busy as f64 / 100.0)
+}
+
+/// The CPU time of this process and of its children it has waited for (the workers, whose own
+/// waited-for children are the tools).
+fn own_cpu() -> Option<Duration> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let d = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    let mut total = Duration::ZERO;
+    for who in [UsageWho::RUSAGE_SELF, UsageWho::RUSAGE_CHILDREN] {
+        let u = getrusage(who).ok()?;
+        total += d(u.user_time()) + d(u.system_time());
+    }
+    Some(total)
 }
 
 /// The one-minute load average.
