@@ -139,7 +139,14 @@ fn release(veth: Option<&str>) -> Result<bool> {
     let rtnl = Rtnl::open()?;
     if let Some(veth) = veth {
         if rtnl.links()?.iter().any(|l| l.name == veth) {
-            rtnl.delete(veth)?;
+            if let Err(e) = rtnl.delete(veth) {
+                // Gone in between with the container's network namespace (the kernel takes a
+                // veth pair away with either end's namespace, a moment after its last process):
+                // that is the end asked for.
+                if rtnl.links()?.iter().any(|l| l.name == veth) {
+                    return Err(e);
+                }
+            }
         }
     }
     let links = rtnl.links()?;
