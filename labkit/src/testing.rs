@@ -95,14 +95,18 @@ impl Run {
     }
 }
 
-fn output_to_run(out: std::process::Output) -> Run {
-    Run {
-        code: out.status.code().unwrap_or_else(|| {
-            use std::os::unix::process::ExitStatusExt;
-            128 + out.status.signal().unwrap_or(0)
-        }),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+/// A finished program's output as a [`Run`]: its exit code, or 128 + N when signal N ended
+/// it (as a shell reports it).
+impl From<std::process::Output> for Run {
+    fn from(out: std::process::Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or_else(|| {
+                use std::os::unix::process::ExitStatusExt;
+                128 + out.status.signal().unwrap_or(0)
+            }),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
 
@@ -122,14 +126,14 @@ pub fn command(bin: &Path, args: &[&str]) -> Command {
 
 /// Run a demo binary with `args`; stdin is empty.
 pub fn run(bin: &Path, args: &[&str]) -> Run {
-    output_to_run(command(bin, args).output().expect("spawn the demo binary"))
+    Run::from(command(bin, args).output().expect("spawn the demo binary"))
 }
 
 /// [`run`], also returning the demo's PID: with [`made_by`], a test checks for leftovers by the
 /// names this run made, never by a scan for anything `nslab-*` (another run may be going on).
 pub fn run_with_pid(bin: &Path, args: &[&str]) -> (i32, Run) {
     let (pid, out) = output_with_pid(&mut command(bin, args)).expect("spawn the demo binary");
-    (pid, output_to_run(out))
+    (pid, Run::from(out))
 }
 
 /// `cmd.output()`, also returning the child's PID.
@@ -247,7 +251,7 @@ fn nobody_run(bin: &Path, args: &[&str], cgroup: Option<&Path>) -> (i32, Run) {
         stdout: stdout.join().expect("the stdout reader"),
         stderr: stderr.join().expect("the stderr reader"),
     };
-    (pid, output_to_run(output))
+    (pid, Run::from(output))
 }
 
 /// The host's hostname, to redact it from snapshots.

@@ -120,11 +120,7 @@ impl Bundle {
             (child.id() as i32, child.wait_with_output().unwrap())
         };
         started(pid);
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(out)
     }
 
     /// `minicontainer --root ROOT ARGS` for a command that leaves a container behind (create,
@@ -1749,11 +1745,7 @@ fn in_shared_host(b: &Bundle, args: &[&str]) -> Run {
         .unwrap();
     started(child.id() as i32);
     let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 #[test]
@@ -1903,11 +1895,7 @@ fn preserve_fds_passes_on_exactly_the_descriptors_asked_for() {
             .arg(bin())
             .output()
             .unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(out)
     };
     let r = with_fds(&format!(
         "run --preserve-fds 1 --bundle '{}' {}",

@@ -714,15 +714,21 @@ impl Scratch {
 
     fn cargo(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(args)
-            .current_dir(&self.ws)
+        cmd.args(args);
+        self.checked(&mut cmd);
+        cmd
+    }
+
+    /// The workspace copy, its target directory, and a test environment that skips nothing,
+    /// never rewrites a snapshot and prints no colour: for cargo, or for what wraps it.
+    fn checked(&self, cmd: &mut Command) {
+        cmd.current_dir(&self.ws)
             .env("CARGO_TARGET_DIR", &self.target)
             .env("NSLAB_NO_SKIP", "1")
             .env("INSTA_UPDATE", "no")
             .env("NO_COLOR", "1")
             .env("RUST_BACKTRACE", "0")
             .env_remove("INSTA_FORCE_PASS");
-        cmd
     }
 
     /// Build and run `e`'s tests in the workspace copy as it is. `variant` selects one arm of
@@ -754,14 +760,8 @@ impl Scratch {
             let mut cmd = Command::new("unshare");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             cmd.args(["--mount", "--propagation", "shared", "--", &cargo])
-                .args(&args)
-                .current_dir(&self.ws)
-                .env("CARGO_TARGET_DIR", &self.target)
-                .env("NSLAB_NO_SKIP", "1")
-                .env("INSTA_UPDATE", "no")
-                .env("NO_COLOR", "1")
-                .env("RUST_BACKTRACE", "0")
-                .env_remove("INSTA_FORCE_PASS");
+                .args(&args);
+            self.checked(&mut cmd);
             cmd
         } else {
             self.cargo(&args)
