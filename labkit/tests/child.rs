@@ -219,6 +219,13 @@ fn main() {
             fork_and_clone_refuse_a_second_thread,
         ),
     ];
+    // libtest's listing (`--list`), which `cargo xtask vm-test` asks for: the names, no run.
+    if std::env::args().any(|a| a == "--list") {
+        for (name, _) in checks {
+            println!("{name}: test");
+        }
+        return;
+    }
     // A panic in this program is a failing check and prints; a panic in a child is the expected
     // outcome of a_panicking_child_is_reported, which the parent checks in the report it gets,
     // so the child prints nothing (a passing run shows no panic message).
