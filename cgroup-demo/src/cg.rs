@@ -46,6 +46,19 @@ pub struct Hierarchy {
 /// process's own cgroup, in the hierarchy that contains it.
 static PARENT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
+/// The delegated subtree in use, said once, when the first group is made there (a run refused
+/// for its input says nothing else).
+static DELEGATED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+static ANNOUNCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Make groups under the caller's delegated subtree `dir` ([`delegated_subtree`]), saying so in
+/// one line on stderr when the first one is made.
+pub fn use_delegated(dir: &Path) -> Result<()> {
+    set_parent(dir)?;
+    let _ = DELEGATED.set(PARENT.get().cloned().unwrap_or_else(|| dir.to_path_buf()));
+    Ok(())
+}
+
 /// Make groups under `dir` (a cgroup directory of some mounted hierarchy).
 pub fn set_parent(dir: &Path) -> Result<()> {
     let dir = dir
@@ -63,6 +76,29 @@ pub fn set_parent(dir: &Path) -> Result<()> {
     }
     let _ = PARENT.set(dir);
     Ok(())
+}
+
+/// The cgroup v2 subtree delegated to this (unprivileged) process, if it has one: the parent
+/// of its own cgroup, when the caller may write that directory, its `cgroup.procs` (a process
+/// moves only where it may write the common ancestor's) and its `cgroup.subtree_control` (to
+/// pass controllers down), as systemd's `user@UID.service` (`Delegate=yes`) or root's
+/// mkdir + chown give. Not its own cgroup: that one holds processes, and v2 lets a group with
+/// processes pass no controller down (the "no internal processes" rule).
+pub fn delegated_subtree() -> Option<PathBuf> {
+    use nix::unistd::{AccessFlags, access};
+    let h = hierarchies_of_own()
+        .ok()?
+        .into_iter()
+        .find(|h| h.version == Version::V2)?;
+    let dir = h
+        .own
+        .parent()
+        .filter(|d| d.starts_with(&h.mount) && h.own != h.mount)?;
+    let writable = |p: &Path| access(p, AccessFlags::W_OK).is_ok();
+    (writable(dir)
+        && writable(&dir.join("cgroup.procs"))
+        && writable(&dir.join("cgroup.subtree_control")))
+    .then(|| dir.to_path_buf())
 }
 
 /// Every hierarchy this process can see, with its own cgroup in each (or the `--parent` given,
@@ -174,6 +210,14 @@ pub struct Group {
 impl Group {
     /// `mkdir(parent/name)`: make a cgroup. The kernel fills it with its interface files.
     pub fn create(parent: &Path, name: &str, version: Version) -> Result<Group> {
+        if DELEGATED.get().is_some_and(|d| d == parent)
+            && !ANNOUNCED.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            eprintln!(
+                "cgroup-demo: rootless: groups in your delegated cgroup {}",
+                parent.display()
+            );
+        }
         let path = parent.join(name);
         fs::create_dir(&path).with_context(|| format!("mkdir({})", path.display()))?;
         let group = Group {
@@ -394,6 +438,16 @@ pub fn unique(what: &str) -> String {
 /// no-internal-processes rule).
 pub fn group_for(controller: &str, force: Option<Version>) -> Result<(Hierarchy, Group)> {
     let h = for_controller(controller, force)?;
+    if h.version == Version::V2 && PARENT.get() == Some(&h.own) {
+        // A parent the user named or was delegated holds no process of this run: it passes the
+        // controller down to the group made below it (the owner of a delegated subtree may).
+        let control = h.own.join("cgroup.subtree_control");
+        let enabled = fs::read_to_string(&control).unwrap_or_default();
+        if !enabled.split_whitespace().any(|c| c == controller) {
+            fs::write(&control, format!("+{controller}"))
+                .with_context(|| format!("write({}, \"+{controller}\")", control.display()))?;
+        }
+    }
     let group = Group::create(&h.own, &unique(controller), h.version)?;
     if h.version == Version::V2 {
         group.write("cgroup.subtree_control", &format!("+{controller}")).map_err(|e| {

@@ -13,7 +13,8 @@ use labkit::Narrator;
 ///
 /// Works on v1, v2 and hybrid hosts and says which it uses. Groups are made under this
 /// process's own cgroup, named nslab-..., and removed afterwards (also on error or Ctrl-C).
-/// Making groups needs root (or a delegated cgroup).
+/// Making groups needs root, or a cgroup v2 subtree delegated to you (found by itself: the
+/// parent of your own cgroup, when it is yours to write, as systemd's user@UID.service is).
 #[derive(Debug, Parser)]
 #[command(name = "cgroup-demo", version, max_term_width = 100)]
 struct Cli {
@@ -100,6 +101,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let _hold = labkit::signals::hold_interrupts()?;
     if let Some(dir) = &cli.parent {
         cgroup_demo::cg::set_parent(dir)?;
+    } else if !nix::unistd::geteuid().is_root() && !cli.v1 {
+        // Without root, the groups go in the caller's delegated v2 subtree, when it has one.
+        if let Some(dir) = cgroup_demo::cg::delegated_subtree() {
+            cgroup_demo::cg::use_delegated(&dir)?;
+        }
     }
     match cli.command {
         Cmd::Show { pid } => cgroup_demo::show(&mut out, pid)?,

@@ -545,6 +545,17 @@ fn v2_passes_controllers_down_only_from_groups_without_processes() {
     ) else {
         return;
     };
+    // Delegation: the unprivileged user moves itself within its subtree, not out of it, and
+    // cannot raise its own group's limits.
+    for expected in [
+        "/deleg/work -> 0  (the directory is its own)",
+        "/deleg/work/cgroup.procs -> 0",
+        "/other/cgroup.procs -> EACCES",
+        "/deleg/cgroup.max.descendants -> EACCES",
+        "/deleg/work/cgroup.max.descendants -> 0",
+    ] {
+        assert!(r.stdout.contains(expected), "{expected}:\n{}", r.stdout);
+    }
     if r.stdout.contains("cgroup.controllers -> (none") {
         // This host's own cgroup delegates no v2 controller (hybrid hosts): the rule itself is
         // tested where one is delegated (`cargo xtask vm-test`).
@@ -557,6 +568,16 @@ fn v2_passes_controllers_down_only_from_groups_without_processes() {
         );
         assert!(r.stdout.contains("echo +") && r.stdout.contains("-> 0"));
     }
+    // Its own transcript where a controller reaches the demo's group (the v2 VM), and where
+    // none does (a hybrid host's cgroup2 mount).
+    snapshot(
+        if r.stdout.contains("no controller to pass down") {
+            "v2_rules_no_controller"
+        } else {
+            "v2_rules"
+        },
+        &r,
+    );
 }
 
 #[test]
@@ -602,6 +623,93 @@ fn making_a_cgroup_without_root_fails_with_a_hint() {
     );
 
     assert_eq!(leftovers(&pids_of(pid, &r)), Vec::<String>::new());
+}
+
+/// The lessons a delegated subtree allows, run by `runner` (as nobody in root's delegation, or
+/// as the caller itself): they say where their groups go, do what they do as root, and leave
+/// nothing in `top`. `controllers`: memory and pids are delegated too (pure v2).
+fn lessons_in_a_delegated_subtree(
+    runner: &dyn Fn(&[&str]) -> (i32, Run),
+    top: &Path,
+    controllers: bool,
+) {
+    let mut pids = Vec::new();
+    let mut lessons = vec![vec!["--v2", "basics"]];
+    if controllers {
+        lessons.push(vec!["memory", "--limit", "64M"]);
+        lessons.push(vec!["pids", "--max", "16"]);
+    }
+    for args in &lessons {
+        let (pid, r) = runner(args);
+        pids.extend(pids_of(pid, &r));
+        r.expect_code(0);
+        assert!(
+            r.stderr.contains(&format!(
+                "cgroup-demo: rootless: groups in your delegated cgroup {}",
+                top.display()
+            )),
+            "{}",
+            r.transcript()
+        );
+        match args[0] {
+            "memory" => assert!(
+                r.stdout.contains("killed by SIGKILL") && r.stdout.contains("oom_kill 1"),
+                "{}",
+                r.stdout
+            ),
+            "pids" => assert!(r.stdout.contains("failed with EAGAIN"), "{}", r.stdout),
+            _ => assert!(
+                r.stdout.contains("in the v2 hierarchy") && r.stdout.contains("populated 0"),
+                "{}",
+                r.stdout
+            ),
+        }
+    }
+    assert_eq!(
+        cgroup_leftovers_of(&[top.to_path_buf()], &pids),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn lessons_run_without_root_in_a_delegated_v2_subtree() {
+    const TEST: &str = "lessons_run_without_root_in_a_delegated_v2_subtree";
+    let v2_has = |c: &str| {
+        cgroup_demo::cg::unified().is_ok_and(|h| h.controllers.iter().any(|x| x == c)) && !v1_has(c)
+    };
+    if !nix::unistd::geteuid().is_root() {
+        // A user's own run (vm-test's pass as uid 1000, a student's `cargo test` in a systemd
+        // session): the caller's own delegated subtree, if it has one.
+        let Some(top) = cgroup_demo::cg::delegated_subtree() else {
+            skip(
+                TEST,
+                "needs root, or a cgroup v2 subtree delegated to you (the parent of your cgroup is not yours to write)",
+            );
+            return;
+        };
+        let _one = serial();
+        let controllers = v2_has("memory") && v2_has("pids");
+        lessons_in_a_delegated_subtree(&|args| run_with_pid(bin(), args), &top, controllers);
+        return;
+    }
+    if !has_cgroup2() {
+        skip(TEST, "no cgroup2 filesystem mounted");
+        return;
+    }
+    let _one = serial();
+    // Pure v2: memory and pids delegated too. Hybrid: v2 has no controller to give (they are
+    // v1's, which is root's), but groups can still be made and processes moved.
+    let controllers = v2_has("memory") && v2_has("pids");
+    let d = labkit::testing::Delegated::make(if controllers {
+        &["memory", "pids"]
+    } else {
+        &[]
+    });
+    lessons_in_a_delegated_subtree(
+        &|args| labkit::testing::run_as_nobody_in_cgroup(bin(), args, &d.shell_procs()),
+        &d.top,
+        controllers,
+    );
 }
 
 #[test]

@@ -129,8 +129,12 @@ pub fn hint_for(errno: Errno, what: &str) -> Option<&'static str> {
         (
             Errno::EACCES,
             "/sys/fs/cgroup",
-            "making and changing cgroups needs root, or a cgroup delegated to you \
-             (for example: systemd-run --user --scope -p Delegate=yes cgroup-demo ...)",
+            "making and changing cgroups needs root, or a cgroup v2 subtree delegated to you: \
+             with systemd, `systemd-run --user --scope -p Delegate=yes cgroup-demo ...`; by hand, \
+             root makes a group, chowns it and its cgroup.procs, cgroup.subtree_control and \
+             cgroup.threads to you, enables the controllers in its parent's \
+             cgroup.subtree_control, and moves your shell into a child group of it \
+             (the book's cgroups chapter, \"Delegation\")",
         ),
         (
             Errno::ERANGE,
