@@ -515,14 +515,26 @@ fn mount_cgroups(merged: &Path, m: &spec::MountPlan, cgroups: &[cg::Hierarchy]) 
     let target = mount_target(merged, &m.destination, false)?;
     let read_only = m.flags.contains(MsFlags::MS_RDONLY);
     if cgroups.len() == 1 && cgroups[0].version == Version::V2 {
-        return mount(
+        return match mount(
             Some("cgroup2"),
             &target,
             Some("cgroup2"),
             m.flags,
             None::<&str>,
-        )
-        .with_context(|| format!("mount cgroup2 on {}", m.destination.display()));
+        ) {
+            // EBUSY: the same cgroup2 is already mounted there (a second cgroup mount in the
+            // config, or an rbind of /sys that brought the host's); EPERM: a user namespace
+            // without a cgroup namespace of its own. As runc does, bind the container's own
+            // group there instead.
+            Err(nix::errno::Errno::EBUSY | nix::errno::Errno::EPERM) => {
+                bind(&cgroups[0].own, &target)?;
+                if read_only {
+                    remount_ro(&target)?;
+                }
+                Ok(())
+            }
+            other => other.with_context(|| format!("mount cgroup2 on {}", m.destination.display())),
+        };
     }
     mount(
         Some("tmpfs"),
