@@ -821,6 +821,167 @@ fn an_oci_image_runs_with_its_config() {
 }
 
 #[test]
+fn run_takes_dockers_order_with_or_without_dashes_and_refuses_an_ambiguous_word() {
+    const TEST: &str =
+        "run_takes_dockers_order_with_or_without_dashes_and_refuses_an_ambiguous_word";
+    if needs_root(TEST) {
+        return;
+    }
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists()
+        && labkit::testing::skip(TEST, "no /bin/busybox (apt-get install busybox-static)")
+    {
+        return;
+    }
+    let _one = serial();
+    let work = labkit::tempdir::TempDir::create("order").unwrap();
+    let layout = work.path().join("image");
+    busybox_image(&layout, busybox);
+    let image = layout.display().to_string();
+    // A directory root: busybox as /bin/echo.
+    let rootfs = work.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/echo")).unwrap();
+    let rootfs = rootfs.display().to_string();
+    let cache = work.path().join("cache");
+    // Each run in `dir`, with the test's image cache.
+    let in_dir = |dir: &Path, args: &[&str]| -> Run {
+        let child = labkit::testing::command(bin(), args)
+            .env("XDG_CACHE_HOME", &cache)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        started(child.id() as i32);
+        Run::from(child.wait_with_output().unwrap())
+    };
+    let plain = work.path();
+    for args in [
+        vec!["run", "--rootfs", &rootfs, "/bin/echo", "hi", "-n"],
+        vec!["run", "--rootfs", &rootfs, "--", "/bin/echo", "hi", "-n"],
+        vec!["run", "--image", &image, "echo", "hi", "-n"],
+        vec!["run", "--image", &image, "--", "echo", "hi", "-n"],
+        vec!["run", &image, "echo", "hi", "-n"],
+        vec!["run", "--hostname", "h", &image, "--", "echo", "hi", "-n"],
+        vec!["run", "echo", "hi", "-n"],
+        vec!["run", "--", "echo", "hi", "-n"],
+    ] {
+        let r = in_dir(plain, &args);
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, "hi -n\n"),
+            "{args:?}: the words after the root are the command, flags included:\n{}",
+            r.transcript()
+        );
+    }
+    // IMAGE alone: its Cmd.
+    let r = in_dir(plain, &["run", "--hostname", "bb", &image]);
+    assert_eq!(r.stdout, "hello from bb in /srv\n", "{}", r.transcript());
+    assert_eq!(leftovers(), Vec::<String>::new());
+
+    // In a bundle's directory, a word that is a program (or an image) and could be an ID too.
+    let bundle = work.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    std::fs::write(bundle.join("config.json"), "{}").unwrap();
+    for word in ["sh", image.as_str()] {
+        let r = in_dir(&bundle, &["run", word]);
+        if word == "sh" {
+            r.expect_code(2);
+            let line = r.stderr.trim_end();
+            assert!(!line.contains('\n'), "one line: {line}");
+            for reading in [
+                "ambiguous",
+                "runc's run ID",
+                "docker's run CMD",
+                "run --bundle . sh",
+                "run -- sh",
+            ] {
+                assert!(line.contains(reading), "{reading}: {line}");
+            }
+        } else {
+            // An image path has a '/': never an ID, so docker's reading without a doubt.
+            assert_eq!(
+                r.stdout,
+                "hello from minicontainer in /srv\n",
+                "{}",
+                r.transcript()
+            );
+        }
+    }
+    // `--` says it is a command; --rootfs says it is docker's.
+    let r = in_dir(&bundle, &["run", "--", "echo", "x"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "x\n"),
+        "{}",
+        r.transcript()
+    );
+    // runc's flags with docker's order are refused by name.
+    let r = in_dir(
+        plain,
+        &["run", "--pid-file", "/nonexistent/p", "--", "true"],
+    );
+    r.expect_code(2);
+    assert!(
+        r.stderr.contains("--pid-file is runc's run ID's"),
+        "{}",
+        r.stderr
+    );
+    let r = in_dir(plain, &["run"]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("run: no command"), "{}", r.stderr);
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn each_command_shows_its_own_flags_and_the_oci_global_flags_once() {
+    let top = run(bin(), &["--help"]);
+    top.expect_code(0);
+    assert_eq!(
+        top.stdout.matches("--log-format").count(),
+        1,
+        "{}",
+        top.stdout
+    );
+    assert!(top.stdout.contains("OCI global options"), "{}", top.stdout);
+    for sub in [
+        "run", "exec", "ps", "logs", "stop", "kill", "create", "delete", "state",
+    ] {
+        let r = run(bin(), &[sub, "--help"]);
+        r.expect_code(0);
+        for flag in [
+            "--root ",
+            "--log ",
+            "--log-format",
+            "--systemd-cgroup",
+            "--debug",
+        ] {
+            assert!(
+                !r.stdout.contains(flag),
+                "{sub} --help shows {flag}:\n{}",
+                r.stdout
+            );
+        }
+    }
+    // Clients pass them before the command, as to runc: still accepted there.
+    let r = run(
+        bin(),
+        &[
+            "--root",
+            "/nonexistent-nslab",
+            "--log-format",
+            "json",
+            "--debug",
+            "list",
+            "-q",
+        ],
+    );
+    r.expect_code(0);
+}
+
+#[test]
 fn seccomp_refuses_new_namespaces_and_kernel_calls() {
     let _one = serial();
     let script = "unshare -U true 2>&1 | grep -o 'Operation not permitted'; \

@@ -20,7 +20,13 @@ use minicontainer::store::Store;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Run CMD in a new container; its exit status is minicontainer's.
+    /// Run CMD in a new container (docker's order: an image, or --rootfs DIR, or the host's
+    /// /usr, then CMD); its exit status is minicontainer's. Or runc's `run [--bundle DIR] ID`.
+    #[command(
+        override_usage = "minicontainer run [OPTIONS] [IMAGE | --image PATH | --rootfs DIR] [--] CMD [ARG...]\n       \
+                                minicontainer run [OPTIONS] --image PATH | IMAGE    (the image's Cmd)\n       \
+                                minicontainer run [-d] [--bundle DIR] ID            (runc's: DIR/config.json)"
+    )]
     Run(run::Args),
     /// List the running containers: name, host PID of PID 1, PID of their minicontainer, command.
     /// With an OCI container's ID, runc's `ps ID`: the processes in its PID namespace.

@@ -1,13 +1,13 @@
 //! `run`: docker-style (flags, an image or a directory as the root), or runc's `run ID` on a
 //! bundle.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use labkit::{Narrator, bad_input, rootless};
 use minicontainer::store::Store;
-use minicontainer::{Config, oci};
+use minicontainer::{Config, oci, oci::validate_id};
 
 use super::oci::{OciArgs, create_args};
 
@@ -91,17 +91,165 @@ pub struct Args {
     /// exit without running it: what the engine is given.
     #[arg(long)]
     pub print_spec: bool,
-    /// OCI: runc's `run ID`: create and start the bundle's container (with -d, return once
-    /// it runs; else wait for it, then delete it).
-    #[command(flatten)]
+    /// runc's `run ID`: create and start the bundle's container (with -d, return once it
+    /// runs; else wait for it, then delete it).
+    #[command(flatten, next_help_heading = "runc's run ID")]
     pub oci: OciArgs,
-    /// OCI: the container's ID (runc's `run [--bundle DIR] ID`); the bundle's config replaces
-    /// every option above.
-    #[arg(value_name = "ID")]
-    pub id: Option<String>,
-    /// The command and its arguments (with --image: the image's Cmd when left out).
-    #[arg(last = true, required_unless_present_any = ["image", "id"])]
+    /// Docker's order: the image (a path: an OCI image layout or a docker/podman save tarball;
+    /// or --image, or --rootfs DIR, or nothing for the host's /usr), then the command (with
+    /// --image: the image's Cmd when left out), with or without `--` before them. Or runc's
+    /// `run [--bundle DIR] ID`, with config.json in DIR (by default the current directory).
+    #[arg(value_name = "IMAGE|CMD|ID", allow_hyphen_values = true)]
+    pub words: Vec<String>,
+    /// The command after `--`.
+    #[arg(last = true, hide = true)]
     pub cmd: Vec<String>,
+}
+
+/// What run's positional words mean.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// runc's `run ID` on the bundle.
+    Oci { id: String, bundle: PathBuf },
+    /// Docker's `run [IMAGE] CMD...` (`image` when it was given as a word, not --image).
+    Docker {
+        image: Option<PathBuf>,
+        cmd: Vec<String>,
+    },
+}
+
+/// What [`read_words`] asks the file system.
+pub trait Probe {
+    /// `bundle/config.json` exists.
+    fn has_config(&self, bundle: &Path) -> bool;
+    /// `word` is a path to an image: a directory with index.json or manifest.json, or a tar
+    /// file.
+    fn is_image(&self, word: &str) -> bool;
+    /// `word` names a program on the host's /usr (the container's root without an image).
+    fn is_program(&self, word: &str) -> bool;
+}
+
+/// The machine's own file system.
+pub struct Host;
+
+impl Probe for Host {
+    fn has_config(&self, bundle: &Path) -> bool {
+        bundle.join("config.json").is_file()
+    }
+
+    fn is_image(&self, word: &str) -> bool {
+        let path = Path::new(word);
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {
+                path.join("index.json").is_file() || path.join("manifest.json").is_file()
+            }
+            Ok(m) if m.is_file() => {
+                // A tarball: by its name, or by the ustar magic of its first header.
+                let named = [".tar", ".tar.gz", ".tgz"]
+                    .iter()
+                    .any(|s| word.ends_with(s));
+                let mut head = [0u8; 262];
+                named
+                    || std::fs::File::open(path)
+                        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+                        .is_ok_and(|()| &head[257..262] == b"ustar")
+            }
+            _ => false,
+        }
+    }
+
+    fn is_program(&self, word: &str) -> bool {
+        if word.contains('/') {
+            return Path::new(word).is_file();
+        }
+        // The default PATH of the container (the spec's), on the host's /usr it mounts.
+        [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ]
+        .iter()
+        .any(|dir| Path::new(dir).join(word).is_file())
+    }
+}
+
+/// Read run's positional words: docker's `run [IMAGE] CMD [ARG...]` (with or without `--`),
+/// or runc's `run ID` where that is the only reading (`--bundle` given, or one word that is no
+/// image or program with a config.json in the current directory). A word that reads both ways
+/// is refused, naming both readings.
+pub fn read_words(
+    words: Vec<String>,
+    after: Vec<String>,
+    root_given: bool,
+    bundle: Option<PathBuf>,
+    probe: &impl Probe,
+) -> Result<Reading> {
+    if let Some(bundle) = bundle {
+        if root_given {
+            return Err(bad_input(
+                "run: --bundle is runc's run ID, --rootfs and --image docker's run: choose one",
+            ));
+        }
+        return match (&words[..], after.is_empty()) {
+            ([id], true) => Ok(Reading::Oci {
+                id: id.clone(),
+                bundle,
+            }),
+            _ => Err(bad_input(
+                "run --bundle DIR ID: runc's run takes one container ID and no command (the command is the bundle's config.json's)",
+            )),
+        };
+    }
+    // Words, then anything after `--` (only when no word came first: a `--` after a word is
+    // the command's, as docker passes it on).
+    let from_word = !words.is_empty();
+    let mut cmd = words;
+    cmd.extend(after);
+    if root_given || !from_word {
+        return Ok(Reading::Docker { image: None, cmd });
+    }
+    let first = cmd[0].clone();
+    let here = Path::new(".");
+    let as_id = cmd.len() == 1 && validate_id(&first).is_ok() && probe.has_config(here);
+    let image = probe.is_image(&first);
+    let docker = if image {
+        Some((
+            format!("docker's run IMAGE would run the image {first}"),
+            format!("--image {first}"),
+        ))
+    } else if probe.is_program(&first) {
+        Some((
+            format!("docker's run CMD would run {first} on the host's /usr"),
+            format!("-- {first}"),
+        ))
+    } else {
+        None
+    };
+    match (as_id, docker) {
+        (true, Some((docker, hint))) => Err(bad_input(format!(
+            "run {first}: ambiguous: runc's run ID would start ./config.json's container as {first:?}, {docker}; say run --bundle . {first}, or run {hint}"
+        ))),
+        (true, None) => Ok(Reading::Oci {
+            id: first,
+            bundle: here.to_path_buf(),
+        }),
+        (false, _) if image => {
+            let mut rest = cmd.split_off(1);
+            // `run IMAGE -- CMD`: unlike docker (which would exec a program called "--"), a
+            // `--` right after the image separates it from the command, as it does before it.
+            if rest.first().is_some_and(|w| w == "--") {
+                rest.remove(0);
+            }
+            Ok(Reading::Docker {
+                image: Some(PathBuf::from(first)),
+                cmd: rest,
+            })
+        }
+        (false, _) => Ok(Reading::Docker { image: None, cmd }),
+    }
 }
 
 pub fn run(mut out: Narrator, store: &Store, args: Args) -> Result<ExitCode> {
@@ -128,11 +276,33 @@ pub fn run(mut out: Narrator, store: &Store, args: Args) -> Result<ExitCode> {
         rootless: force,
         print_spec,
         oci,
-        id,
+        words,
         cmd,
     } = args;
-    if let Some(id) = id {
-        return oci_run(&mut out, store, &id, &oci, detach);
+    let root_given = rootfs.is_some() || image.is_some();
+    let (image, cmd) = match read_words(words, cmd, root_given, oci.bundle.clone(), &Host)? {
+        Reading::Oci { id, bundle } => {
+            let oci = OciArgs {
+                bundle: Some(bundle),
+                ..oci
+            };
+            return oci_run(&mut out, store, &id, &oci, detach);
+        }
+        Reading::Docker {
+            image: Some(word),
+            cmd,
+        } => (Some(word), cmd),
+        Reading::Docker { image: None, cmd } => (image, cmd),
+    };
+    if let Some(flag) = oci_only(&oci) {
+        return Err(bad_input(format!(
+            "run: {flag} is runc's run ID's (with --bundle DIR ID), not docker's run [IMAGE] CMD's"
+        )));
+    }
+    if image.is_none() && cmd.is_empty() {
+        return Err(bad_input(
+            "run: no command: run [OPTIONS] [IMAGE | --rootfs DIR] CMD [ARG...] (or runc's run [--bundle DIR] ID)",
+        ));
     }
     out.set_quiet(!explain);
     let memory = memory.as_deref().map(cgroup_demo::parse_size).transpose()?;
@@ -204,6 +374,19 @@ pub fn run(mut out: Narrator, store: &Store, args: Args) -> Result<ExitCode> {
     labkit::signals::discard_pending();
     drop(hold);
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// The first of runc's own flags given, which docker's run has no use for.
+fn oci_only(oci: &OciArgs) -> Option<&'static str> {
+    [
+        (oci.pid_file.is_some(), "--pid-file"),
+        (oci.console_socket.is_some(), "--console-socket"),
+        (oci.preserve_fds != 0, "--preserve-fds"),
+        (oci.no_pivot, "--no-pivot"),
+        (oci.no_new_keyring, "--no-new-keyring"),
+    ]
+    .into_iter()
+    .find_map(|(given, flag)| given.then_some(flag))
 }
 
 fn parse_user(text: &str) -> Result<(u32, u32)> {
@@ -306,4 +489,149 @@ fn cow_like_validate(hostname: &str) -> Result<()> {
         return Err(bad_input(format!("--hostname {hostname:?}: 1 to 64 bytes")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file system with a config.json here (or not), one image (`img.tar`) and one program
+    /// (`sh`).
+    struct Fake {
+        config: bool,
+    }
+
+    impl Probe for Fake {
+        fn has_config(&self, _: &Path) -> bool {
+            self.config
+        }
+        fn is_image(&self, word: &str) -> bool {
+            word == "img.tar" || word == "box"
+        }
+        fn is_program(&self, word: &str) -> bool {
+            word == "sh" || word == "/bin/true"
+        }
+    }
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn docker(image: Option<&str>, cmd: &[&str]) -> Reading {
+        Reading::Docker {
+            image: image.map(PathBuf::from),
+            cmd: words(cmd),
+        }
+    }
+
+    #[test]
+    fn the_docker_order_reads_with_and_without_dashes() {
+        let read = |w: &[&str], after: &[&str], root: bool, config: bool| {
+            read_words(words(w), words(after), root, None, &Fake { config }).unwrap()
+        };
+        for config in [false, true] {
+            // --rootfs DIR /bin/true, with and without --, in a bundle's directory or not.
+            assert_eq!(
+                read(&["/bin/true"], &[], true, config),
+                docker(None, &["/bin/true"])
+            );
+            assert_eq!(
+                read(&[], &["/bin/true"], true, config),
+                docker(None, &["/bin/true"])
+            );
+            assert_eq!(
+                read(&["echo", "hi"], &[], true, config),
+                docker(None, &["echo", "hi"])
+            );
+            // The host's /usr: -- CMD, or CMD ARG... (more than one word is never an ID).
+            assert_eq!(read(&[], &["sh"], false, config), docker(None, &["sh"]));
+            assert_eq!(
+                read(&["sh", "-c", "x"], &[], false, config),
+                docker(None, &["sh", "-c", "x"])
+            );
+            // IMAGE CMD..., and IMAGE alone (its Cmd).
+            assert_eq!(
+                read(&["img.tar", "echo", "hi"], &[], false, config),
+                docker(Some("img.tar"), &["echo", "hi"])
+            );
+            assert_eq!(
+                read(&["img.tar", "--", "echo"], &[], false, config),
+                docker(Some("img.tar"), &["echo"])
+            );
+            // A `--` after a command's word is the command's, as docker passes it on.
+            assert_eq!(
+                read(&["sh", "--", "x"], &[], false, config),
+                docker(None, &["sh", "--", "x"])
+            );
+        }
+        assert_eq!(
+            read(&["img.tar"], &[], false, false),
+            docker(Some("img.tar"), &[])
+        );
+        assert_eq!(read(&["sh"], &[], false, false), docker(None, &["sh"]));
+    }
+
+    #[test]
+    fn runcs_run_id_reads_where_it_is_the_only_reading() {
+        let here = PathBuf::from(".");
+        let r = read_words(
+            words(&["ctr1"]),
+            vec![],
+            false,
+            None,
+            &Fake { config: true },
+        );
+        assert_eq!(
+            r.unwrap(),
+            Reading::Oci {
+                id: "ctr1".into(),
+                bundle: here
+            }
+        );
+        let b = PathBuf::from("/b");
+        let r = read_words(
+            words(&["sh"]),
+            vec![],
+            false,
+            Some(b.clone()),
+            &Fake { config: false },
+        );
+        assert_eq!(
+            r.unwrap(),
+            Reading::Oci {
+                id: "sh".into(),
+                bundle: b.clone()
+            },
+            "--bundle makes it runc's, whatever the word"
+        );
+        for (w, after, root) in [
+            (&["a", "b"][..], &[][..], false),
+            (&["a"], &["b"], false),
+            (&["a"], &[], true),
+        ] {
+            let r = read_words(
+                words(w),
+                words(after),
+                root,
+                Some(b.clone()),
+                &Fake { config: true },
+            );
+            assert!(r.is_err(), "{w:?} {after:?} {root}");
+        }
+    }
+
+    #[test]
+    fn a_word_that_reads_both_ways_is_refused_naming_both() {
+        for (word, hint) in [("sh", "run -- sh"), ("box", "run --image box")] {
+            let err = read_words(words(&[word]), vec![], false, None, &Fake { config: true })
+                .unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains("ambiguous"), "{text}");
+            assert!(text.contains("runc's run ID"), "{text}");
+            assert!(text.contains("docker's run"), "{text}");
+            assert!(text.contains(&format!("run --bundle . {word}")), "{text}");
+            assert!(text.contains(hint), "{text}");
+            assert!(!text.contains('\n'), "one line: {text}");
+        }
+    }
 }
