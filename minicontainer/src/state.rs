@@ -122,6 +122,10 @@ pub struct ExecOptions {
     /// Capabilities added to all five sets (`CAP_NET_ADMIN`, ...), as runc's `--cap`.
     pub caps: Vec<String>,
     pub no_new_privs: bool,
+    /// Give the command a terminal: with `console_socket`, its master side goes there (runc's
+    /// `--tty --console-socket`); without, this process copies it to and from its own standard
+    /// input and output (docker's `exec -t`).
+    pub terminal: bool,
     /// Hand the command a terminal: its master side goes to this socket (runc's `--tty
     /// --console-socket`).
     pub console_socket: Option<std::path::PathBuf>,
@@ -193,10 +197,14 @@ fn exec_spec(
     if opts.no_new_privs {
         process.set_no_new_privileges(Some(true));
     }
-    if opts.console_socket.is_some() {
+    if opts.console_socket.is_some() || opts.terminal {
         process.set_terminal(Some(true));
+    } else if opts.process.is_none() {
+        // As runc exec and docker exec: a terminal only when asked for, whatever the
+        // container's own process has.
+        process.set_terminal(Some(false));
     }
-    if process.terminal() == Some(true) && opts.console_socket.is_none() {
+    if process.terminal() == Some(true) && opts.console_socket.is_none() && !opts.terminal {
         return Err(bad_input(
             "exec with a terminal needs --console-socket to hand the terminal to",
         ));
@@ -218,13 +226,22 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -
         .with_context(|| format!("parse {}", store.dir(name).join("config.json").display()))?;
     let plan = crate::spec::Plan::new(&exec_spec(spec, opts)?)?;
     let filters = plan.seccomp_programs()?;
-    let console = match &opts.console_socket {
+    let mut console = match &opts.console_socket {
         Some(path) => Some(
             std::os::unix::net::UnixStream::connect(path)
                 .with_context(|| format!("connect({})", path.display()))?,
         ),
         None => None,
     };
+    // docker's `exec -t`: the master side comes to this process, which copies it to and from
+    // the caller's terminal, as `run -t` does.
+    let mut relay = None;
+    if plan.terminal && console.is_none() {
+        if let Some((host_end, container_end)) = crate::console::pair(true)? {
+            relay = Some(host_end);
+            console = Some(container_end);
+        }
+    }
     // Open every namespace file first: after setns(mnt), /proc is the container's (and the
     // PID file's directory: its path means nothing there either).
     let files = labkit::ns::to_join(pid)?;
@@ -239,6 +256,19 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -
     // Not dumpable (and so its child, until it execs): no process of the container may read
     // the caller's environment or open the pipes to this process through /proc/PID.
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
+    // The terminal's copier is a process of its own, forked before the joins: no thread may
+    // start once this one has joined the container's PID namespace (clone(2): EINVAL for
+    // CLONE_THREAD), nor run while it joins the mount and user namespaces (setns(2): EINVAL).
+    let relay = match relay {
+        Some(host_end) => Some(fork_child(move |_| {
+            let mut quiet = Narrator::new();
+            quiet.set_quiet(true);
+            // Copies until the command's side of the terminal is closed everywhere.
+            drop(crate::console::Console::attach(&mut quiet, &host_end)?);
+            Ok(0)
+        })?),
+        None => None,
+    };
     join(out, &ctr, &files)?;
     let detach = opts.detach;
     let opts_preserve = opts.preserve_fds;
@@ -281,6 +311,13 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -
                 nix::unistd::setsid().context("setsid()")?;
             }
         }
+        // No signal blocked across the exec (-t blocks SIGWINCH here for its relay thread).
+        nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&nix::sys::signal::SigSet::empty()),
+            None,
+        )
+        .context("sigprocmask(SIG_SETMASK, {})")?;
         let mut command = Command::new(&plan.args[0]);
         command
             .args(&plan.args[1..])
@@ -299,6 +336,10 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -
         return Ok(0);
     }
     let done = child.finish(out, "container")?;
+    if let Some(relay) = relay {
+        // The terminal restored, the command's last output copied.
+        relay.finish(out, "host")?;
+    }
     Ok(done.exit_code())
 }
 

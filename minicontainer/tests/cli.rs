@@ -663,6 +663,150 @@ fn ps_exec_and_stop_work_on_a_named_container() {
     assert_eq!(leftovers(), Vec::<String>::new());
 }
 
+/// `minicontainer ARGS` with `input` on its standard input.
+fn run_with_input(args: &[&str], input: &[u8]) -> Run {
+    use std::io::Write;
+    let mut child = labkit::testing::command(bin(), args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    started(child.id() as i32);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    Run::from(child.wait_with_output().unwrap())
+}
+
+/// A named container that runs until stopped, for the commands that work on one by name.
+struct Named {
+    name: String,
+    ctr: Background,
+}
+
+impl Named {
+    fn start(tag: &str, args: &[&str]) -> Named {
+        let name = format!("nslab-{tag}{}", std::process::id());
+        let mut all = vec!["run", "--name", name.as_str()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--", "sh", "-c", "echo up; while :; do sleep 0.05; done"]);
+        let ctr = Background::start(bin(), &all, "up");
+        started(ctr.pid());
+        Named { name, ctr }
+    }
+
+    fn stop(mut self) {
+        run(bin(), &["stop", "-t", "5", &self.name]).expect_code(0);
+        assert_eq!(self.ctr.wait(), 143, "sh ended by the forwarded SIGTERM");
+    }
+}
+
+#[test]
+fn exec_takes_dockers_flags_i_t_e_w_u() {
+    if needs_root("exec_takes_dockers_flags_i_t_e_w_u") {
+        return;
+    }
+    let _one = serial();
+    let ctr = Named::start("x", &["-e", "KEPT=yes", "-e", "OVER=old"]);
+    let name = ctr.name.as_str();
+    // -e adds to (or replaces in) the container's environment; -w and -u as docker's.
+    let r = run(
+        bin(),
+        &[
+            "exec",
+            "-e",
+            "OVER=new",
+            "-e",
+            "ADDED=1",
+            "-w",
+            "/tmp",
+            "-u",
+            "1000:1001",
+            name,
+            "sh",
+            "-c",
+            "echo $KEPT $OVER $ADDED; pwd; id -u; id -g",
+        ],
+    );
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "yes new 1\n/tmp\n1000\n1001\n"),
+        "{}",
+        r.transcript()
+    );
+    let r = run(
+        bin(),
+        &[
+            "exec",
+            "--workdir",
+            "/proc",
+            "-u",
+            "7",
+            name,
+            "sh",
+            "-c",
+            "pwd; id -g",
+        ],
+    );
+    assert_eq!(
+        r.stdout,
+        "/proc\n7\n",
+        "-u UID alone: GID = UID\n{}",
+        r.transcript()
+    );
+    // -i: standard input reaches the command.
+    let r = run_with_input(&["exec", "-i", name, "cat"], b"typed\n");
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "typed\n"),
+        "{}",
+        r.transcript()
+    );
+    // -t: a terminal of the container's devpts, copied to this (non-terminal) output.
+    let r = run_with_input(
+        &[
+            "exec",
+            "-it",
+            name,
+            "sh",
+            "-c",
+            "tty; test -t 0 && echo stdin-is-a-terminal",
+        ],
+        b"",
+    );
+    r.expect_code(0);
+    let lines: Vec<&str> = r.stdout.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with("/dev/pts/")),
+        "{}",
+        r.transcript()
+    );
+    assert_eq!(
+        lines.get(1),
+        Some(&"stdin-is-a-terminal"),
+        "{}",
+        r.transcript()
+    );
+    // Without -t, no terminal (even with -i).
+    let r = run_with_input(&["exec", "-i", name, "sh", "-c", "tty || true"], b"");
+    assert_eq!(r.stdout, "not a tty\n", "{}", r.transcript());
+    for (args, needle) in [
+        (
+            vec!["exec", "-e", "NOEQUALS", name, "true"],
+            "expected KEY=VALUE",
+        ),
+        (vec!["exec", "-u", "x", name, "true"], "expected UID[:GID]"),
+        (vec!["exec", "-d", "-t", name, "true"], "-d with -t"),
+    ] {
+        let r = run(bin(), &args);
+        r.expect_code(2);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+    }
+    ctr.stop();
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
 /// Write `bytes` as a blob of an OCI layout; returns its descriptor fields (digest, size).
 fn blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
     use sha2::Digest;
