@@ -137,6 +137,7 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
         name: Some(id.to_string()),
         init: false,
         log: false,
+        keep: false,
     };
     let command = config.args().join(" ");
     // The terminal's master side goes to the caller's console socket.

@@ -103,8 +103,96 @@ pub fn run_then(
     let code = ctr.wait(out, work.path());
     drop(console); // the terminal restored, the container's last output copied
     drop(work);
+    if let (true, Ok(code)) = (config.keep, &code) {
+        // `run -d`: the record, config and log stay for `logs` and `inspect` until `rm`; its
+        // exit code marks it as ended on purpose (gc leaves it).
+        store.write_file(&name, EXITED, code.to_string().as_bytes())?;
+        claim.keep();
+        return Ok(*code);
+    }
     drop(claim);
     code
+}
+
+/// The file of a kept record that holds its command's exit code (`run -d` without `--rm`).
+pub const EXITED: &str = "exited";
+
+/// The exit code of a container whose record was kept after it ended.
+pub fn exited(store: &Store, id: &str) -> Option<i32> {
+    String::from_utf8(store.read_file(id, EXITED).ok()?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// `rm [-f] NAME`: remove a container that has ended: a kept record (`run -d`), what a killed
+/// run left (as `gc` does), or an OCI container (as `delete`). A running one is refused, or
+/// with `force` killed first (SIGKILL to its PID 1, then its `minicontainer run` is waited for
+/// while it cleans up).
+pub fn rm(out: &mut Narrator, store: &Store, id: &str, force: bool) -> Result<()> {
+    let record = store.load(id)?;
+    let Some(runner) = record.runner else {
+        return crate::oci::delete(store, id, force);
+    };
+    if store.status(&record) != oci_spec::runtime::ContainerState::Stopped || runner.alive() {
+        if !force {
+            return Err(labkit::bad_input(format!(
+                "container {id} is running: stop it first, or rm -f"
+            )));
+        }
+        let runner_fd = state::pidfd(runner).ok();
+        if let Ok(init) = state::pidfd(record.process()) {
+            init.send(nix::sys::signal::Signal::SIGKILL)?;
+            out.step(
+                "rm",
+                format!("pidfd_send_signal(PID 1 = {}, SIGKILL)", record.pid),
+            );
+        }
+        if let Some(fd) = runner_fd {
+            if !fd.wait_exit(std::time::Duration::from_secs(10))? {
+                anyhow::bail!("container {id}: its minicontainer run did not end within 10 s");
+            }
+        }
+    }
+    let mut veths = Vec::new();
+    if exited(store, id).is_none() {
+        // Its run was killed: what it left, as gc removes it.
+        remove_left(out, store, id, &mut veths)?;
+    }
+    let dir = store.dir(id);
+    if dir.exists() {
+        rootfs::remove_tree(&dir)?;
+        out.step("rm", format!("rm -r {}", dir.display()));
+    }
+    store.tidy();
+    for link in net::gc(store, &veths)? {
+        out.step("rm", format!("ip link del {link}"));
+    }
+    Ok(())
+}
+
+/// What a killed run of `id` left besides its record: its scratch directory (unmounted first),
+/// its cgroups; its veth is added to `veths` (for [`net::gc`]).
+fn remove_left(out: &mut Narrator, store: &Store, id: &str, veths: &mut Vec<String>) -> Result<()> {
+    if let Ok(veth) = store.read_file(id, "veth") {
+        veths.push(String::from_utf8_lossy(&veth).into_owned());
+    }
+    let scratch = store
+        .read_file(id, "scratch")
+        .ok()
+        .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()))
+        .filter(|p| store::is_own_dir(p));
+    if let Some(scratch) = scratch {
+        // Its mounts may outlive it while its mount namespace is still held: lazily.
+        let _ = umount2(&scratch.join("rootfs"), MntFlags::MNT_DETACH);
+        rootfs::remove_tree(&scratch)?;
+        out.step("gc", format!("rm -r {}", scratch.display()));
+    }
+    if let Ok(record) = store.load(id) {
+        crate::oci::remove_cgroups(&record.cgroups, &record.procs)?;
+    }
+    Ok(())
 }
 
 /// The exec FIFO, writable by the container's process whatever its user (it opens it through
@@ -118,7 +206,7 @@ pub(crate) fn make_fifo(fifo: &std::path::Path) -> Result<()> {
 }
 
 /// `gc`: remove what a killed `minicontainer run` left, from the caller's own store only: each
-/// record whose runner is gone (its scratch directory, unmounted first; its cgroups; its veth;
+/// record whose runner is gone (unless it was kept on purpose: `run -d`'s, until `rm`) (its scratch directory, unmounted first; its cgroups; its veth;
 /// the record), temporary claims of runs killed before they took their name, and the groups a
 /// killed run made before it recorded them ([`engine::cgroups::gc`]). OCI containers are
 /// `delete`'s.
@@ -126,26 +214,11 @@ pub fn gc(out: &mut Narrator, store: &Store) -> Result<usize> {
     let mut removed = 0;
     let mut dead_veths = Vec::new();
     for id in store.ids()? {
-        if store.runner(&id).is_none_or(|r| r.alive()) {
+        // A kept record (`run -d`, until `rm`) is no leftover.
+        if store.runner(&id).is_none_or(|r| r.alive()) || exited(store, &id).is_some() {
             continue;
         }
-        if let Ok(veth) = store.read_file(&id, "veth") {
-            dead_veths.push(String::from_utf8_lossy(&veth).into_owned());
-        }
-        let scratch = store
-            .read_file(&id, "scratch")
-            .ok()
-            .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()))
-            .filter(|p| store::is_own_dir(p));
-        if let Some(scratch) = scratch {
-            // Its mounts may outlive it while its mount namespace is still held: lazily.
-            let _ = umount2(&scratch.join("rootfs"), MntFlags::MNT_DETACH);
-            rootfs::remove_tree(&scratch)?;
-            out.step("gc", format!("rm -r {}", scratch.display()));
-        }
-        if let Ok(record) = store.load(&id) {
-            crate::oci::remove_cgroups(&record.cgroups, &record.procs)?;
-        }
+        remove_left(out, store, &id, &mut dead_veths)?;
         rootfs::remove_tree(&store.dir(&id))?;
         out.step("gc", format!("rm -r {}", store.dir(&id).display()));
         removed += 1;

@@ -471,13 +471,93 @@ fn every_process(ctr: &Record) -> Result<Vec<i32>> {
         .collect())
 }
 
-/// `logs NAME`: what a detached container has written, from its record (opened without
-/// following links, the caller's own file).
-pub fn logs(store: &Store, name: &str) -> Result<Vec<u8>> {
-    store.load(name)?;
-    store
-        .read_file(name, "log")
-        .map_err(|_| bad_input(format!("{name} was not started with -d: it has no log")))
+/// `logs [-f] [--tail N] NAME`: what a detached container has written (the last `tail` lines of
+/// it), from its record (opened without following links, the caller's own file); with
+/// `follow`, then what it writes, until its `minicontainer run` has ended. Waits on the kernel's
+/// events: inotify `IN_MODIFY` on the open log, and the runner's pidfd.
+pub fn logs(
+    store: &Store,
+    name: &str,
+    tail: Option<usize>,
+    follow: bool,
+    to: &mut dyn std::io::Write,
+) -> Result<()> {
+    use std::io::Read;
+    use std::os::fd::{AsFd, AsRawFd};
+    let record = store.load(name)?;
+    let mut log = store
+        .open_file(name, "log")
+        .map_err(|_| bad_input(format!("{name} was not started with -d: it has no log")))?;
+    let mut text = Vec::new();
+    log.read_to_end(&mut text)
+        .with_context(|| format!("read {}", store.dir(name).join("log").display()))?;
+    let shown = match tail {
+        Some(n) => last_lines(&text, n),
+        None => &text[..],
+    };
+    to.write_all(shown)?;
+    to.flush()?;
+    let Some(runner) = record.runner.filter(|_| follow) else {
+        return Ok(());
+    };
+    // The watch first, on the file already open (its /proc/self/fd link, not its path): no
+    // write after the read above is missed, and no other file is watched.
+    let inotify = nix::sys::inotify::Inotify::init(
+        nix::sys::inotify::InitFlags::IN_CLOEXEC | nix::sys::inotify::InitFlags::IN_NONBLOCK,
+    )
+    .context("inotify_init1")?;
+    inotify
+        .add_watch(
+            format!("/proc/self/fd/{}", log.as_raw_fd()).as_str(),
+            nix::sys::inotify::AddWatchFlags::IN_MODIFY,
+        )
+        .context("inotify_add_watch(log, IN_MODIFY)")?;
+    let runner = pidfd(runner).ok();
+    let mut copy = |log: &mut fs::File| -> Result<()> {
+        let mut more = Vec::new();
+        log.read_to_end(&mut more).context("read the log")?;
+        to.write_all(&more)?;
+        to.flush()?;
+        Ok(())
+    };
+    loop {
+        copy(&mut log)?;
+        let Some(runner) = &runner else {
+            return Ok(()); // it had ended already: everything is read
+        };
+        let mut fds = [
+            nix::poll::PollFd::new(inotify.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(runner.as_fd(), nix::poll::PollFlags::POLLIN),
+        ];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("poll(inotify, pidfd)"),
+        }
+        if fds[1].any().unwrap_or(false) {
+            // Its run has ended: the last bytes, then done.
+            return copy(&mut log);
+        }
+        match inotify.read_events() {
+            Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+            Err(e) => return Err(e).context("read(inotify)"),
+        }
+    }
+}
+
+/// The last `n` lines of `text` (a final newline ends the last line, it starts none).
+fn last_lines(text: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &[];
+    }
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let start = body
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n - 1)
+        .map_or(0, |(i, _)| i + 1);
+    &text[start..]
 }
 
 /// A signal by name (`TERM`, `SIGTERM`) or number (`15`).
@@ -515,5 +595,14 @@ mod tests {
         assert!(validate_name("-x").is_err());
         assert!(validate_name("").is_err());
         assert!(validate_name("a/b").is_err());
+    }
+
+    #[test]
+    fn tail_takes_the_last_lines() {
+        assert_eq!(last_lines(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(last_lines(b"a\nb\nc", 2), b"b\nc");
+        assert_eq!(last_lines(b"a\nb\n", 5), b"a\nb\n");
+        assert_eq!(last_lines(b"a\nb\n", 0), b"");
+        assert_eq!(last_lines(b"", 3), b"");
     }
 }

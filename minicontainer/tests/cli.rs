@@ -1293,27 +1293,144 @@ fn a_detached_container_runs_in_the_background_with_its_log() {
     let row = ps.lines().find(|l| l.starts_with(&name)).expect("in ps");
     // The background runner makes the container's objects: remember its PID (RUNNER).
     started(row.split_whitespace().nth(2).unwrap().parse().unwrap());
-    // Its output goes to its log (poll: the shell writes it in its own time).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let log = loop {
-        let logs = run(bin(), &["logs", &name]);
-        logs.expect_code(0);
-        if logs.stdout.contains("hello") || std::time::Instant::now() > deadline {
-            break logs.stdout;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    assert_eq!(log, "hello from minicontainer\n");
+    // Its output goes to its log: `logs -f` shows it as it comes.
+    let mut follow = Background::start(bin(), &["logs", "-f", &name], "hello");
+    assert_eq!(follow.lines, ["hello from minicontainer\n"]);
     run(bin(), &["stop", "-t", "5", &name]).expect_code(0);
-    // The run in the background cleans up after itself once the container has ended.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !leftovers().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    assert_eq!(follow.wait(), 0, "logs -f ends with the container");
+    // The run in the background cleans up after itself once the container has ended, all but
+    // the record and log, which stay until rm.
     assert_eq!(leftovers(), Vec::<String>::new());
+    let log = run(bin(), &["logs", &name]);
+    assert_eq!(
+        log.stdout,
+        "hello from minicontainer\n",
+        "{}",
+        log.transcript()
+    );
+    run(bin(), &["rm", &name]).expect_code(0);
     let r = run(bin(), &["run", "-d", "-t", "--", "true"]);
     r.expect_code(2);
     assert!(r.stderr.contains("-d with -t"), "{}", r.stderr);
+}
+
+#[test]
+fn logs_stay_after_exit_until_rm_and_follow_with_f_and_tail() {
+    if needs_root("logs_stay_after_exit_until_rm_and_follow_with_f_and_tail") {
+        return;
+    }
+    let _one = serial();
+    let name = format!("nslab-l{}", std::process::id());
+    // It writes three lines, then waits on a FIFO that an exec opens, writes one more, and ends.
+    let script =
+        "mkfifo /tmp/go; echo one; echo two; echo three; read x < /tmp/go; echo four; exit 3";
+    let r = run(
+        bin(),
+        &["run", "-d", "--name", &name, "--", "sh", "-c", script],
+    );
+    r.expect_code(0);
+    let mut follow = Background::start(bin(), &["logs", "-f", "--tail", "2", &name], "three");
+    assert_eq!(follow.lines, ["two\n", "three\n"], "--tail 2 first");
+    run(bin(), &["exec", &name, "sh", "-c", "echo go > /tmp/go"]).expect_code(0);
+    assert_eq!(
+        follow.wait(),
+        0,
+        "logs -f ends when the container has ended"
+    );
+    assert_eq!(
+        follow.lines,
+        ["two\n", "three\n", "four\n"],
+        "then what follows"
+    );
+
+    // Ended: gone from ps, its log still there, its name still taken, until rm.
+    assert!(!run(bin(), &["ps"]).stdout.contains(&name));
+    let log = run(bin(), &["logs", &name]);
+    assert_eq!(
+        (log.code, log.stdout.as_str()),
+        (0, "one\ntwo\nthree\nfour\n")
+    );
+    let tail = run(bin(), &["logs", "-n", "1", &name]);
+    assert_eq!(tail.stdout, "four\n");
+    let again = run(bin(), &["run", "--name", &name, "--", "true"]);
+    again.expect_code(2);
+    assert!(
+        again
+            .stderr
+            .contains(&format!("it has ended: minicontainer rm {name}")),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(leftovers(), Vec::<String>::new());
+    let gc = run(bin(), &["gc"]);
+    gc.expect_code(0);
+    assert!(
+        run(bin(), &["logs", &name]).code == 0,
+        "gc leaves a kept record"
+    );
+    let rm = run(bin(), &["rm", &name]);
+    assert_eq!(
+        (rm.code, rm.stdout.as_str()),
+        (0, format!("{name}\n").as_str()),
+        "{}",
+        rm.transcript()
+    );
+    let gone = run(bin(), &["logs", &name]);
+    gone.expect_code(2);
+    assert!(gone.stderr.contains("does not exist"), "{}", gone.stderr);
+
+    // A running container: rm refuses it, rm -f kills it first.
+    let r = run(bin(), &["run", "-d", "--name", &name, "--", "sleep", "60"]);
+    r.expect_code(0);
+    let refused = run(bin(), &["rm", &name]);
+    refused.expect_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("is running: stop it first, or rm -f"),
+        "{}",
+        refused.stderr
+    );
+    let rm = run(bin(), &["rm", "-f", &name, "nslab-no-such-ctr"]);
+    rm.expect_code(2);
+    assert_eq!(
+        rm.stdout,
+        format!("{name}\n"),
+        "the one that exists goes: {}",
+        rm.transcript()
+    );
+    assert!(
+        rm.stderr.contains("nslab-no-such-ctr does not exist"),
+        "{}",
+        rm.stderr
+    );
+    assert!(run(bin(), &["logs", &name]).code == 2, "removed");
+    assert_eq!(leftovers(), Vec::<String>::new());
+
+    // --rm: nothing kept once it ends.
+    let r = run(
+        bin(),
+        &[
+            "run", "-d", "--rm", "--name", &name, "--", "sh", "-c", "echo bye",
+        ],
+    );
+    r.expect_code(0);
+    let mut follow = Background::spawn(bin(), &["logs", "-f", &name]);
+    let code = follow.wait();
+    assert!(
+        code == 2 || follow.lines == ["bye\n"],
+        "followed until it ended, or it had gone already: {code} {:?}",
+        follow.lines
+    );
+    // Either way its run has ended, and had removed the record before it did.
+    let gone = run(bin(), &["logs", &name]);
+    assert_eq!(
+        gone.code,
+        2,
+        "--rm removes the record and log: {}",
+        gone.transcript()
+    );
+    assert_eq!(leftovers(), Vec::<String>::new());
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod kill;
 mod logs;
 mod oci;
 mod ps;
+mod rm;
 mod run;
 mod stop;
 
@@ -36,8 +37,10 @@ pub enum Cmd {
     Exec(exec::Args),
     /// Stop a running container: SIGTERM, then SIGKILL after the grace period.
     Stop(stop::Args),
-    /// Print what a detached container has written so far.
+    /// Print what a detached container has written (kept until `rm`); -f follows it.
     Logs(logs::Args),
+    /// Remove containers that have ended (their record and log); -f kills a running one first.
+    Rm(rm::Args),
     /// Send a signal to a container's process: one of `ps` by name (default KILL), or an OCI
     /// container by ID (`kill ID [SIGNAL]`, default TERM, as runc).
     Kill(kill::Args),
@@ -82,6 +85,7 @@ pub fn dispatch(cmd: Cmd, store: &Store) -> Result<ExitCode> {
         Cmd::Exec(args) => exec::run(out, store, args),
         Cmd::Stop(args) => stop::run(out, store, args),
         Cmd::Logs(args) => logs::run(out, store, args),
+        Cmd::Rm(args) => rm::run(out, store, args),
         Cmd::Kill(args) => kill::run(out, store, args),
         Cmd::Create(args) => oci::create(out, store, args),
         Cmd::Start(args) => oci::start(out, store, args),

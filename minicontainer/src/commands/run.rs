@@ -67,9 +67,15 @@ pub struct Args {
     #[arg(short = 't', long = "tty")]
     pub tty: bool,
     /// Detached: run in the background (output to `logs NAME`), print the name, and return;
-    /// the container is removed when its command ends.
+    /// once its command ends, the container's record and log stay until `rm NAME` (or go at
+    /// once with --rm).
     #[arg(short = 'd', long = "detach")]
     pub detach: bool,
+    /// With -d: remove the container, log included, when its command ends (docker run --rm).
+    /// Without -d a container is always removed when it ends: its output went to you, and
+    /// there is no daemon to keep it for.
+    #[arg(long)]
+    pub rm: bool,
     /// Keep standard input attached (it always is: accepted for docker run's -it habit).
     #[arg(short = 'i', long = "interactive")]
     pub interactive: bool,
@@ -270,6 +276,7 @@ pub fn run(mut out: Narrator, store: &Store, args: Args) -> Result<ExitCode> {
         seccomp,
         tty,
         detach,
+        rm,
         interactive: _,
         explain,
         timings,
@@ -345,6 +352,7 @@ pub fn run(mut out: Narrator, store: &Store, args: Args) -> Result<ExitCode> {
         name,
         init,
         log: false,
+        keep: detach && !rm,
     };
     if print_spec {
         print!("{}", minicontainer::spec::to_json(&config.spec)?);
