@@ -181,6 +181,7 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
         procs: created.procs,
         runner: None,
         command,
+        address: None,
     };
     store.write_file(id, "state.json", &serde_json::to_vec_pretty(&record)?)?;
     if let Some(pid_file) = &args.pid_file {

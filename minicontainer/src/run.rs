@@ -91,6 +91,7 @@ pub fn run_then(
         procs: ctr.procs(),
         runner: Some(store::Proc::me()?),
         command: config.args().join(" "),
+        address: ctr.address(),
     };
     store.write_file(&name, "state.json", &serde_json::to_vec_pretty(&record)?)?;
     // The terminal first: the container sent its master side while it set up.

@@ -560,6 +560,83 @@ fn last_lines(text: &[u8], n: usize) -> &[u8] {
     &text[start..]
 }
 
+/// `inspect NAME`: what the store knows of a container, and the kernel of its process, as one
+/// JSON object with Docker's names where Docker has one: `Id`, `Created`, `Path` and `Args`,
+/// `State` (`Status`, `Running`, `Paused`, `Pid`, `ExitCode`), `Config` (the OCI runtime spec
+/// it was made from, where Docker shows its own config), `Cgroups` (each limit's top group and
+/// version), `NetworkSettings` (its bridge address and gateway), `Mounts` (the bind mounts),
+/// `LogPath` and `Runner` (the `minicontainer run` that waits for it).
+pub fn inspect(store: &Store, name: &str) -> Result<serde_json::Value> {
+    use serde_json::json;
+    let record = store.load(name)?;
+    let spec: serde_json::Value = serde_json::from_slice(&store.read_file(name, "config.json")?)
+        .with_context(|| format!("parse {}", store.dir(name).join("config.json").display()))?;
+    let status = store.status_text(&record);
+    let running = store.status(&record) != ContainerState::Stopped;
+    let exit_code = crate::run::exited(store, name);
+    let args: Vec<String> = spec["process"]["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mounts: Vec<serde_json::Value> = spec["mounts"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|m| {
+                    m["type"] == "bind"
+                        || m["options"]
+                            .as_array()
+                            .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
+                })
+                .map(|m| {
+                    let ro = m["options"]
+                        .as_array()
+                        .is_some_and(|o| o.iter().any(|x| x == "ro"));
+                    json!({
+                        "Type": "bind",
+                        "Source": m["source"],
+                        "Destination": m["destination"],
+                        "RW": !ro,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let log = store.dir(name).join("log");
+    Ok(json!({
+        "Id": record.id,
+        "Created": record.created,
+        "Path": args.first(),
+        "Args": args.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": if exit_code.is_some() && !running { "exited".to_string() } else { status },
+            "Running": running,
+            "Paused": store.paused(&record),
+            "Pid": if running { record.pid } else { 0 },
+            "ExitCode": exit_code,
+        },
+        "Config": spec,
+        "Cgroups": record.cgroups.iter().map(|(path, version)| json!({
+            "Path": path, "Version": version,
+        })).collect::<Vec<_>>(),
+        "NetworkSettings": match &record.address {
+            Some((address, gateway)) => json!({
+                "IPAddress": address.split('/').next(),
+                "IPPrefixLen": address.split('/').nth(1).and_then(|p| p.parse::<u8>().ok()),
+                "Gateway": gateway,
+            }),
+            None => json!({}),
+        },
+        "Mounts": mounts,
+        "LogPath": if store.open_file(name, "log").is_ok() { Some(log) } else { None },
+        "Runner": record.runner.map(|r| r.pid),
+    }))
+}
+
 /// A signal by name (`TERM`, `SIGTERM`) or number (`15`).
 pub fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal> {
     use std::str::FromStr;

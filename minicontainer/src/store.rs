@@ -115,6 +115,9 @@ pub struct Record {
     /// Its command line, for `ps`.
     #[serde(default)]
     pub command: String,
+    /// `--net bridge`: its eth0's address (`ADDRESS/PREFIX`) and the bridge's (the gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<(String, String)>,
 }
 
 impl Record {

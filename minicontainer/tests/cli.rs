@@ -485,6 +485,109 @@ fn bridge_containers_reach_each_other_and_the_host_and_nothing_else() {
 }
 
 #[test]
+fn inspect_shows_config_state_pid_cgroups_address_and_mounts() {
+    if needs_root("inspect_shows_config_state_pid_cgroups_address_and_mounts") {
+        return;
+    }
+    let _one = serial();
+    let net = TestNet::new();
+    let mc = bin().display().to_string();
+    let name = format!("nslab-i{}", std::process::id());
+    let data = labkit::tempdir::TempDir::create("inspect").unwrap();
+    let volume = format!("{}:/data:ro", data.path().display());
+    let r = net.run(
+        &mc,
+        &[
+            "run", "-d", "--name", &name, "--net", "bridge", "--memory", "64M", "-v", &volume,
+            "--", "sleep", "60",
+        ],
+    );
+    r.expect_code(0);
+    let inspect = |name: &str| -> serde_json::Value {
+        let r = run(bin(), &["inspect", name]);
+        r.expect_code(0);
+        let all: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(
+            all.as_array().map(Vec::len),
+            Some(1),
+            "an array, as docker's"
+        );
+        all[0].clone()
+    };
+    let running = inspect(&name);
+    let runner = running["Runner"].as_i64().expect("Runner") as i32;
+    started(runner);
+    assert_eq!(running["Id"], name.as_str());
+    assert_eq!(running["State"]["Status"], "running");
+    assert_eq!(running["State"]["Running"], true);
+    assert_eq!(running["State"]["ExitCode"], serde_json::Value::Null);
+    let pid = running["State"]["Pid"].as_i64().unwrap();
+    let ps = run(bin(), &["ps"]).stdout;
+    let pid = pid.to_string();
+    assert!(
+        ps.lines().any(|l| l
+            .split_whitespace()
+            .take(2)
+            .eq([name.as_str(), pid.as_str()])),
+        "the PID ps shows:\n{ps}"
+    );
+    assert_eq!(running["Path"], "sleep");
+    assert_eq!(running["Args"], serde_json::json!(["60"]));
+    assert_eq!(
+        running["Config"]["process"]["args"],
+        serde_json::json!(["sleep", "60"])
+    );
+    let cgroups = running["Cgroups"].as_array().unwrap();
+    assert!(!cgroups.is_empty(), "its memory group: {running:#}");
+    for group in cgroups {
+        let path = group["Path"].as_str().unwrap();
+        assert!(Path::new(path).is_dir(), "{path} exists while it runs");
+    }
+    let ip = running["NetworkSettings"]["IPAddress"].as_str().unwrap();
+    assert!(ip.starts_with("10.89."), "{running:#}");
+    assert_eq!(running["NetworkSettings"]["IPPrefixLen"], 24);
+    assert!(
+        running["NetworkSettings"]["Gateway"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.89.")
+    );
+    let mounts = running["Mounts"].as_array().unwrap();
+    let data_mount = mounts
+        .iter()
+        .find(|m| m["Destination"] == "/data")
+        .unwrap_or_else(|| panic!("/data in {mounts:?}"));
+    assert_eq!(
+        data_mount["Source"],
+        data.path().display().to_string().as_str()
+    );
+    assert_eq!(data_mount["RW"], false);
+    assert!(
+        running["LogPath"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(&format!("{name}/log")))
+    );
+
+    run(bin(), &["stop", "-t", "5", &name]).expect_code(0);
+    assert!(labkit::wait::process_exit(runner, std::time::Duration::from_secs(10)).unwrap());
+    let ended = inspect(&name);
+    assert_eq!(ended["State"]["Status"], "exited");
+    assert_eq!(ended["State"]["Running"], false);
+    assert_eq!(ended["State"]["Pid"], 0);
+    assert_eq!(ended["State"]["ExitCode"], 143, "sleep ended by SIGTERM");
+    for group in cgroups {
+        let path = group["Path"].as_str().unwrap();
+        assert!(!Path::new(path).exists(), "{path} removed when it ended");
+    }
+    run(bin(), &["rm", &name]).expect_code(0);
+    let gone = run(bin(), &["inspect", &name]);
+    gone.expect_code(2);
+    assert!(gone.stderr.contains("does not exist"), "{}", gone.stderr);
+    assert_eq!(net.bridge_links(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
 fn volumes_are_bind_mounts_read_only_when_asked() {
     if needs_root("volumes_are_bind_mounts_read_only_when_asked") {
         return;

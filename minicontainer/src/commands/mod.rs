@@ -2,6 +2,7 @@
 //! call into the library that does it. The OCI ones are runc's, as container managers call them.
 
 mod exec;
+mod inspect;
 mod kill;
 mod logs;
 mod oci;
@@ -39,6 +40,8 @@ pub enum Cmd {
     Stop(stop::Args),
     /// Print what a detached container has written (kept until `rm`); -f follows it.
     Logs(logs::Args),
+    /// Print containers' records as JSON: config, state, PID, cgroups, address, mounts.
+    Inspect(inspect::Args),
     /// Remove containers that have ended (their record and log); -f kills a running one first.
     Rm(rm::Args),
     /// Send a signal to a container's process: one of `ps` by name (default KILL), or an OCI
@@ -86,6 +89,7 @@ pub fn dispatch(cmd: Cmd, store: &Store) -> Result<ExitCode> {
         Cmd::Stop(args) => stop::run(out, store, args),
         Cmd::Logs(args) => logs::run(out, store, args),
         Cmd::Rm(args) => rm::run(out, store, args),
+        Cmd::Inspect(args) => inspect::run(out, store, args),
         Cmd::Kill(args) => kill::run(out, store, args),
         Cmd::Create(args) => oci::create(out, store, args),
         Cmd::Start(args) => oci::start(out, store, args),
