@@ -4,7 +4,8 @@
 //! container, and delete it (its cgroups, veth, scratch directory and record), on success, on
 //! error and on Ctrl-C alike. `gc` removes what a killed run could not.
 
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use labkit::Narrator;
@@ -13,7 +14,7 @@ use nix::mount::{MntFlags, umount2};
 
 use crate::engine::{self, Request, rootfs};
 use crate::store::{self, Store};
-use crate::{Config, console, net, spec, state};
+use crate::{Config, Net, Root, console, net, spec, state};
 
 /// Run a container; returns the exit code of its command (128 + N if killed by signal N).
 pub fn run(
@@ -45,6 +46,7 @@ pub fn run_then(
     let path = std::env::temp_dir().join(labkit::unique_name("ctr"));
     store.write_file(&name, "scratch", path.as_os_str().as_encoded_bytes())?;
     let work = rootfs::Scratch::create(path)?;
+    let config = &with_etc_files(config, &name, work.path())?;
     let bundle = spec::to_json(&config.spec)?;
     store.write_file(&name, "config.json", bundle.as_bytes())?;
     if config.log {
@@ -78,6 +80,25 @@ pub fn run_then(
         },
     )?;
     let process = ctr.process()?;
+    if let Some((address, _)) = ctr.address() {
+        // Its address is known now, before its program runs: into the same file (the inode
+        // already bind-mounted), not a new one.
+        let ip = address.split('/').next().unwrap_or_default();
+        let hosts = work.path().join(ETC_DIR).join("hosts");
+        if hosts.exists() {
+            fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&hosts)
+                .and_then(|mut f| {
+                    std::io::Write::write_all(
+                        &mut f,
+                        etc_hosts(ip, &hostname_of(config), &name).as_bytes(),
+                    )
+                })
+                .with_context(|| format!("write {}", hosts.display()))?;
+        }
+    }
     let record = store::Record {
         id: name.clone(),
         pid: process.pid,
@@ -113,6 +134,96 @@ pub fn run_then(
     }
     drop(claim);
     code
+}
+
+/// The directory in a run's scratch directory that holds its /etc files.
+const ETC_DIR: &str = "etc-files";
+
+fn hostname_of(config: &Config) -> String {
+    config.spec.hostname().clone().unwrap_or_default()
+}
+
+/// /etc/hosts: localhost, and the container's hostname and name on its address.
+fn etc_hosts(ip: &str, hostname: &str, name: &str) -> String {
+    let names = if hostname == name {
+        hostname.to_string()
+    } else {
+        format!("{hostname} {name}")
+    };
+    format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{names}\n")
+}
+
+/// The host's resolver configuration, as Docker copies it: where the host's points at
+/// systemd-resolved's stub on its own loopback (unreachable from the container's), the
+/// upstream servers it uses instead.
+fn host_resolv_conf() -> Option<String> {
+    let text = fs::read_to_string("/etc/resolv.conf").ok()?;
+    if text.contains("nameserver 127.0.0.53") {
+        if let Ok(upstream) = fs::read_to_string("/run/systemd/resolve/resolv.conf") {
+            return Some(upstream);
+        }
+    }
+    Some(text)
+}
+
+/// Whether the root's `/etc/FILE` (and `/etc`) is no symlink in any layer: a bind mount on it
+/// is made only then (mount targets are never followed through links; an image whose
+/// /etc/resolv.conf is a link keeps its own).
+fn plain_in_root(root: &Root, file: &str) -> bool {
+    let plain = |dir: &Path| {
+        [dir.join("etc"), dir.join("etc").join(file)]
+            .iter()
+            .all(|p| !fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()))
+    };
+    match root {
+        Root::Host => true,
+        Root::Dir(dir) => plain(dir),
+        Root::Layers(layers) => layers.iter().all(|l| plain(l)),
+        Root::Bundle(_) => false,
+    }
+}
+
+/// The run's config with Docker's /etc files: `/etc/hostname`, `/etc/hosts` (its hostname and
+/// name on 127.0.1.1 with `--net none`, as Debian names a host without an address; on its
+/// bridge address, written once known) and, with a network, the host's `/etc/resolv.conf`,
+/// each a file in `work` bind-mounted read-only (a `-v` on the same path wins).
+fn with_etc_files(config: &Config, name: &str, work: &Path) -> Result<Config> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut config = config.clone();
+    let dir = work.join(ETC_DIR);
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&dir)
+        .with_context(|| format!("mkdir {}", dir.display()))?;
+    let hostname = hostname_of(&config);
+    let mut files = vec![
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", etc_hosts("127.0.1.1", &hostname, name)),
+    ];
+    if config.net != Net::None {
+        files.extend(host_resolv_conf().map(|text| ("resolv.conf", text)));
+    }
+    let mut mounts = config.spec.mounts().clone().unwrap_or_default();
+    for (file, text) in files {
+        let destination = Path::new("/etc").join(file);
+        if mounts.iter().any(|m| m.destination() == &destination)
+            || !plain_in_root(&config.root, file)
+        {
+            continue;
+        }
+        let source = dir.join(file);
+        fs::write(&source, text).with_context(|| format!("write {}", source.display()))?;
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination(destination)
+                .typ("bind")
+                .source(source)
+                .options(["rbind", "rprivate", "ro"].map(String::from).to_vec())
+                .build()?,
+        );
+    }
+    config.spec.set_mounts(Some(mounts));
+    Ok(config)
 }
 
 /// The file of a kept record that holds its command's exit code (`run -d` without `--rm`).

@@ -588,6 +588,75 @@ fn inspect_shows_config_state_pid_cgroups_address_and_mounts() {
 }
 
 #[test]
+fn etc_hostname_hosts_and_resolv_conf_are_the_containers_read_only() {
+    if needs_root("etc_hostname_hosts_and_resolv_conf_are_the_containers_read_only") {
+        return;
+    }
+    let _one = serial();
+    let name = format!("nslab-e{}", std::process::id());
+    let script = "cat /etc/hostname; grep -v localhost /etc/hosts; \
+                  test -e /etc/resolv.conf && echo resolv.conf || echo no-resolv.conf; \
+                  (echo x > /etc/hosts) 2>/dev/null && echo writable || echo read-only; \
+                  getent hosts $(hostname) | tr -s ' ' ' '";
+    let r = container(&["--name", &name, "--hostname", "nslab-h"], script);
+    assert_eq!(
+        (r.code, r.stdout.clone()),
+        (
+            0,
+            format!(
+                "nslab-h\n127.0.1.1\tnslab-h {name}\nno-resolv.conf\nread-only\n127.0.1.1 nslab-h {name}\n"
+            )
+        ),
+        "--net none: its hostname and name on 127.0.1.1, no resolv.conf, all read-only, and its own \
+         hostname resolves:\n{}",
+        r.transcript()
+    );
+
+    // --net bridge: its address in /etc/hosts, the host's resolver configuration.
+    let net = TestNet::new();
+    let mc = bin().display().to_string();
+    let b = net.run(
+        &mc,
+        &[
+            "run",
+            "--net",
+            "bridge",
+            "--name",
+            &name,
+            "--hostname",
+            "nslab-h",
+            "--",
+            "sh",
+            "-c",
+            "ip -4 -o addr show eth0 | tr -s ' ' | cut -d' ' -f4 | cut -d/ -f1; grep nslab-h /etc/hosts; \
+             cat /etc/resolv.conf",
+        ],
+    );
+    b.expect_code(0);
+    let lines: Vec<&str> = b.stdout.lines().collect();
+    let ip = lines[0];
+    assert!(ip.starts_with("10.89."), "{}", b.transcript());
+    assert_eq!(
+        lines[1],
+        format!("{ip}\tnslab-h {name}"),
+        "{}",
+        b.transcript()
+    );
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap();
+    let expected = match host.contains("nameserver 127.0.0.53") {
+        true => std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or(host),
+        false => host,
+    };
+    assert_eq!(
+        lines[2..].join("\n").trim_end(),
+        expected.trim_end(),
+        "a copy of the host's"
+    );
+    assert_eq!(net.bridge_links(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
 fn volumes_are_bind_mounts_read_only_when_asked() {
     if needs_root("volumes_are_bind_mounts_read_only_when_asked") {
         return;
