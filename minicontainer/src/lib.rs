@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod console;
+pub mod copy;
 pub mod doctor;
 pub mod engine;
 pub mod image;

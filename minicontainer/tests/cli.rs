@@ -979,6 +979,136 @@ fn exec_takes_dockers_flags_i_t_e_w_u() {
     assert_eq!(leftovers(), Vec::<String>::new());
 }
 
+#[test]
+fn cp_copies_a_file_both_ways_inside_the_root_and_never_through_a_symlink() {
+    if needs_root("cp_copies_a_file_both_ways_inside_the_root_and_never_through_a_symlink") {
+        return;
+    }
+    let _one = serial();
+    use std::os::unix::fs::PermissionsExt;
+    let host = labkit::tempdir::TempDir::create("cp").unwrap();
+    let hostdir = host.path().display().to_string();
+    let ctr = Named::start("c", &["--hostname", "nslab-cp"]);
+    let name = ctr.name.clone();
+    let name = name.as_str();
+    let sh = |script: &str| {
+        let r = run(bin(), &["exec", name, "sh", "-c", script]);
+        r.expect_code(0);
+        r.stdout
+    };
+    let to = |path: &str| format!("{name}:{path}");
+
+    // Into the container: a file's bytes and permission bits; into a directory by its name.
+    let file = host.path().join("tool");
+    std::fs::write(&file, "#!/bin/sh\necho copied in\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let file = file.display().to_string();
+    run(bin(), &["cp", &file, &to("/tmp/in")]).expect_code(0);
+    run(bin(), &["cp", &file, &to("/tmp")]).expect_code(0);
+    assert_eq!(
+        sh("/tmp/in; /tmp/tool; stat -c %a /tmp/in"),
+        "copied in\ncopied in\n755\n",
+        "the same bytes, mode 755 (no set-user-ID)"
+    );
+
+    // Out of it: to a file, and into a directory by its name.
+    sh("echo from the container > /tmp/out; chmod 6755 /tmp/out");
+    let out = format!("{hostdir}/out.txt");
+    run(bin(), &["cp", &to("/tmp/out"), &out]).expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "from the container\n"
+    );
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o755,
+        "no set-user-ID or set-group-ID bit reaches the host"
+    );
+    run(bin(), &["cp", &to("/etc/hostname"), &hostdir]).expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("hostname")).unwrap(),
+        "nslab-cp\n"
+    );
+
+    // Symlinks: at the end of the path, neither read nor written through; on the way, resolved
+    // inside the root (a host path, absolute or by .., is not reached); no magic link.
+    std::fs::write(host.path().join("secret"), "host only\n").unwrap();
+    sh(&format!(
+        "echo orig > /tmp/target; ln -s /tmp/target /tmp/link; ln -s {hostdir} /tmp/abs; \
+         ln -s ../../../../../../..{hostdir} /tmp/up"
+    ));
+    for (args, needle) in [
+        (
+            vec!["cp".to_string(), to("/tmp/link"), out.clone()],
+            "a symlink",
+        ),
+        (
+            vec!["cp".into(), file.clone(), to("/tmp/link")],
+            "a symlink",
+        ),
+        (
+            vec!["cp".into(), to("/tmp/abs/secret"), out.clone()],
+            "no such file",
+        ),
+        (
+            vec!["cp".into(), to("/tmp/up/secret"), out.clone()],
+            "no such file",
+        ),
+        (
+            vec!["cp".into(), file.clone(), to("/tmp/abs/planted")],
+            "no such file",
+        ),
+        (
+            vec!["cp".into(), to("/proc/1/root/etc/hostname"), out.clone()],
+            "a symlink",
+        ),
+        (
+            vec!["cp".into(), to("/tmp"), out.clone()],
+            "not a regular file",
+        ),
+        (
+            vec!["cp".into(), file.clone(), out.clone()],
+            "one side must be a container's",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = run(bin(), &args);
+        r.expect_code(2);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
+    }
+    assert_eq!(
+        sh("cat /tmp/target"),
+        "orig\n",
+        "not written through the link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "from the container\n",
+        "nothing copied from a refused path"
+    );
+    assert!(
+        !host.path().join("planted").exists(),
+        "nothing written on the host"
+    );
+    // The host's destination is not followed either.
+    let planted = host.path().join("planted-link");
+    std::os::unix::fs::symlink(host.path().join("secret"), &planted).unwrap();
+    let r = run(
+        bin(),
+        &["cp", &to("/tmp/out"), &planted.display().to_string()],
+    );
+    r.expect_code(2);
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("secret")).unwrap(),
+        "host only\n"
+    );
+    ctr.stop();
+    let r = run(bin(), &["cp", &file, &to("/tmp/x")]);
+    r.expect_code(2);
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
 /// Write `bytes` as a blob of an OCI layout; returns its descriptor fields (digest, size).
 fn blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
     use sha2::Digest;

@@ -1,6 +1,7 @@
 //! One file per command (youki's `commands/<name>.rs`): its arguments, parsed by clap, and the
 //! call into the library that does it. The OCI ones are runc's, as container managers call them.
 
+mod cp;
 mod exec;
 mod inspect;
 mod kill;
@@ -42,6 +43,9 @@ pub enum Cmd {
     Logs(logs::Args),
     /// Print containers' records as JSON: config, state, PID, cgroups, address, mounts.
     Inspect(inspect::Args),
+    /// Copy a file into or out of a running container (resolved inside its root; no symlink
+    /// followed out of it, none at the end of the path).
+    Cp(cp::Args),
     /// Remove containers that have ended (their record and log); -f kills a running one first.
     Rm(rm::Args),
     /// Send a signal to a container's process: one of `ps` by name (default KILL), or an OCI
@@ -90,6 +94,7 @@ pub fn dispatch(cmd: Cmd, store: &Store) -> Result<ExitCode> {
         Cmd::Logs(args) => logs::run(out, store, args),
         Cmd::Rm(args) => rm::run(out, store, args),
         Cmd::Inspect(args) => inspect::run(out, store, args),
+        Cmd::Cp(args) => cp::run(out, store, args),
         Cmd::Kill(args) => kill::run(out, store, args),
         Cmd::Create(args) => oci::create(out, store, args),
         Cmd::Start(args) => oci::start(out, store, args),
