@@ -1427,6 +1427,201 @@ fn each_command_shows_its_own_flags_and_the_oci_global_flags_once() {
     r.expect_code(0);
 }
 
+/// An OCI layout with one layer holding one file, `/note`, with `text` in it.
+fn note_image(layout: &Path, text: &str) {
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(text.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    layer.append_data(&mut h, "note", text.as_bytes()).unwrap();
+    let layer = layer.into_inner().unwrap();
+    let (layer_digest, layer_size) = blob(layout, &layer);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["/note"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]}
+    });
+    let (config_digest, config_size) = blob(layout, config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer_size}]
+    });
+    let (manifest_digest, manifest_size) = blob(layout, manifest.to_string().as_bytes());
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": manifest_digest, "size": manifest_size}]});
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn images_lists_the_cache_and_prune_drops_layers_no_image_uses() {
+    const TEST: &str = "images_lists_the_cache_and_prune_drops_layers_no_image_uses";
+    if needs_root(TEST) {
+        return;
+    }
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists()
+        && labkit::testing::skip(TEST, "no /bin/busybox (apt-get install busybox-static)")
+    {
+        return;
+    }
+    let _one = serial();
+    let work = labkit::tempdir::TempDir::create("prune").unwrap();
+    let cache = work.path().join("cache");
+    let with_cache = |args: &[&str]| {
+        let mut cmd = labkit::testing::command(bin(), args);
+        cmd.env("XDG_CACHE_HOME", &cache);
+        cmd
+    };
+    let mc = |args: &[&str]| -> Run {
+        let child = with_cache(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        started(child.id() as i32);
+        Run::from(child.wait_with_output().unwrap())
+    };
+    let bb = work.path().join("busybox");
+    busybox_image(&bb, busybox);
+    let note = work.path().join("note");
+    std::fs::create_dir(&note).unwrap();
+    note_image(&note, "a note\n");
+    let (bb, note) = (bb.display().to_string(), note.display().to_string());
+    mc(&["run", "--image", &bb]).expect_code(0);
+    // --print-spec opens the image (its layer unpacked) and runs nothing.
+    mc(&["run", "--print-spec", "--image", &note]).expect_code(0);
+    // A layer no image names (left by hand, or by an image forgotten before).
+    let orphan = cache.join("nslab/layers/sha256").join("0".repeat(64));
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::write(orphan.join("f"), vec![0u8; 1500]).unwrap();
+
+    let images = mc(&["images"]);
+    images.expect_code(0);
+    let rows: Vec<&str> = images.stdout.lines().collect();
+    assert!(rows[0].starts_with("IMAGE ID"), "{}", images.stdout);
+    let row_of = |source: &str| {
+        rows.iter()
+            .find(|r| r.ends_with(source))
+            .unwrap_or_else(|| panic!("{source} in:\n{}", images.stdout))
+            .split_whitespace()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let bb_row = row_of(&bb);
+    assert_eq!(bb_row[1], "1", "one layer");
+    assert_eq!(bb_row[3], "MB", "busybox's layer is megabytes: {bb_row:?}");
+    let note_row = row_of(&note);
+    assert_eq!(&note_row[2..4], ["7", "B"], "its one file, 7 bytes");
+    assert!(
+        rows.last().unwrap().starts_with("3 layer(s), ")
+            && rows
+                .last()
+                .unwrap()
+                .ends_with("; 1 used by no image (minicontainer image prune)"),
+        "{}",
+        images.stdout
+    );
+
+    // busybox runs (its source gone meanwhile); the note image's source goes too.
+    let name = format!("nslab-p{}", std::process::id());
+    let mut ctr = with_cache(&[
+        "run",
+        "--name",
+        &name,
+        "--image",
+        &bb,
+        "--",
+        "sh",
+        "-c",
+        "echo up; while :; do sleep 0.05; done",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    started(ctr.id() as i32);
+    let mut up = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(ctr.stdout.as_mut().unwrap()),
+        &mut up,
+    )
+    .unwrap();
+    assert_eq!(up, "up\n");
+    std::fs::remove_dir_all(&bb).unwrap();
+    std::fs::remove_dir_all(&note).unwrap();
+    assert!(mc(&["images"]).stdout.contains(&format!("{note} (gone)")));
+
+    let pruned = mc(&["image", "prune"]);
+    pruned.expect_code(0);
+    let id = &note_row[0];
+    assert!(
+        pruned
+            .stdout
+            .contains(&format!("forgot image {id} ({note} is gone)")),
+        "{}",
+        pruned.stdout
+    );
+    assert!(
+        pruned
+            .stdout
+            .contains("removed layer 000000000000 (1.5 kB)"),
+        "{}",
+        pruned.stdout
+    );
+    assert!(
+        pruned
+            .stdout
+            .ends_with("2 layer(s) removed, 1.5 kB freed\n"),
+        "{}",
+        pruned.stdout
+    );
+    assert!(
+        !pruned.stdout.contains(&bb_row[0]),
+        "busybox's layer is in use: kept\n{}",
+        pruned.stdout
+    );
+    assert!(!orphan.exists());
+
+    run(bin(), &["stop", "-t", "5", &name]).expect_code(0);
+    assert_eq!(ctr.wait().unwrap().code(), Some(143));
+    let pruned = mc(&["image", "prune"]);
+    assert!(
+        pruned
+            .stdout
+            .contains(&format!("forgot image {}", bb_row[0])),
+        "{}",
+        pruned.stdout
+    );
+    assert!(
+        pruned.stdout.contains("1 layer(s) removed"),
+        "{}",
+        pruned.stdout
+    );
+    let images = mc(&["images"]);
+    assert_eq!(
+        images.stdout.lines().count(),
+        2,
+        "no image left: {}",
+        images.stdout
+    );
+    assert!(
+        images.stdout.contains("\n0 layer(s), 0 B in "),
+        "{}",
+        images.stdout
+    );
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
 #[test]
 fn seccomp_refuses_new_namespaces_and_kernel_calls() {
     let _one = serial();

@@ -3,6 +3,7 @@
 
 mod cp;
 mod exec;
+mod images;
 mod inspect;
 mod kill;
 mod logs;
@@ -46,6 +47,13 @@ pub enum Cmd {
     /// Copy a file into or out of a running container (resolved inside its root; no symlink
     /// followed out of it, none at the end of the path).
     Cp(cp::Args),
+    /// List the images the layer cache (~/.cache/nslab) holds, with their sizes.
+    Images,
+    /// Manage the layer cache: `image ls`, `image prune`.
+    Image {
+        #[command(subcommand)]
+        cmd: images::ImageCmd,
+    },
     /// Remove containers that have ended (their record and log); -f kills a running one first.
     Rm(rm::Args),
     /// Send a signal to a container's process: one of `ps` by name (default KILL), or an OCI
@@ -95,6 +103,8 @@ pub fn dispatch(cmd: Cmd, store: &Store) -> Result<ExitCode> {
         Cmd::Rm(args) => rm::run(out, store, args),
         Cmd::Inspect(args) => inspect::run(out, store, args),
         Cmd::Cp(args) => cp::run(out, store, args),
+        Cmd::Images => images::list(out),
+        Cmd::Image { cmd } => images::run(out, store, cmd),
         Cmd::Kill(args) => kill::run(out, store, args),
         Cmd::Create(args) => oci::create(out, store, args),
         Cmd::Start(args) => oci::start(out, store, args),
