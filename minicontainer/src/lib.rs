@@ -146,6 +146,9 @@ pub struct Config {
     /// Keep the record (state, config, log, exit code) once the command has ended, until `rm`
     /// (`run -d` without `--rm`, as `docker run -d` keeps a container).
     pub keep: bool,
+    /// `-p HOSTPORT:CTRPORT` (`--net bridge`): TCP on the host's 127.0.0.1:HOSTPORT forwarded to
+    /// the container's address, port CTRPORT, for its life.
+    pub publish: Vec<(u16, u16)>,
 }
 
 impl Config {

@@ -62,6 +62,12 @@ pub fn run_then(
         None => (None, None),
     };
     let veth = claim.path().join("veth");
+    // Forked while this process has one thread (see net::Forwarder); dropped after the
+    // container, whatever happens.
+    let mut forwarder = match config.publish.is_empty() {
+        true => None,
+        false => Some(net::Forwarder::start(config.publish.clone())?),
+    };
     let ctr = engine::create(
         out,
         Request {
@@ -80,6 +86,28 @@ pub fn run_then(
         },
     )?;
     let process = ctr.process()?;
+    // `-p`: bound now (a port in use fails the run), forwarded until the container ends.
+    if let (Some(forwarder), Some((address, _))) = (&mut forwarder, ctr.address()) {
+        let ip: std::net::Ipv4Addr = address
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .context("the container's address")?;
+        forwarder.to(ip)?;
+        out.step(
+            "host",
+            format!(
+                "-p: a forwarder process accepts on 127.0.0.1 and connects to {ip}: {}",
+                config
+                    .publish
+                    .iter()
+                    .map(|(h, c)| format!("{h} -> {c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
     if let Some((address, _)) = ctr.address() {
         // Its address is known now, before its program runs: into the same file (the inode
         // already bind-mounted), not a new one.
@@ -113,6 +141,7 @@ pub fn run_then(
         runner: Some(store::Proc::me()?),
         command: config.args().join(" "),
         address: ctr.address(),
+        ports: config.publish.clone(),
     };
     store.write_file(&name, "state.json", &serde_json::to_vec_pretty(&record)?)?;
     // The terminal first: the container sent its master side while it set up.

@@ -628,6 +628,13 @@ pub fn inspect(store: &Store, name: &str) -> Result<serde_json::Value> {
                 "IPAddress": address.split('/').next(),
                 "IPPrefixLen": address.split('/').nth(1).and_then(|p| p.parse::<u8>().ok()),
                 "Gateway": gateway,
+                "Ports": record.ports.iter().fold(serde_json::Map::new(), |mut ports, (host, inside)| {
+                    let bound = ports.entry(format!("{inside}/tcp")).or_insert_with(|| json!([]));
+                    if let Some(list) = bound.as_array_mut() {
+                        list.push(json!({ "HostIp": "127.0.0.1", "HostPort": host.to_string() }));
+                    }
+                    ports
+                }),
             }),
             None => json!({}),
         },

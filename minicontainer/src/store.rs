@@ -118,6 +118,9 @@ pub struct Record {
     /// `--net bridge`: its eth0's address (`ADDRESS/PREFIX`) and the bridge's (the gateway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<(String, String)>,
+    /// `-p`: (host port on 127.0.0.1, container port).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<(u16, u16)>,
 }
 
 impl Record {

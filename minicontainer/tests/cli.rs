@@ -657,6 +657,139 @@ fn etc_hostname_hosts_and_resolv_conf_are_the_containers_read_only() {
 }
 
 #[test]
+fn publish_forwards_the_hosts_loopback_port_to_a_bridge_container() {
+    if needs_root("publish_forwards_the_hosts_loopback_port_to_a_bridge_container") {
+        return;
+    }
+    let _one = serial();
+    let net = TestNet::new();
+    net.run("ip", &["link", "set", "lo", "up"]).expect_code(0);
+    let mc = bin().display().to_string();
+    let name = format!("nslab-f{}", std::process::id());
+    // It answers two connections on port 7070 with its hostname, then ends.
+    let server = "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => 7070, \
+                  Listen => 5, ReuseAddr => 1) or die \"listen: $!\"; $| = 1; print \"listen\", \"ing\\n\"; \
+                  for (1..2) { $c = $s->accept; print $c \"pong from \", `hostname`; close $c }'";
+    let args = net.args(
+        &mc,
+        &[
+            "run",
+            "--net",
+            "bridge",
+            "--name",
+            &name,
+            "--hostname",
+            "nslab-p",
+            "-p",
+            "18080:7070",
+            "-p",
+            "127.0.0.1:18081:7070",
+            "--",
+            "sh",
+            "-c",
+            server,
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut ctr = Background::start(Path::new("/usr/bin/nsenter"), &args, "listening");
+    started(ctr.pid());
+    // Bound on the (test's) host loopback only.
+    let listening = net.run("ss", &["-Htln"]);
+    for port in ["18080", "18081"] {
+        let bound: Vec<&str> = listening
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(3))
+            .filter(|a| a.ends_with(&format!(":{port}")))
+            .collect();
+        assert_eq!(bound, [format!("127.0.0.1:{port}")], "{}", listening.stdout);
+    }
+    let inspect = run(bin(), &["inspect", &name]);
+    let inspect: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(
+        inspect[0]["NetworkSettings"]["Ports"]["7070/tcp"],
+        serde_json::json!([{"HostIp": "127.0.0.1", "HostPort": "18080"},
+                           {"HostIp": "127.0.0.1", "HostPort": "18081"}]),
+        "as docker inspect shows them"
+    );
+    for port in ["18080", "18081"] {
+        let reply = net.run(
+            "bash",
+            &[
+                "-c",
+                &format!("exec 3<>/dev/tcp/127.0.0.1/{port} && cat <&3"),
+            ],
+        );
+        assert_eq!(
+            reply.stdout,
+            "pong from nslab-p\n",
+            "{}",
+            reply.transcript()
+        );
+    }
+    assert_eq!(ctr.wait(), 0, "it served both and ended");
+    // The forwarder went with it: nothing listens any more.
+    let after = net.run("ss", &["-Htln"]);
+    assert!(!after.stdout.contains(":18080"), "{}", after.stdout);
+    assert_eq!(net.bridge_links(), Vec::<String>::new());
+    // A port in use fails the run, which leaves nothing behind.
+    let taken = net.args(
+        "perl",
+        &[
+            "-MIO::Socket::INET",
+            "-e",
+            "$s = IO::Socket::INET->new(LocalAddr => '127.0.0.1:18082', Listen => 1) or die; \
+             $| = 1; print \"bound\\n\"; sleep 600",
+        ],
+    );
+    let taken: Vec<&str> = taken.iter().map(String::as_str).collect();
+    let _holder = Background::start(Path::new("/usr/bin/nsenter"), &taken, "bound");
+    let r = net.run(
+        &mc,
+        &["run", "--net", "bridge", "-p", "18082:80", "--", "true"],
+    );
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("-p 18082:80: bind(127.0.0.1:18082)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(net.bridge_links(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<String>::new());
+    for (args, needle) in [
+        (
+            vec!["run", "-p", "8080:80", "--", "true"],
+            "needs --net bridge",
+        ),
+        (
+            vec![
+                "run",
+                "--net",
+                "bridge",
+                "-p",
+                "0.0.0.0:8080:80",
+                "--",
+                "true",
+            ],
+            "127.0.0.1 only",
+        ),
+        (
+            vec!["run", "--net", "bridge", "-p", "80", "--", "true"],
+            "expected [127.0.0.1:]HOSTPORT:CTRPORT",
+        ),
+        (
+            vec!["run", "--net", "bridge", "-p", "0:80", "--", "true"],
+            "from 1 to 65535",
+        ),
+    ] {
+        let r = run(bin(), &args);
+        r.expect_code(2);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+    }
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+#[test]
 fn volumes_are_bind_mounts_read_only_when_asked() {
     if needs_root("volumes_are_bind_mounts_read_only_when_asked") {
         return;

@@ -52,6 +52,15 @@ pub struct Args {
     /// other bridge containers and the host reachable, nothing else; needs root).
     #[arg(long, value_enum, default_value_t = NetArg::None)]
     pub net: NetArg,
+    /// Publish a port (with --net bridge): TCP connections to the host's 127.0.0.1:HOSTPORT
+    /// go to the container's CTRPORT, for as long as it runs (never on another host address);
+    /// repeatable.
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[127.0.0.1:]HOSTPORT:CTRPORT"
+    )]
+    pub publish: Vec<String>,
     /// Bind-mount a host path into the container (HOST:CONTAINER[:ro]); repeatable.
     #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
     pub volume: Vec<String>,
@@ -270,6 +279,7 @@ pub fn run(mut out: Narrator, store: &Store, args: Args) -> Result<ExitCode> {
         env,
         workdir,
         net,
+        publish,
         volume,
         user,
         init,
@@ -312,6 +322,15 @@ pub fn run(mut out: Narrator, store: &Store, args: Args) -> Result<ExitCode> {
         ));
     }
     out.set_quiet(!explain);
+    let publish = publish
+        .iter()
+        .map(|p| parse_publish(p))
+        .collect::<Result<Vec<_>>>()?;
+    if !publish.is_empty() && !matches!(net, NetArg::Bridge) {
+        return Err(bad_input(
+            "-p: a published port needs --net bridge (with --net none there is nothing to reach)",
+        ));
+    }
     let memory = memory.as_deref().map(cgroup_demo::parse_size).transpose()?;
     if cpus.is_some_and(|c| !(0.01..=1024.0).contains(&c)) {
         return Err(bad_input("--cpus: choose 0.01 to 1024"));
@@ -353,6 +372,7 @@ pub fn run(mut out: Narrator, store: &Store, args: Args) -> Result<ExitCode> {
         init,
         log: false,
         keep: detach && !rm,
+        publish,
     };
     if print_spec {
         print!("{}", minicontainer::spec::to_json(&config.spec)?);
@@ -382,6 +402,27 @@ pub fn run(mut out: Narrator, store: &Store, args: Args) -> Result<ExitCode> {
     labkit::signals::discard_pending();
     drop(hold);
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// `-p [127.0.0.1:]HOSTPORT:CTRPORT`: ports from 1 to 65535, on the loopback only.
+fn parse_publish(text: &str) -> Result<(u16, u16)> {
+    let bad = |why: &str| bad_input(format!("-p {text:?}: {why}"));
+    let parts: Vec<&str> = text.split(':').collect();
+    let (host, inside) = match parts[..] {
+        [h, c] => (h, c),
+        ["127.0.0.1", h, c] => (h, c),
+        [ip, _, _] => {
+            return Err(bad(&format!(
+                "published ports are bound on 127.0.0.1 only, not {ip}"
+            )));
+        }
+        _ => return Err(bad("expected [127.0.0.1:]HOSTPORT:CTRPORT")),
+    };
+    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
+    match (port(host), port(inside)) {
+        (Some(h), Some(c)) => Ok((h, c)),
+        _ => Err(bad("ports are numbers from 1 to 65535")),
+    }
 }
 
 /// The first of runc's own flags given, which docker's run has no use for.
