@@ -594,10 +594,12 @@ fn etc_hostname_hosts_and_resolv_conf_are_the_containers_read_only() {
     }
     let _one = serial();
     let name = format!("nslab-e{}", std::process::id());
-    let script = "cat /etc/hostname; grep -v localhost /etc/hosts; \
-                  test -e /etc/resolv.conf && echo resolv.conf || echo no-resolv.conf; \
-                  (echo x > /etc/hosts) 2>/dev/null && echo writable || echo read-only; \
-                  getent hosts $(hostname) | tr -s ' ' ' '";
+    // A line each, as the book shows it.
+    let script = "
+  cat /etc/hostname; grep -v localhost /etc/hosts
+  test -e /etc/resolv.conf && echo resolv.conf || echo no-resolv.conf
+  (echo x > /etc/hosts) 2>/dev/null && echo writable || echo read-only
+  getent hosts $(hostname) | tr -s ' ' ' '";
     let r = container(&["--name", &name, "--hostname", "nslab-h"], script);
     assert_eq!(
         (r.code, r.stdout.clone()),
@@ -610,6 +612,18 @@ fn etc_hostname_hosts_and_resolv_conf_are_the_containers_read_only() {
         "--net none: its hostname and name on 127.0.1.1, no resolv.conf, all read-only, and its own \
          hostname resolves:\n{}",
         r.transcript()
+    );
+
+    labkit::assert_run_snapshot!(
+        "friendly_etc",
+        Run {
+            stdout: format!(
+                "$ minicontainer run --name web --hostname nslab-h -- sh -c \"{script}\"\n{}",
+                r.stdout
+            ),
+            ..r
+        },
+        &[(name.as_str(), "web")]
     );
 
     // --net bridge: its address in /etc/hosts, the host's resolver configuration.
@@ -1951,17 +1965,21 @@ fn logs_stay_after_exit_until_rm_and_follow_with_f_and_tail() {
     }
     let _one = serial();
     let name = format!("nslab-l{}", std::process::id());
-    // It writes three lines, then waits on a FIFO that an exec opens, writes one more, and ends.
-    let script =
-        "mkfifo /tmp/go; echo one; echo two; echo three; read x < /tmp/go; echo four; exit 3";
+    // It writes three lines, then waits until `stop`'s SIGTERM, writes one more, and ends.
+    let script = "trap 'echo four; exit' TERM; echo one; echo two; echo three; sleep 600 & wait";
     let r = run(
         bin(),
         &["run", "-d", "--name", &name, "--", "sh", "-c", script],
     );
     r.expect_code(0);
+    // Once it has written three lines (and waits), a second follower with --tail 2.
+    let all = Background::start(bin(), &["logs", "-f", &name], "three");
+    assert_eq!(all.lines, ["one\n", "two\n", "three\n"]);
     let mut follow = Background::start(bin(), &["logs", "-f", "--tail", "2", &name], "three");
     assert_eq!(follow.lines, ["two\n", "three\n"], "--tail 2 first");
-    run(bin(), &["exec", &name, "sh", "-c", "echo go > /tmp/go"]).expect_code(0);
+    drop(all);
+    // Meanwhile, in another terminal.
+    run(bin(), &["stop", &name]).expect_code(0);
     assert_eq!(
         follow.wait(),
         0,
@@ -2008,6 +2026,26 @@ fn logs_stay_after_exit_until_rm_and_follow_with_f_and_tail() {
     let gone = run(bin(), &["logs", &name]);
     gone.expect_code(2);
     assert!(gone.stderr.contains("does not exist"), "{}", gone.stderr);
+    // For the book: the session, as typed (the name shown as web).
+    let shown = Run {
+        code: 0,
+        stdout: format!(
+            "$ minicontainer run -d --name web -- sh -c \"{script}\"\n{}\
+             $ minicontainer logs -f --tail 2 web    # until it ends; meanwhile: minicontainer stop web\n{}\
+             $ minicontainer logs web                # it has ended: its log stays until rm\n{}\
+             $ minicontainer logs -n 1 web\n{}\
+             $ minicontainer run --name web -- true\n{}\
+             $ minicontainer rm web\n{}",
+            r.stdout,
+            follow.lines.concat(),
+            log.stdout,
+            tail.stdout,
+            again.stderr,
+            rm.stdout,
+        ),
+        stderr: String::new(),
+    };
+    labkit::assert_run_snapshot!("friendly_logs", shown, &[(name.as_str(), "web")]);
 
     // A running container: rm refuses it, rm -f kills it first.
     let r = run(bin(), &["run", "-d", "--name", &name, "--", "sleep", "60"]);
