@@ -493,6 +493,7 @@ fn inspect_shows_config_state_pid_cgroups_address_and_mounts() {
     let net = TestNet::new();
     let mc = bin().display().to_string();
     let name = format!("nslab-i{}", std::process::id());
+    let _rm = RmOnDrop(name.clone());
     let data = labkit::tempdir::TempDir::create("inspect").unwrap();
     let volume = format!("{}:/data:ro", data.path().display());
     let r = net.run(
@@ -998,10 +999,21 @@ fn run_with_input(args: &[&str], input: &[u8]) -> Run {
     Run::from(child.wait_with_output().unwrap())
 }
 
+/// `rm -f NAME` when dropped: a container the test started goes even when the test fails
+/// half-way (a detached one would otherwise run on, and an ended one keep its record).
+struct RmOnDrop(String);
+
+impl Drop for RmOnDrop {
+    fn drop(&mut self) {
+        let _ = labkit::testing::command(bin(), &["rm", "-f", &self.0]).output();
+    }
+}
+
 /// A named container that runs until stopped, for the commands that work on one by name.
 struct Named {
     name: String,
     ctr: Background,
+    _rm: RmOnDrop,
 }
 
 impl Named {
@@ -1012,7 +1024,11 @@ impl Named {
         all.extend_from_slice(&["--", "sh", "-c", "echo up; while :; do sleep 0.05; done"]);
         let ctr = Background::start(bin(), &all, "up");
         started(ctr.pid());
-        Named { name, ctr }
+        Named {
+            _rm: RmOnDrop(name.clone()),
+            name,
+            ctr,
+        }
     }
 
     fn stop(mut self) {
@@ -1682,6 +1698,7 @@ fn images_lists_the_cache_and_prune_drops_layers_no_image_uses() {
 
     // busybox runs (its source gone meanwhile); the note image's source goes too.
     let name = format!("nslab-p{}", std::process::id());
+    let _rm = RmOnDrop(name.clone());
     let mut ctr = with_cache(&[
         "run",
         "--name",
@@ -1914,6 +1931,7 @@ fn a_detached_container_runs_in_the_background_with_its_log() {
     }
     let _one = serial();
     let name = format!("nslab-d{}", std::process::id());
+    let _rm = RmOnDrop(name.clone());
     let r = run(
         bin(),
         &[
@@ -1965,6 +1983,7 @@ fn logs_stay_after_exit_until_rm_and_follow_with_f_and_tail() {
     }
     let _one = serial();
     let name = format!("nslab-l{}", std::process::id());
+    let _rm = RmOnDrop(name.clone());
     // It writes three lines, then waits until `stop`'s SIGTERM, writes one more, and ends.
     let script = "trap 'echo four; exit' TERM; echo one; echo two; echo three; sleep 600 & wait";
     let r = run(
