@@ -5,6 +5,7 @@
 //! error and on Ctrl-C alike. `gc` removes what a killed run could not.
 
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -117,6 +118,7 @@ pub fn run_then(
             fs::OpenOptions::new()
                 .write(true)
                 .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&hosts)
                 .and_then(|mut f| {
                     std::io::Write::write_all(

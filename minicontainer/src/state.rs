@@ -78,21 +78,38 @@ pub fn find(store: &Store, name: &str) -> Result<Record> {
     })
 }
 
-/// `ps`: a table of the running containers.
-pub fn ps(store: &Store) -> Result<String> {
-    let mut rows = vec![vec![
-        "NAME".to_string(),
-        "PID".into(),
-        "RUNNER".into(),
-        "COMMAND".into(),
-    ]];
-    for r in running(store)? {
-        rows.push(vec![
+/// `ps`: a table of the running containers; with `all` (`ps -a`), of every container with a
+/// record (those `run -d` kept after they ended too), with its status.
+pub fn ps(store: &Store, all: bool) -> Result<String> {
+    let mut header = vec!["NAME".to_string(), "PID".into(), "RUNNER".into()];
+    if all {
+        header.push("STATUS".into());
+    }
+    header.push("COMMAND".into());
+    let mut rows = vec![header];
+    let records = match all {
+        true => {
+            let mut every = store.list()?;
+            every.sort_by_key(|r| (r.created, r.id.clone()));
+            every
+        }
+        false => running(store)?,
+    };
+    for r in records {
+        let ended = store.status(&r) == ContainerState::Stopped;
+        let mut row = vec![
             r.id.clone(),
-            r.pid.to_string(),
+            if ended { "-".into() } else { r.pid.to_string() },
             r.runner.map_or_else(|| "-".into(), |p| p.pid.to_string()),
-            r.command.clone(),
-        ]);
+        ];
+        if all {
+            row.push(match crate::run::exited(store, &r.id) {
+                Some(code) if ended => format!("exited ({code})"),
+                _ => store.status_text(&r),
+            });
+        }
+        row.push(r.command.clone());
+        rows.push(row);
     }
     Ok(labkit::narrate::table(&rows))
 }

@@ -2010,8 +2010,20 @@ fn logs_stay_after_exit_until_rm_and_follow_with_f_and_tail() {
         "then what follows"
     );
 
-    // Ended: gone from ps, its log still there, its name still taken, until rm.
+    // Ended: gone from ps (not from ps -a), its log still there, its name still taken, until rm.
     assert!(!run(bin(), &["ps"]).stdout.contains(&name));
+    let all = run(bin(), &["ps", "-a"]);
+    let row = all
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} in ps -a:\n{}", all.stdout));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        (cells[1], &cells[3..5]),
+        ("-", &["exited", "(143)"][..]),
+        "no PID, the exit code (the wait in its trap ended by SIGTERM): {row}"
+    );
     let log = run(bin(), &["logs", &name]);
     assert_eq!(
         (log.code, log.stdout.as_str()),
@@ -2246,8 +2258,9 @@ fn list_ps_and_state_end_with_141_when_the_reader_is_gone() {
     let root = labkit::tempdir::TempDir::new("oci-root");
     let root = root.path().to_string_lossy().into_owned();
     for args in [vec!["--root", root.as_str(), "list"], vec!["ps"]] {
-        // A pipe whose reader is already gone: the first write gets EPIPE.
-        let (reader, writer) = nix::unistd::pipe().unwrap();
+        // A pipe whose reader is already gone: the first write gets EPIPE. Close-on-exec, so
+        // that no program another test starts meanwhile inherits the reader and keeps it open.
+        let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         drop(reader);
         let out = std::process::Command::new(bin())
             .args(&args)
