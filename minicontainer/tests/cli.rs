@@ -1225,10 +1225,7 @@ fn cp_copies_a_file_both_ways_inside_the_root_and_never_through_a_symlink() {
             vec!["cp".into(), to("/proc/1/root/etc/hostname"), out.clone()],
             "a symlink",
         ),
-        (
-            vec!["cp".into(), to("/tmp"), out.clone()],
-            "not a regular file",
-        ),
+        (vec!["cp".into(), to("/tmp"), out.clone()], "exists already"),
         (
             vec!["cp".into(), file.clone(), out.clone()],
             "one side must be a container's",
@@ -1266,6 +1263,67 @@ fn cp_copies_a_file_both_ways_inside_the_root_and_never_through_a_symlink() {
         std::fs::read_to_string(host.path().join("secret")).unwrap(),
         "host only\n"
     );
+    // Directories, both ways: a new directory each time, links inside copied as links.
+    sh(
+        "mkdir -p /tmp/tree/sub; echo a > /tmp/tree/a; echo b > /tmp/tree/sub/b; \
+        ln -s sub/b /tmp/tree/rel; chmod 750 /tmp/tree/sub",
+    );
+    run(bin(), &["cp", &to("/tmp/tree"), &hostdir]).expect_code(0);
+    let tree = host.path().join("tree");
+    assert_eq!(std::fs::read_to_string(tree.join("a")).unwrap(), "a\n");
+    assert_eq!(std::fs::read_to_string(tree.join("sub/b")).unwrap(), "b\n");
+    assert_eq!(
+        std::fs::read_link(tree.join("rel")).unwrap(),
+        Path::new("sub/b")
+    );
+    let mode = std::fs::metadata(tree.join("sub"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o750);
+    let again = run(bin(), &["cp", &to("/tmp/tree"), &hostdir]);
+    again.expect_code(2);
+    assert!(again.stderr.contains("exists already"), "{}", again.stderr);
+    let up = host.path().join("upload");
+    std::fs::create_dir_all(up.join("d")).unwrap();
+    std::fs::write(up.join("x"), "x\n").unwrap();
+    std::fs::write(up.join("d/y"), "y\n").unwrap();
+    std::os::unix::fs::symlink("d/y", up.join("link")).unwrap();
+    run(bin(), &["cp", &up.display().to_string(), &to("/tmp/")]).expect_code(0);
+    assert_eq!(
+        sh("cat /tmp/upload/x /tmp/upload/d/y /tmp/upload/link; readlink /tmp/upload/link"),
+        "x\ny\ny\nd/y\n"
+    );
+    // A link in a directory that leads out of it, or a FIFO: refused, the half-made copy gone.
+    sh(
+        "mkdir /tmp/t2; echo z > /tmp/t2/a; ln -s /etc/hostname /tmp/t2/out; \
+        mkdir /tmp/t3; mkfifo /tmp/t3/fifo",
+    );
+    let t2 = host.path().join("t2").display().to_string();
+    for (from, needle) in [
+        ("/tmp/t2", "leads out of the copied directory"),
+        ("/tmp/t3", "a device, FIFO or socket"),
+    ] {
+        let r = run(bin(), &["cp", &to(from), &t2]);
+        r.expect_code(2);
+        assert!(r.stderr.contains(needle), "{from}: {}", r.stderr);
+        assert!(
+            !Path::new(&t2).exists(),
+            "{from}: the half-made copy is removed"
+        );
+    }
+    let out2 = host.path().join("out2");
+    std::fs::create_dir(&out2).unwrap();
+    std::os::unix::fs::symlink("../../secret", out2.join("escape")).unwrap();
+    let r = run(
+        bin(),
+        &["cp", &out2.display().to_string(), &to("/tmp/out2")],
+    );
+    r.expect_code(2);
+    assert!(r.stderr.contains("leads out"), "{}", r.stderr);
+    assert_eq!(sh("test -e /tmp/out2 && echo there || echo gone"), "gone\n");
+
     ctr.stop();
     let r = run(bin(), &["cp", &file, &to("/tmp/x")]);
     r.expect_code(2);

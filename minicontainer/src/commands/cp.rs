@@ -1,4 +1,5 @@
-//! `cp SRC NAME:DST`, `cp NAME:SRC DST`: a file into or out of a running container.
+//! `cp SRC NAME:DST`, `cp NAME:SRC DST`: a file or a directory into or out of a running
+//! container.
 
 use std::process::ExitCode;
 
@@ -11,7 +12,7 @@ pub struct Args {
     /// A host path, or NAME:PATH in a running container.
     pub src: String,
     /// A host path, or NAME:PATH in a running container (an existing directory takes the
-    /// file under its own name).
+    /// file, or a new copy of the directory, under its own name).
     pub dst: String,
 }
 

@@ -44,8 +44,8 @@ pub enum Cmd {
     Logs(logs::Args),
     /// Print containers' records as JSON: config, state, PID, cgroups, address, mounts.
     Inspect(inspect::Args),
-    /// Copy a file into or out of a running container (resolved inside its root; no symlink
-    /// followed out of it, none at the end of the path).
+    /// Copy a file or a directory into or out of a running container (resolved inside its
+    /// root; no symlink followed out of it, none at the end of the path).
     Cp(cp::Args),
     /// List the images the layer cache (~/.cache/nslab) holds, with their sizes.
     Images,
