@@ -33,7 +33,7 @@ use nix::sys::time::TimeSpec;
 use oci_spec::image::{
     Descriptor, Digest, DigestAlgorithm, ImageConfiguration, ImageIndex, ImageManifest,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 /// An image made ready for overlayfs: its unpacked layers and what its config says to run.
@@ -67,6 +67,8 @@ pub fn open(path: &Path, cache: &Path, progress: bool) -> Result<Image> {
     };
     let store = cache.join("layers").join("sha256");
     fs::create_dir_all(&store).with_context(|| format!("mkdir -p {}", store.display()))?;
+    // Before its layers are unpacked: `image prune` never takes them for unused meanwhile.
+    record_image(cache, path, &plan)?;
     // Absolute: overlayfs resolves lowerdir= where the mount is made, not where this runs.
     let store = fs::canonicalize(&store).with_context(|| store.display().to_string())?;
     remove_stale_partials(&store);
@@ -1411,4 +1413,161 @@ mod tests {
             "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// what the cache holds: `images`, `image prune`
+
+/// An image the cache has layers for: `CACHE/images/ID.json`, written each time it is run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedImage {
+    /// The sha256 of its layers' keys and its config as read: the same image from anywhere
+    /// has the same ID.
+    pub id: String,
+    /// Where it was last run from.
+    pub source: PathBuf,
+    /// Its layers' directories in `CACHE/layers/sha256/`, bottom-most first.
+    pub layers: Vec<String>,
+    /// When it was last run (seconds since the epoch).
+    pub used: u64,
+}
+
+fn record_image(cache: &Path, path: &Path, plan: &Plan) -> Result<()> {
+    let mut hash = Sha256::new();
+    for layer in &plan.layers {
+        hash.update(layer.key.as_bytes());
+        hash.update(b"\n");
+    }
+    hash.update(serde_json::to_vec(&plan.config)?);
+    let id = format!("{:x}", hash.finalize());
+    let record = CachedImage {
+        id: id.clone(),
+        source: fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+        layers: plan.layers.iter().map(|l| l.key.clone()).collect(),
+        used: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let dir = cache.join("images");
+    fs::create_dir_all(&dir).with_context(|| format!("mkdir -p {}", dir.display()))?;
+    // Whole or not at all: a new file renamed over the old one.
+    let tmp = dir.join(format!(".{id}.{}", std::process::id()));
+    fs::write(&tmp, serde_json::to_vec_pretty(&record)?)
+        .with_context(|| format!("write {}", tmp.display()))?;
+    fs::rename(&tmp, dir.join(format!("{id}.json")))
+        .with_context(|| format!("rename {}", tmp.display()))
+}
+
+/// The cache's images, oldest use first (records that cannot be read are left out).
+pub fn cached_images(cache: &Path) -> Vec<CachedImage> {
+    let mut found: Vec<CachedImage> = fs::read_dir(cache.join("images"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .filter_map(|e| serde_json::from_slice(&fs::read(e.path()).ok()?).ok())
+        .collect();
+    found.sort_by(|a, b| (a.used, &a.id).cmp(&(b.used, &b.id)));
+    found
+}
+
+/// The layers' directories in the cache (unpacking ones left out), by key.
+pub fn cached_layers(cache: &Path) -> Vec<String> {
+    let mut keys: Vec<String> = fs::read_dir(cache.join("layers").join("sha256"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|k| !k.starts_with(PARTIAL))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// The bytes of the regular files under `dir` (links not followed).
+pub fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) if m.is_file() => total += m.len(),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// `1.2 MB`: a size in SI units, as docker images prints it.
+pub fn human(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < units.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+/// What `image prune` removed.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    /// Images whose source is gone (their records).
+    pub images: Vec<CachedImage>,
+    /// Layers no remaining image uses, with their sizes.
+    pub layers: Vec<(String, u64)>,
+}
+
+/// `image prune`: forget the images whose source is gone, then remove every layer that no
+/// image left uses and `in_use` (the layers of running containers' overlays) does not name.
+pub fn prune(cache: &Path, in_use: &HashSet<String>) -> Result<Pruned> {
+    let mut pruned = Pruned::default();
+    let mut kept = HashSet::new();
+    for image in cached_images(cache) {
+        if image.source.exists() || image.layers.iter().any(|l| in_use.contains(l)) {
+            kept.extend(image.layers.iter().cloned());
+            continue;
+        }
+        let file = cache.join("images").join(format!("{}.json", image.id));
+        fs::remove_file(&file).with_context(|| format!("rm {}", file.display()))?;
+        pruned.images.push(image);
+    }
+    let store = cache.join("layers").join("sha256");
+    for key in cached_layers(cache) {
+        if kept.contains(&key) || in_use.contains(&key) {
+            continue;
+        }
+        let dir = store.join(&key);
+        let size = tree_size(&dir);
+        crate::engine::rootfs::remove_tree(&dir)?;
+        pruned.layers.push((key, size));
+    }
+    Ok(pruned)
+}
+
+/// The layers the overlays of these processes' mount namespaces use: every
+/// `layers/sha256/KEY` in their `/proc/PID/mountinfo` (overlayfs shows its `lowerdir=`).
+pub fn layers_in_use(pids: &[i32]) -> HashSet<String> {
+    let mut keys = HashSet::new();
+    for pid in pids {
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/mountinfo")) else {
+            continue;
+        };
+        for (at, _) in text.match_indices("layers/sha256/") {
+            let rest = &text[at + "layers/sha256/".len()..];
+            let key: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+            if !key.is_empty() {
+                keys.insert(key);
+            }
+        }
+    }
+    keys
 }

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod console;
+pub mod copy;
 pub mod doctor;
 pub mod engine;
 pub mod image;
@@ -35,7 +36,7 @@ use labkit::{Narrator, bad_input};
 pub use engine::devices::{DEFAULT_DEVICE_RULES, DEVICES};
 pub use engine::identity::{DEFAULT_CAPS, apply_identity};
 pub use engine::{CommandNotFound, Created};
-pub use run::{gc, run, run_then};
+pub use run::{gc, rm, run, run_then};
 
 /// Where the container's root filesystem comes from.
 #[derive(Debug, Clone)]
@@ -142,6 +143,12 @@ pub struct Config {
     /// Send this process's output, and so the container's, to `log` in its work directory
     /// (`run -d`; `logs NAME` reads it).
     pub log: bool,
+    /// Keep the record (state, config, log, exit code) once the command has ended, until `rm`
+    /// (`run -d` without `--rm`, as `docker run -d` keeps a container).
+    pub keep: bool,
+    /// `-p HOSTPORT:CTRPORT` (`--net bridge`): TCP on the host's 127.0.0.1:HOSTPORT forwarded to
+    /// the container's address, port CTRPORT, for its life.
+    pub publish: Vec<(u16, u16)>,
 }
 
 impl Config {

@@ -15,6 +15,10 @@ use minicontainer::store::Store;
 /// `--version` in runc's shape (`runc version X`, then `spec: Y`), which clients parse.
 const VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.2.0");
 
+/// runc's global flags: before the command, as runc takes them (and container managers pass
+/// them), so they are shown once, here, and not in every command's help.
+const OCI_GLOBALS: &str = "OCI global options (before the command, as runc takes them)";
+
 /// A minimal container runtime, made of the mechanisms of the book: namespaces, cgroups, an
 /// overlay root with pivot_root, reduced capabilities, and an init as PID 1.
 ///
@@ -25,19 +29,19 @@ const VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.
 struct Cli {
     /// Where the OCI commands (create, start, state, kill, delete, list) keep their containers'
     /// state [default: /run/nslab as root, else $XDG_RUNTIME_DIR/nslab].
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, help_heading = OCI_GLOBALS, value_name = "DIR")]
     root: Option<PathBuf>,
     /// Also write errors to FILE (runc's --log, which container managers read).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, help_heading = OCI_GLOBALS, value_name = "FILE")]
     log: Option<PathBuf>,
     /// The format of --log: text or json.
-    #[arg(long = "log-format", global = true, default_value = "text")]
+    #[arg(long = "log-format", help_heading = OCI_GLOBALS, default_value = "text")]
     log_format: String,
     /// Accepted for runc's command line; cgroups are made by this program, never by systemd.
-    #[arg(long = "systemd-cgroup", global = true)]
+    #[arg(long = "systemd-cgroup", help_heading = OCI_GLOBALS)]
     systemd_cgroup: bool,
     /// Accepted for runc's command line (minicontainer has --explain instead).
-    #[arg(long, global = true)]
+    #[arg(long, help_heading = OCI_GLOBALS)]
     debug: bool,
     #[command(subcommand)]
     command: commands::Cmd,
@@ -151,6 +155,19 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_oci_global_flags_are_shown_once_at_the_top() {
+        let mut cmd = Cli::command();
+        let top = cmd.render_long_help().to_string();
+        assert_eq!(top.matches("--systemd-cgroup").count(), 1, "{top}");
+        for sub in cmd.get_subcommands_mut() {
+            let help = sub.render_long_help().to_string();
+            for flag in ["--log-format", "--systemd-cgroup", "--debug"] {
+                assert!(!help.contains(flag), "{}: {flag}\n{help}", sub.get_name());
+            }
+        }
     }
 
     #[test]

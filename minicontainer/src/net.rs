@@ -268,3 +268,75 @@ mod tests {
         ));
     }
 }
+
+/// `-p`: the forwarder, a process of its own (killed when the container's run drops it, or
+/// when that run dies), forked before the container is made (later the run has a second
+/// thread, and forks no more). Once told the container's address ([`Forwarder::to`]) it binds
+/// each HOSTPORT on the host's loopback only (never another address: a published port is the
+/// caller's, not the network's) and copies every connection both ways to the container's
+/// CTRPORT. A userspace copy, as Docker's docker-proxy and rootlessport do: no firewall rule is
+/// made, so nothing is left to remove.
+#[derive(Debug)]
+pub struct Forwarder(labkit::child::Child);
+
+impl Forwarder {
+    pub fn start(ports: Vec<(u16, u16)>) -> Result<Forwarder> {
+        let child = labkit::child::fork_child(move |r| {
+            let to: Ipv4Addr = r
+                .recv()?
+                .context("the run ended before the container had an address")?
+                .parse()
+                .context("the container's address")?;
+            let listeners = ports
+                .iter()
+                .map(|&(host, inside)| {
+                    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, host))
+                        .with_context(|| format!("-p {host}:{inside}: bind(127.0.0.1:{host})"))
+                        .map(|l| (l, inside))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            r.ready();
+            let accepting: Vec<_> = listeners
+                .into_iter()
+                .map(|(listener, port)| {
+                    std::thread::spawn(move || {
+                        for conn in listener.incoming().flatten() {
+                            std::thread::spawn(move || splice(conn, (to, port)));
+                        }
+                    })
+                })
+                .collect();
+            for t in accepting {
+                let _ = t.join();
+            }
+            Ok(0)
+        })?;
+        Ok(Forwarder(child))
+    }
+
+    /// Give it the container's address; returns once every port is bound (or why one is not).
+    pub fn to(&mut self, address: Ipv4Addr) -> Result<()> {
+        self.0.send(&address.to_string())?;
+        self.0.wait_ready()?;
+        Ok(())
+    }
+}
+
+/// Copy `conn` to a new connection to `to` and back, each way until its end of file.
+fn splice(conn: std::net::TcpStream, to: (Ipv4Addr, u16)) {
+    use std::net::Shutdown;
+    let Ok(upstream) = std::net::TcpStream::connect(to) else {
+        return; // refused: the client sees its connection closed
+    };
+    let (Ok(mut conn_r), Ok(mut up_w)) = (conn.try_clone(), upstream.try_clone()) else {
+        return;
+    };
+    let there = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut conn_r, &mut up_w);
+        let _ = up_w.shutdown(Shutdown::Write);
+    });
+    let (mut up_r, mut conn_w) = (upstream, conn);
+    let _ = std::io::copy(&mut up_r, &mut conn_w);
+    let _ = conn_w.shutdown(Shutdown::Write);
+    let _ = there.join();
+}

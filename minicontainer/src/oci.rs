@@ -137,6 +137,8 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
         name: Some(id.to_string()),
         init: false,
         log: false,
+        keep: false,
+        publish: Vec::new(),
     };
     let command = config.args().join(" ");
     // The terminal's master side goes to the caller's console socket.
@@ -180,6 +182,8 @@ pub fn create(out: &mut Narrator, store: &Store, id: &str, args: &CreateArgs) ->
         procs: created.procs,
         runner: None,
         command,
+        address: None,
+        ports: Vec::new(),
     };
     store.write_file(id, "state.json", &serde_json::to_vec_pretty(&record)?)?;
     if let Some(pid_file) = &args.pid_file {

@@ -78,21 +78,38 @@ pub fn find(store: &Store, name: &str) -> Result<Record> {
     })
 }
 
-/// `ps`: a table of the running containers.
-pub fn ps(store: &Store) -> Result<String> {
-    let mut rows = vec![vec![
-        "NAME".to_string(),
-        "PID".into(),
-        "RUNNER".into(),
-        "COMMAND".into(),
-    ]];
-    for r in running(store)? {
-        rows.push(vec![
+/// `ps`: a table of the running containers; with `all` (`ps -a`), of every container with a
+/// record (those `run -d` kept after they ended too), with its status.
+pub fn ps(store: &Store, all: bool) -> Result<String> {
+    let mut header = vec!["NAME".to_string(), "PID".into(), "RUNNER".into()];
+    if all {
+        header.push("STATUS".into());
+    }
+    header.push("COMMAND".into());
+    let mut rows = vec![header];
+    let records = match all {
+        true => {
+            let mut every = store.list()?;
+            every.sort_by_key(|r| (r.created, r.id.clone()));
+            every
+        }
+        false => running(store)?,
+    };
+    for r in records {
+        let ended = store.status(&r) == ContainerState::Stopped;
+        let mut row = vec![
             r.id.clone(),
-            r.pid.to_string(),
+            if ended { "-".into() } else { r.pid.to_string() },
             r.runner.map_or_else(|| "-".into(), |p| p.pid.to_string()),
-            r.command.clone(),
-        ]);
+        ];
+        if all {
+            row.push(match crate::run::exited(store, &r.id) {
+                Some(code) if ended => format!("exited ({code})"),
+                _ => store.status_text(&r),
+            });
+        }
+        row.push(r.command.clone());
+        rows.push(row);
     }
     Ok(labkit::narrate::table(&rows))
 }
@@ -122,6 +139,10 @@ pub struct ExecOptions {
     /// Capabilities added to all five sets (`CAP_NET_ADMIN`, ...), as runc's `--cap`.
     pub caps: Vec<String>,
     pub no_new_privs: bool,
+    /// Give the command a terminal: with `console_socket`, its master side goes there (runc's
+    /// `--tty --console-socket`); without, this process copies it to and from its own standard
+    /// input and output (docker's `exec -t`).
+    pub terminal: bool,
     /// Hand the command a terminal: its master side goes to this socket (runc's `--tty
     /// --console-socket`).
     pub console_socket: Option<std::path::PathBuf>,
@@ -193,10 +214,14 @@ fn exec_spec(
     if opts.no_new_privs {
         process.set_no_new_privileges(Some(true));
     }
-    if opts.console_socket.is_some() {
+    if opts.console_socket.is_some() || opts.terminal {
         process.set_terminal(Some(true));
+    } else if opts.process.is_none() {
+        // As runc exec and docker exec: a terminal only when asked for, whatever the
+        // container's own process has.
+        process.set_terminal(Some(false));
     }
-    if process.terminal() == Some(true) && opts.console_socket.is_none() {
+    if process.terminal() == Some(true) && opts.console_socket.is_none() && !opts.terminal {
         return Err(bad_input(
             "exec with a terminal needs --console-socket to hand the terminal to",
         ));
@@ -218,13 +243,22 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -
         .with_context(|| format!("parse {}", store.dir(name).join("config.json").display()))?;
     let plan = crate::spec::Plan::new(&exec_spec(spec, opts)?)?;
     let filters = plan.seccomp_programs()?;
-    let console = match &opts.console_socket {
+    let mut console = match &opts.console_socket {
         Some(path) => Some(
             std::os::unix::net::UnixStream::connect(path)
                 .with_context(|| format!("connect({})", path.display()))?,
         ),
         None => None,
     };
+    // docker's `exec -t`: the master side comes to this process, which copies it to and from
+    // the caller's terminal, as `run -t` does.
+    let mut relay = None;
+    if plan.terminal && console.is_none() {
+        if let Some((host_end, container_end)) = crate::console::pair(true)? {
+            relay = Some(host_end);
+            console = Some(container_end);
+        }
+    }
     // Open every namespace file first: after setns(mnt), /proc is the container's (and the
     // PID file's directory: its path means nothing there either).
     let files = labkit::ns::to_join(pid)?;
@@ -239,6 +273,19 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -
     // Not dumpable (and so its child, until it execs): no process of the container may read
     // the caller's environment or open the pipes to this process through /proc/PID.
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
+    // The terminal's copier is a process of its own, forked before the joins: no thread may
+    // start once this one has joined the container's PID namespace (clone(2): EINVAL for
+    // CLONE_THREAD), nor run while it joins the mount and user namespaces (setns(2): EINVAL).
+    let relay = match relay {
+        Some(host_end) => Some(fork_child(move |_| {
+            let mut quiet = Narrator::new();
+            quiet.set_quiet(true);
+            // Copies until the command's side of the terminal is closed everywhere.
+            drop(crate::console::Console::attach(&mut quiet, &host_end)?);
+            Ok(0)
+        })?),
+        None => None,
+    };
     join(out, &ctr, &files)?;
     let detach = opts.detach;
     let opts_preserve = opts.preserve_fds;
@@ -281,6 +328,13 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -
                 nix::unistd::setsid().context("setsid()")?;
             }
         }
+        // No signal blocked across the exec (-t blocks SIGWINCH here for its relay thread).
+        nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&nix::sys::signal::SigSet::empty()),
+            None,
+        )
+        .context("sigprocmask(SIG_SETMASK, {})")?;
         let mut command = Command::new(&plan.args[0]);
         command
             .args(&plan.args[1..])
@@ -299,6 +353,10 @@ pub fn exec(out: &mut Narrator, store: &Store, name: &str, opts: &ExecOptions) -
         return Ok(0);
     }
     let done = child.finish(out, "container")?;
+    if let Some(relay) = relay {
+        // The terminal restored, the command's last output copied.
+        relay.finish(out, "host")?;
+    }
     Ok(done.exit_code())
 }
 
@@ -430,13 +488,177 @@ fn every_process(ctr: &Record) -> Result<Vec<i32>> {
         .collect())
 }
 
-/// `logs NAME`: what a detached container has written, from its record (opened without
-/// following links, the caller's own file).
-pub fn logs(store: &Store, name: &str) -> Result<Vec<u8>> {
-    store.load(name)?;
-    store
-        .read_file(name, "log")
-        .map_err(|_| bad_input(format!("{name} was not started with -d: it has no log")))
+/// `logs [-f] [--tail N] NAME`: what a detached container has written (the last `tail` lines of
+/// it), from its record (opened without following links, the caller's own file); with
+/// `follow`, then what it writes, until its `minicontainer run` has ended. Waits on the kernel's
+/// events: inotify `IN_MODIFY` on the open log, and the runner's pidfd.
+pub fn logs(
+    store: &Store,
+    name: &str,
+    tail: Option<usize>,
+    follow: bool,
+    to: &mut dyn std::io::Write,
+) -> Result<()> {
+    use std::io::Read;
+    use std::os::fd::{AsFd, AsRawFd};
+    let record = store.load(name)?;
+    let mut log = store
+        .open_file(name, "log")
+        .map_err(|_| bad_input(format!("{name} was not started with -d: it has no log")))?;
+    let mut text = Vec::new();
+    log.read_to_end(&mut text)
+        .with_context(|| format!("read {}", store.dir(name).join("log").display()))?;
+    let shown = match tail {
+        Some(n) => last_lines(&text, n),
+        None => &text[..],
+    };
+    to.write_all(shown)?;
+    to.flush()?;
+    let Some(runner) = record.runner.filter(|_| follow) else {
+        return Ok(());
+    };
+    // The watch first, on the file already open (its /proc/self/fd link, not its path): no
+    // write after the read above is missed, and no other file is watched.
+    let inotify = nix::sys::inotify::Inotify::init(
+        nix::sys::inotify::InitFlags::IN_CLOEXEC | nix::sys::inotify::InitFlags::IN_NONBLOCK,
+    )
+    .context("inotify_init1")?;
+    inotify
+        .add_watch(
+            format!("/proc/self/fd/{}", log.as_raw_fd()).as_str(),
+            nix::sys::inotify::AddWatchFlags::IN_MODIFY,
+        )
+        .context("inotify_add_watch(log, IN_MODIFY)")?;
+    let runner = pidfd(runner).ok();
+    let mut copy = |log: &mut fs::File| -> Result<()> {
+        let mut more = Vec::new();
+        log.read_to_end(&mut more).context("read the log")?;
+        to.write_all(&more)?;
+        to.flush()?;
+        Ok(())
+    };
+    loop {
+        copy(&mut log)?;
+        let Some(runner) = &runner else {
+            return Ok(()); // it had ended already: everything is read
+        };
+        let mut fds = [
+            nix::poll::PollFd::new(inotify.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(runner.as_fd(), nix::poll::PollFlags::POLLIN),
+        ];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("poll(inotify, pidfd)"),
+        }
+        if fds[1].any().unwrap_or(false) {
+            // Its run has ended: the last bytes, then done.
+            return copy(&mut log);
+        }
+        match inotify.read_events() {
+            Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+            Err(e) => return Err(e).context("read(inotify)"),
+        }
+    }
+}
+
+/// The last `n` lines of `text` (a final newline ends the last line, it starts none).
+fn last_lines(text: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &[];
+    }
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let start = body
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n - 1)
+        .map_or(0, |(i, _)| i + 1);
+    &text[start..]
+}
+
+/// `inspect NAME`: what the store knows of a container, and the kernel of its process, as one
+/// JSON object with Docker's names where Docker has one: `Id`, `Created`, `Path` and `Args`,
+/// `State` (`Status`, `Running`, `Paused`, `Pid`, `ExitCode`), `Config` (the OCI runtime spec
+/// it was made from, where Docker shows its own config), `Cgroups` (each limit's top group and
+/// version), `NetworkSettings` (its bridge address and gateway), `Mounts` (the bind mounts),
+/// `LogPath` and `Runner` (the `minicontainer run` that waits for it).
+pub fn inspect(store: &Store, name: &str) -> Result<serde_json::Value> {
+    use serde_json::json;
+    let record = store.load(name)?;
+    let spec: serde_json::Value = serde_json::from_slice(&store.read_file(name, "config.json")?)
+        .with_context(|| format!("parse {}", store.dir(name).join("config.json").display()))?;
+    let status = store.status_text(&record);
+    let running = store.status(&record) != ContainerState::Stopped;
+    let exit_code = crate::run::exited(store, name);
+    let args: Vec<String> = spec["process"]["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mounts: Vec<serde_json::Value> = spec["mounts"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|m| {
+                    m["type"] == "bind"
+                        || m["options"]
+                            .as_array()
+                            .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
+                })
+                .map(|m| {
+                    let ro = m["options"]
+                        .as_array()
+                        .is_some_and(|o| o.iter().any(|x| x == "ro"));
+                    json!({
+                        "Type": "bind",
+                        "Source": m["source"],
+                        "Destination": m["destination"],
+                        "RW": !ro,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let log = store.dir(name).join("log");
+    Ok(json!({
+        "Id": record.id,
+        "Created": record.created,
+        "Path": args.first(),
+        "Args": args.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": if exit_code.is_some() && !running { "exited".to_string() } else { status },
+            "Running": running,
+            "Paused": store.paused(&record),
+            "Pid": if running { record.pid } else { 0 },
+            "ExitCode": exit_code,
+        },
+        "Config": spec,
+        "Cgroups": record.cgroups.iter().map(|(path, version)| json!({
+            "Path": path, "Version": version,
+        })).collect::<Vec<_>>(),
+        "NetworkSettings": match &record.address {
+            Some((address, gateway)) => json!({
+                "IPAddress": address.split('/').next(),
+                "IPPrefixLen": address.split('/').nth(1).and_then(|p| p.parse::<u8>().ok()),
+                "Gateway": gateway,
+                "Ports": record.ports.iter().fold(serde_json::Map::new(), |mut ports, (host, inside)| {
+                    let bound = ports.entry(format!("{inside}/tcp")).or_insert_with(|| json!([]));
+                    if let Some(list) = bound.as_array_mut() {
+                        list.push(json!({ "HostIp": "127.0.0.1", "HostPort": host.to_string() }));
+                    }
+                    ports
+                }),
+            }),
+            None => json!({}),
+        },
+        "Mounts": mounts,
+        "LogPath": if store.open_file(name, "log").is_ok() { Some(log) } else { None },
+        "Runner": record.runner.map(|r| r.pid),
+    }))
 }
 
 /// A signal by name (`TERM`, `SIGTERM`) or number (`15`).
@@ -474,5 +696,14 @@ mod tests {
         assert!(validate_name("-x").is_err());
         assert!(validate_name("").is_err());
         assert!(validate_name("a/b").is_err());
+    }
+
+    #[test]
+    fn tail_takes_the_last_lines() {
+        assert_eq!(last_lines(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(last_lines(b"a\nb\nc", 2), b"b\nc");
+        assert_eq!(last_lines(b"a\nb\n", 5), b"a\nb\n");
+        assert_eq!(last_lines(b"a\nb\n", 0), b"");
+        assert_eq!(last_lines(b"", 3), b"");
     }
 }

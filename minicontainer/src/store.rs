@@ -19,6 +19,8 @@
 //! - `runner` (docker-style only, written before the name is taken): the PID and start time of
 //!   the `minicontainer run` that owns it, so that `gc` tells a live run from a killed one even
 //!   before `state.json` exists; `scratch`: its layers' directory; `veth`; `log` (`run -d`);
+//! - `exited` (`run -d` without `--rm`): the command's exit code, written when it ended; the
+//!   record then stays (for `logs` and `inspect`) until `rm`;
 //! - `exec.fifo` (OCI only, until `start`).
 //!
 //! A name is taken atomically: docker-style, the directory is made under a temporary name with
@@ -113,6 +115,12 @@ pub struct Record {
     /// Its command line, for `ps`.
     #[serde(default)]
     pub command: String,
+    /// `--net bridge`: its eth0's address (`ADDRESS/PREFIX`) and the bridge's (the gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<(String, String)>,
+    /// `-p`: (host port on 127.0.0.1, container port).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<(u16, u16)>,
 }
 
 impl Record {
@@ -457,10 +465,13 @@ impl Store {
             }
             Err(nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY) => {
                 let hint = match self.runner(id) {
-                    Some(r) if !r.alive() => {
-                        "; it was left by a run that was killed: minicontainer gc removes it"
+                    _ if self.read_file(id, "exited").is_ok() => {
+                        format!("; it has ended: minicontainer rm {id} removes it")
                     }
-                    _ => "",
+                    Some(r) if !r.alive() => {
+                        "; it was left by a run that was killed: minicontainer gc removes it".into()
+                    }
+                    _ => String::new(),
                 };
                 Err(bad_input(format!(
                     "--name {id}: already in use (see minicontainer ps){hint}"

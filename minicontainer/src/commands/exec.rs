@@ -1,5 +1,5 @@
-//! `exec NAME [--] CMD...`: run a command in a running container, with docker exec's flags and
-//! runc exec's (`--process`, `--detach`, `--pid-file`, `--console-socket`, `--tty`, `--cwd`,
+//! `exec [-i] [-t] [-e K=V] [-w DIR] [-u UID[:GID]] NAME [--] CMD...`: run a command in a running
+//! container, with docker exec's flags and runc exec's (`--process`, `--detach`, `--pid-file`, `--console-socket`, `--tty`, `--cwd`,
 //! `--env`, `--user`, `--cap`), as containerd, podman's conmon and CRI-O call it.
 
 use std::path::PathBuf;
@@ -26,11 +26,16 @@ pub struct Args {
     /// Give the command a terminal, its master side sent to this Unix socket.
     #[arg(long = "console-socket", value_name = "SOCK")]
     pub console_socket: Option<PathBuf>,
-    /// Give the command a terminal (with --console-socket, as runc wants it).
+    /// Give the command a terminal of the container's own: copied to and from yours (docker's
+    /// -t), or with --console-socket, its master side sent there (runc's).
     #[arg(short = 't', long)]
     pub tty: bool,
-    /// Working directory inside the container.
-    #[arg(long, value_name = "DIR")]
+    /// Keep standard input attached (it always is, as with runc exec: accepted for docker
+    /// exec's -it habit).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Working directory inside the container (docker's -w/--workdir, runc's --cwd).
+    #[arg(short = 'w', long, visible_alias = "workdir", value_name = "DIR")]
     pub cwd: Option<PathBuf>,
     /// Set an environment variable (KEY=VALUE); repeatable.
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
@@ -58,8 +63,10 @@ pub struct Args {
 pub fn run(out: &mut Narrator, store: &Store, args: Args) -> Result<ExitCode> {
     out.set_quiet(!args.explain);
     minicontainer::oci::check_preserved(args.preserve_fds)?;
-    if args.tty && args.console_socket.is_none() {
-        return Err(bad_input("exec --tty needs --console-socket SOCK"));
+    if args.tty && args.detach && args.console_socket.is_none() {
+        return Err(bad_input(
+            "exec -d with -t: a detached command has no terminal to attach (give --console-socket)",
+        ));
     }
     let process = match &args.process {
         Some(file) => {
@@ -101,6 +108,7 @@ pub fn run(out: &mut Narrator, store: &Store, args: Args) -> Result<ExitCode> {
         user,
         caps: args.cap,
         no_new_privs: args.no_new_privs,
+        terminal: args.tty,
         console_socket: args.console_socket,
         detach: args.detach,
         pid_file: args.pid_file,

@@ -1,11 +1,15 @@
 //! One file per command (youki's `commands/<name>.rs`): its arguments, parsed by clap, and the
 //! call into the library that does it. The OCI ones are runc's, as container managers call them.
 
+mod cp;
 mod exec;
+mod images;
+mod inspect;
 mod kill;
 mod logs;
 mod oci;
 mod ps;
+mod rm;
 mod run;
 mod stop;
 
@@ -20,7 +24,13 @@ use minicontainer::store::Store;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Run CMD in a new container; its exit status is minicontainer's.
+    /// Run CMD in a new container (docker's order: an image, or --rootfs DIR, or the host's
+    /// /usr, then CMD); its exit status is minicontainer's. Or runc's `run [--bundle DIR] ID`.
+    #[command(
+        override_usage = "minicontainer run [OPTIONS] [IMAGE | --image PATH | --rootfs DIR] [--] CMD [ARG...]\n       \
+                                minicontainer run [OPTIONS] --image PATH | IMAGE    (the image's Cmd)\n       \
+                                minicontainer run [-d] [--bundle DIR] ID            (runc's: DIR/config.json)"
+    )]
     Run(run::Args),
     /// List the running containers: name, host PID of PID 1, PID of their minicontainer, command.
     /// With an OCI container's ID, runc's `ps ID`: the processes in its PID namespace.
@@ -30,8 +40,22 @@ pub enum Cmd {
     Exec(exec::Args),
     /// Stop a running container: SIGTERM, then SIGKILL after the grace period.
     Stop(stop::Args),
-    /// Print what a detached container has written so far.
+    /// Print what a detached container has written (kept until `rm`); -f follows it.
     Logs(logs::Args),
+    /// Print containers' records as JSON: config, state, PID, cgroups, address, mounts.
+    Inspect(inspect::Args),
+    /// Copy a file or a directory into or out of a running container (resolved inside its
+    /// root; no symlink followed out of it, none at the end of the path).
+    Cp(cp::Args),
+    /// List the images the layer cache (~/.cache/nslab) holds, with their sizes.
+    Images,
+    /// Manage the layer cache: `image ls`, `image prune`.
+    Image {
+        #[command(subcommand)]
+        cmd: images::ImageCmd,
+    },
+    /// Remove containers that have ended (their record and log); -f kills a running one first.
+    Rm(rm::Args),
     /// Send a signal to a container's process: one of `ps` by name (default KILL), or an OCI
     /// container by ID (`kill ID [SIGNAL]`, default TERM, as runc).
     Kill(kill::Args),
@@ -76,6 +100,11 @@ pub fn dispatch(cmd: Cmd, store: &Store) -> Result<ExitCode> {
         Cmd::Exec(args) => exec::run(out, store, args),
         Cmd::Stop(args) => stop::run(out, store, args),
         Cmd::Logs(args) => logs::run(out, store, args),
+        Cmd::Rm(args) => rm::run(out, store, args),
+        Cmd::Inspect(args) => inspect::run(out, store, args),
+        Cmd::Cp(args) => cp::run(out, store, args),
+        Cmd::Images => images::list(out),
+        Cmd::Image { cmd } => images::run(out, store, cmd),
         Cmd::Kill(args) => kill::run(out, store, args),
         Cmd::Create(args) => oci::create(out, store, args),
         Cmd::Start(args) => oci::start(out, store, args),

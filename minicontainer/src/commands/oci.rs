@@ -12,9 +12,10 @@ use minicontainer::store::Store;
 /// The options runc's create and run share.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OciArgs {
-    /// The bundle: a directory with config.json and the root filesystem it names.
-    #[arg(short = 'b', long, default_value = ".")]
-    pub bundle: PathBuf,
+    /// The bundle: a directory with config.json and the root filesystem it names [default:
+    /// the current directory].
+    #[arg(short = 'b', long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
     /// Write the container's PID here.
     #[arg(long = "pid-file", value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
@@ -36,7 +37,7 @@ pub struct OciArgs {
 
 pub fn create_args(args: &OciArgs) -> oci::CreateArgs {
     oci::CreateArgs {
-        bundle: args.bundle.clone(),
+        bundle: args.bundle.clone().unwrap_or_else(|| PathBuf::from(".")),
         pid_file: args.pid_file.clone(),
         console_socket: args.console_socket.clone(),
         preserve_fds: args.preserve_fds,

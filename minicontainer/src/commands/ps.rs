@@ -13,17 +13,20 @@ use minicontainer::oci;
 pub struct Args {
     /// An OCI container (see `list`).
     pub id: Option<String>,
+    /// Every container with a record, those that have ended too (with their status).
+    #[arg(short = 'a', long)]
+    pub all: bool,
     /// With an ID: table, or json (an array of host PIDs, as runc prints it).
     #[arg(short = 'f', long = "format", default_value = "table")]
     pub format: String,
 }
 
 pub fn run(out: &mut Narrator, store: &Store, args: Args) -> Result<ExitCode> {
-    let Args { id, format } = args;
+    let Args { id, all, format } = args;
     let Some(id) = id else {
         // Through the narrator: a reader that goes away (`| head -1`) ends it with 141, not a
         // panic.
-        out.raw(minicontainer::state::ps(store)?.trim_end_matches('\n'));
+        out.raw(minicontainer::state::ps(store, all)?.trim_end_matches('\n'));
         return Ok(ExitCode::SUCCESS);
     };
     let procs = oci::processes(store, &id)?;

@@ -1,13 +1,13 @@
 //! `run`: docker-style (flags, an image or a directory as the root), or runc's `run ID` on a
 //! bundle.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use labkit::{Narrator, bad_input, rootless};
 use minicontainer::store::Store;
-use minicontainer::{Config, oci};
+use minicontainer::{Config, oci, oci::validate_id};
 
 use super::oci::{OciArgs, create_args};
 
@@ -52,6 +52,15 @@ pub struct Args {
     /// other bridge containers and the host reachable, nothing else; needs root).
     #[arg(long, value_enum, default_value_t = NetArg::None)]
     pub net: NetArg,
+    /// Publish a port (with --net bridge): TCP connections to the host's 127.0.0.1:HOSTPORT
+    /// go to the container's CTRPORT, for as long as it runs (never on another host address);
+    /// repeatable.
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[127.0.0.1:]HOSTPORT:CTRPORT"
+    )]
+    pub publish: Vec<String>,
     /// Bind-mount a host path into the container (HOST:CONTAINER[:ro]); repeatable.
     #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
     pub volume: Vec<String>,
@@ -67,9 +76,15 @@ pub struct Args {
     #[arg(short = 't', long = "tty")]
     pub tty: bool,
     /// Detached: run in the background (output to `logs NAME`), print the name, and return;
-    /// the container is removed when its command ends.
+    /// once its command ends, the container's record and log stay until `rm NAME` (or go at
+    /// once with --rm).
     #[arg(short = 'd', long = "detach")]
     pub detach: bool,
+    /// With -d: remove the container, log included, when its command ends (docker run --rm).
+    /// Without -d a container is always removed when it ends: its output went to you, and
+    /// there is no daemon to keep it for.
+    #[arg(long)]
+    pub rm: bool,
     /// Keep standard input attached (it always is: accepted for docker run's -it habit).
     #[arg(short = 'i', long = "interactive")]
     pub interactive: bool,
@@ -91,17 +106,165 @@ pub struct Args {
     /// exit without running it: what the engine is given.
     #[arg(long)]
     pub print_spec: bool,
-    /// OCI: runc's `run ID`: create and start the bundle's container (with -d, return once
-    /// it runs; else wait for it, then delete it).
-    #[command(flatten)]
+    /// runc's `run ID`: create and start the bundle's container (with -d, return once it
+    /// runs; else wait for it, then delete it).
+    #[command(flatten, next_help_heading = "runc's run ID")]
     pub oci: OciArgs,
-    /// OCI: the container's ID (runc's `run [--bundle DIR] ID`); the bundle's config replaces
-    /// every option above.
-    #[arg(value_name = "ID")]
-    pub id: Option<String>,
-    /// The command and its arguments (with --image: the image's Cmd when left out).
-    #[arg(last = true, required_unless_present_any = ["image", "id"])]
+    /// Docker's order: the image (a path: an OCI image layout or a docker/podman save tarball;
+    /// or --image, or --rootfs DIR, or nothing for the host's /usr), then the command (with
+    /// --image: the image's Cmd when left out), with or without `--` before them. Or runc's
+    /// `run [--bundle DIR] ID`, with config.json in DIR (by default the current directory).
+    #[arg(value_name = "IMAGE|CMD|ID", allow_hyphen_values = true)]
+    pub words: Vec<String>,
+    /// The command after `--`.
+    #[arg(last = true, hide = true)]
     pub cmd: Vec<String>,
+}
+
+/// What run's positional words mean.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// runc's `run ID` on the bundle.
+    Oci { id: String, bundle: PathBuf },
+    /// Docker's `run [IMAGE] CMD...` (`image` when it was given as a word, not --image).
+    Docker {
+        image: Option<PathBuf>,
+        cmd: Vec<String>,
+    },
+}
+
+/// What [`read_words`] asks the file system.
+pub trait Probe {
+    /// `bundle/config.json` exists.
+    fn has_config(&self, bundle: &Path) -> bool;
+    /// `word` is a path to an image: a directory with index.json or manifest.json, or a tar
+    /// file.
+    fn is_image(&self, word: &str) -> bool;
+    /// `word` names a program on the host's /usr (the container's root without an image).
+    fn is_program(&self, word: &str) -> bool;
+}
+
+/// The machine's own file system.
+pub struct Host;
+
+impl Probe for Host {
+    fn has_config(&self, bundle: &Path) -> bool {
+        bundle.join("config.json").is_file()
+    }
+
+    fn is_image(&self, word: &str) -> bool {
+        let path = Path::new(word);
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {
+                path.join("index.json").is_file() || path.join("manifest.json").is_file()
+            }
+            Ok(m) if m.is_file() => {
+                // A tarball: by its name, or by the ustar magic of its first header.
+                let named = [".tar", ".tar.gz", ".tgz"]
+                    .iter()
+                    .any(|s| word.ends_with(s));
+                let mut head = [0u8; 262];
+                named
+                    || std::fs::File::open(path)
+                        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+                        .is_ok_and(|()| &head[257..262] == b"ustar")
+            }
+            _ => false,
+        }
+    }
+
+    fn is_program(&self, word: &str) -> bool {
+        if word.contains('/') {
+            return Path::new(word).is_file();
+        }
+        // The default PATH of the container (the spec's), on the host's /usr it mounts.
+        [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ]
+        .iter()
+        .any(|dir| Path::new(dir).join(word).is_file())
+    }
+}
+
+/// Read run's positional words: docker's `run [IMAGE] CMD [ARG...]` (with or without `--`),
+/// or runc's `run ID` where that is the only reading (`--bundle` given, or one word that is no
+/// image or program with a config.json in the current directory). A word that reads both ways
+/// is refused, naming both readings.
+pub fn read_words(
+    words: Vec<String>,
+    after: Vec<String>,
+    root_given: bool,
+    bundle: Option<PathBuf>,
+    probe: &impl Probe,
+) -> Result<Reading> {
+    if let Some(bundle) = bundle {
+        if root_given {
+            return Err(bad_input(
+                "run: --bundle is runc's run ID, --rootfs and --image docker's run: choose one",
+            ));
+        }
+        return match (&words[..], after.is_empty()) {
+            ([id], true) => Ok(Reading::Oci {
+                id: id.clone(),
+                bundle,
+            }),
+            _ => Err(bad_input(
+                "run --bundle DIR ID: runc's run takes one container ID and no command (the command is the bundle's config.json's)",
+            )),
+        };
+    }
+    // Words, then anything after `--` (only when no word came first: a `--` after a word is
+    // the command's, as docker passes it on).
+    let from_word = !words.is_empty();
+    let mut cmd = words;
+    cmd.extend(after);
+    if root_given || !from_word {
+        return Ok(Reading::Docker { image: None, cmd });
+    }
+    let first = cmd[0].clone();
+    let here = Path::new(".");
+    let as_id = cmd.len() == 1 && validate_id(&first).is_ok() && probe.has_config(here);
+    let image = probe.is_image(&first);
+    let docker = if image {
+        Some((
+            format!("docker's run IMAGE would run the image {first}"),
+            format!("--image {first}"),
+        ))
+    } else if probe.is_program(&first) {
+        Some((
+            format!("docker's run CMD would run {first} on the host's /usr"),
+            format!("-- {first}"),
+        ))
+    } else {
+        None
+    };
+    match (as_id, docker) {
+        (true, Some((docker, hint))) => Err(bad_input(format!(
+            "run {first}: ambiguous: runc's run ID would start ./config.json's container as {first:?}, {docker}; say run --bundle . {first}, or run {hint}"
+        ))),
+        (true, None) => Ok(Reading::Oci {
+            id: first,
+            bundle: here.to_path_buf(),
+        }),
+        (false, _) if image => {
+            let mut rest = cmd.split_off(1);
+            // `run IMAGE -- CMD`: unlike docker (which would exec a program called "--"), a
+            // `--` right after the image separates it from the command, as it does before it.
+            if rest.first().is_some_and(|w| w == "--") {
+                rest.remove(0);
+            }
+            Ok(Reading::Docker {
+                image: Some(PathBuf::from(first)),
+                cmd: rest,
+            })
+        }
+        (false, _) => Ok(Reading::Docker { image: None, cmd }),
+    }
 }
 
 pub fn run(mut out: Narrator, store: &Store, args: Args) -> Result<ExitCode> {
@@ -116,25 +279,58 @@ pub fn run(mut out: Narrator, store: &Store, args: Args) -> Result<ExitCode> {
         env,
         workdir,
         net,
+        publish,
         volume,
         user,
         init,
         seccomp,
         tty,
         detach,
+        rm,
         interactive: _,
         explain,
         timings,
         rootless: force,
         print_spec,
         oci,
-        id,
+        words,
         cmd,
     } = args;
-    if let Some(id) = id {
-        return oci_run(&mut out, store, &id, &oci, detach);
+    let root_given = rootfs.is_some() || image.is_some();
+    let (image, cmd) = match read_words(words, cmd, root_given, oci.bundle.clone(), &Host)? {
+        Reading::Oci { id, bundle } => {
+            let oci = OciArgs {
+                bundle: Some(bundle),
+                ..oci
+            };
+            return oci_run(&mut out, store, &id, &oci, detach);
+        }
+        Reading::Docker {
+            image: Some(word),
+            cmd,
+        } => (Some(word), cmd),
+        Reading::Docker { image: None, cmd } => (image, cmd),
+    };
+    if let Some(flag) = oci_only(&oci) {
+        return Err(bad_input(format!(
+            "run: {flag} is runc's run ID's (with --bundle DIR ID), not docker's run [IMAGE] CMD's"
+        )));
+    }
+    if image.is_none() && cmd.is_empty() {
+        return Err(bad_input(
+            "run: no command: run [OPTIONS] [IMAGE | --rootfs DIR] CMD [ARG...] (or runc's run [--bundle DIR] ID)",
+        ));
     }
     out.set_quiet(!explain);
+    let publish = publish
+        .iter()
+        .map(|p| parse_publish(p))
+        .collect::<Result<Vec<_>>>()?;
+    if !publish.is_empty() && !matches!(net, NetArg::Bridge) {
+        return Err(bad_input(
+            "-p: a published port needs --net bridge (with --net none there is nothing to reach)",
+        ));
+    }
     let memory = memory.as_deref().map(cgroup_demo::parse_size).transpose()?;
     if cpus.is_some_and(|c| !(0.01..=1024.0).contains(&c)) {
         return Err(bad_input("--cpus: choose 0.01 to 1024"));
@@ -175,6 +371,8 @@ pub fn run(mut out: Narrator, store: &Store, args: Args) -> Result<ExitCode> {
         name,
         init,
         log: false,
+        keep: detach && !rm,
+        publish,
     };
     if print_spec {
         print!("{}", minicontainer::spec::to_json(&config.spec)?);
@@ -204,6 +402,40 @@ pub fn run(mut out: Narrator, store: &Store, args: Args) -> Result<ExitCode> {
     labkit::signals::discard_pending();
     drop(hold);
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// `-p [127.0.0.1:]HOSTPORT:CTRPORT`: ports from 1 to 65535, on the loopback only.
+fn parse_publish(text: &str) -> Result<(u16, u16)> {
+    let bad = |why: &str| bad_input(format!("-p {text:?}: {why}"));
+    let parts: Vec<&str> = text.split(':').collect();
+    let (host, inside) = match parts[..] {
+        [h, c] => (h, c),
+        ["127.0.0.1", h, c] => (h, c),
+        [ip, _, _] => {
+            return Err(bad(&format!(
+                "published ports are bound on 127.0.0.1 only, not {ip}"
+            )));
+        }
+        _ => return Err(bad("expected [127.0.0.1:]HOSTPORT:CTRPORT")),
+    };
+    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
+    match (port(host), port(inside)) {
+        (Some(h), Some(c)) => Ok((h, c)),
+        _ => Err(bad("ports are numbers from 1 to 65535")),
+    }
+}
+
+/// The first of runc's own flags given, which docker's run has no use for.
+fn oci_only(oci: &OciArgs) -> Option<&'static str> {
+    [
+        (oci.pid_file.is_some(), "--pid-file"),
+        (oci.console_socket.is_some(), "--console-socket"),
+        (oci.preserve_fds != 0, "--preserve-fds"),
+        (oci.no_pivot, "--no-pivot"),
+        (oci.no_new_keyring, "--no-new-keyring"),
+    ]
+    .into_iter()
+    .find_map(|(given, flag)| given.then_some(flag))
 }
 
 fn parse_user(text: &str) -> Result<(u32, u32)> {
@@ -306,4 +538,149 @@ fn cow_like_validate(hostname: &str) -> Result<()> {
         return Err(bad_input(format!("--hostname {hostname:?}: 1 to 64 bytes")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file system with a config.json here (or not), one image (`img.tar`) and one program
+    /// (`sh`).
+    struct Fake {
+        config: bool,
+    }
+
+    impl Probe for Fake {
+        fn has_config(&self, _: &Path) -> bool {
+            self.config
+        }
+        fn is_image(&self, word: &str) -> bool {
+            word == "img.tar" || word == "box"
+        }
+        fn is_program(&self, word: &str) -> bool {
+            word == "sh" || word == "/bin/true"
+        }
+    }
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn docker(image: Option<&str>, cmd: &[&str]) -> Reading {
+        Reading::Docker {
+            image: image.map(PathBuf::from),
+            cmd: words(cmd),
+        }
+    }
+
+    #[test]
+    fn the_docker_order_reads_with_and_without_dashes() {
+        let read = |w: &[&str], after: &[&str], root: bool, config: bool| {
+            read_words(words(w), words(after), root, None, &Fake { config }).unwrap()
+        };
+        for config in [false, true] {
+            // --rootfs DIR /bin/true, with and without --, in a bundle's directory or not.
+            assert_eq!(
+                read(&["/bin/true"], &[], true, config),
+                docker(None, &["/bin/true"])
+            );
+            assert_eq!(
+                read(&[], &["/bin/true"], true, config),
+                docker(None, &["/bin/true"])
+            );
+            assert_eq!(
+                read(&["echo", "hi"], &[], true, config),
+                docker(None, &["echo", "hi"])
+            );
+            // The host's /usr: -- CMD, or CMD ARG... (more than one word is never an ID).
+            assert_eq!(read(&[], &["sh"], false, config), docker(None, &["sh"]));
+            assert_eq!(
+                read(&["sh", "-c", "x"], &[], false, config),
+                docker(None, &["sh", "-c", "x"])
+            );
+            // IMAGE CMD..., and IMAGE alone (its Cmd).
+            assert_eq!(
+                read(&["img.tar", "echo", "hi"], &[], false, config),
+                docker(Some("img.tar"), &["echo", "hi"])
+            );
+            assert_eq!(
+                read(&["img.tar", "--", "echo"], &[], false, config),
+                docker(Some("img.tar"), &["echo"])
+            );
+            // A `--` after a command's word is the command's, as docker passes it on.
+            assert_eq!(
+                read(&["sh", "--", "x"], &[], false, config),
+                docker(None, &["sh", "--", "x"])
+            );
+        }
+        assert_eq!(
+            read(&["img.tar"], &[], false, false),
+            docker(Some("img.tar"), &[])
+        );
+        assert_eq!(read(&["sh"], &[], false, false), docker(None, &["sh"]));
+    }
+
+    #[test]
+    fn runcs_run_id_reads_where_it_is_the_only_reading() {
+        let here = PathBuf::from(".");
+        let r = read_words(
+            words(&["ctr1"]),
+            vec![],
+            false,
+            None,
+            &Fake { config: true },
+        );
+        assert_eq!(
+            r.unwrap(),
+            Reading::Oci {
+                id: "ctr1".into(),
+                bundle: here
+            }
+        );
+        let b = PathBuf::from("/b");
+        let r = read_words(
+            words(&["sh"]),
+            vec![],
+            false,
+            Some(b.clone()),
+            &Fake { config: false },
+        );
+        assert_eq!(
+            r.unwrap(),
+            Reading::Oci {
+                id: "sh".into(),
+                bundle: b.clone()
+            },
+            "--bundle makes it runc's, whatever the word"
+        );
+        for (w, after, root) in [
+            (&["a", "b"][..], &[][..], false),
+            (&["a"], &["b"], false),
+            (&["a"], &[], true),
+        ] {
+            let r = read_words(
+                words(w),
+                words(after),
+                root,
+                Some(b.clone()),
+                &Fake { config: true },
+            );
+            assert!(r.is_err(), "{w:?} {after:?} {root}");
+        }
+    }
+
+    #[test]
+    fn a_word_that_reads_both_ways_is_refused_naming_both() {
+        for (word, hint) in [("sh", "run -- sh"), ("box", "run --image box")] {
+            let err = read_words(words(&[word]), vec![], false, None, &Fake { config: true })
+                .unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains("ambiguous"), "{text}");
+            assert!(text.contains("runc's run ID"), "{text}");
+            assert!(text.contains("docker's run"), "{text}");
+            assert!(text.contains(&format!("run --bundle . {word}")), "{text}");
+            assert!(text.contains(hint), "{text}");
+            assert!(!text.contains('\n'), "one line: {text}");
+        }
+    }
 }

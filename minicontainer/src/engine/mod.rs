@@ -323,6 +323,13 @@ impl Container {
         self.limits.procs()
     }
 
+    /// `--net bridge`: its eth0's `ADDRESS/PREFIX` and the gateway's address.
+    pub fn address(&self) -> Option<(String, String)> {
+        self.lease
+            .as_ref()
+            .map(|l| (format!("{}/{}", l.address, l.prefix), l.gateway.to_string()))
+    }
+
     /// Leave it to its record (OCI `create`): its cgroups stay for `delete`, its process goes
     /// to the caller's subreaper once this process ends, as with runc.
     pub fn leave(self) -> Created {
