@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 const USAGE: &str = "usage: cargo xtask bench [--runs N] [--warmup N] [--burst N] [--busy-ok] [--install] [--minicontainer PATH]";
 /// A machine busier than this (load average, per the whole machine) gives no ratios: other work
@@ -231,6 +231,14 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
              them anyway"
         );
     }
+    // Where minicontainer's start-up goes: its own --timings, averaged over runs of the first
+    // row's command.
+    if let Some(mc) = tools.first().filter(|t| t.unavailable.is_none()) {
+        match breakdown(&mc.command, opts.runs.clamp(5, 50)) {
+            Ok(text) => print!("{text}"),
+            Err(e) => println!("no --timings breakdown: {e:#}"),
+        }
+    }
     let failed: Vec<&str> = tools
         .iter()
         .zip(&results)
@@ -242,6 +250,77 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
         bail!("failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// One step of `--timings`: its number, who took it, its milliseconds, and what it was.
+#[derive(Debug, PartialEq)]
+struct Step {
+    step: u32,
+    who: String,
+    ms: f64,
+    what: String,
+}
+
+/// The rows of a `--timings` table (`step who ms share what`, then a `total` row).
+fn timing_rows(text: &str) -> Vec<Step> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let step = words.next()?.parse().ok()?;
+            let who = words.next()?.to_string();
+            let ms = words.next()?.parse().ok()?;
+            words.next().filter(|share| share.ends_with('%'))?;
+            let what = words.collect::<Vec<_>>().join(" ");
+            Some(Step {
+                step,
+                who,
+                ms,
+                what,
+            })
+        })
+        .collect()
+}
+
+/// `minicontainer run ... --timings` `runs` times: each step's mean time, and the mean of the
+/// totals, as a table. Runs whose steps differ from the first's in number are left out.
+fn breakdown(command: &[String], runs: usize) -> Result<String> {
+    let mut args = command[1..].to_vec();
+    let at = args.iter().position(|a| a == "run").context("no run")? + 1;
+    args.insert(at, "--timings".into());
+    let mut all: Vec<Vec<Step>> = Vec::new();
+    for _ in 0..runs {
+        let out = Command::new(&command[0])
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("spawn {}", command[0]))?;
+        ensure!(
+            out.status.success(),
+            "{} --timings: {}",
+            command[0],
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        all.push(timing_rows(&String::from_utf8_lossy(&out.stderr)));
+    }
+    let first = all.first().context("no run")?;
+    ensure!(!first.is_empty(), "--timings printed no table");
+    let same: Vec<&Vec<Step>> = all.iter().filter(|r| r.len() == first.len()).collect();
+    let n = same.len() as f64;
+    let mut text = format!(
+        "\nwhere `{}` spends its start-up (--timings, mean of {} runs; a container's step is timed when its report reaches the host):\n",
+        args.join(" ").replace(&command[0], "minicontainer"),
+        same.len()
+    );
+    let mut total = 0.0;
+    for (i, s) in first.iter().enumerate() {
+        let ms = same.iter().map(|r| r[i].ms).sum::<f64>() / n;
+        total += ms;
+        // Numbers in the text (PIDs, paths' unique parts) vary from run to run.
+        let what: String = s.what.chars().take(70).collect();
+        let _ = writeln!(text, "  {:>2}  {:<12} {ms:>6.2} ms  {what}", s.step, s.who);
+    }
+    let _ = writeln!(text, "      {:<12} {total:>6.2} ms  in all", "total");
+    Ok(text)
 }
 
 /// Seconds of CPU time the whole machine has spent busy since boot (`/proc/stat`'s `cpu` line:
@@ -1392,4 +1471,34 @@ fn table(
         out.push_str(&failures);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_rows_are_read_from_the_table() {
+        let table = "step  who        ms    share  what\n\
+                     1     host       0.40  7%     mkdir /tmp/nslab-ctr-1-2 (image)\n\
+                     2     container  1.25  22%    mount(\"overlay\", rootfs)\n\
+                           total      5.60\n";
+        assert_eq!(
+            timing_rows(table),
+            [
+                Step {
+                    step: 1,
+                    who: "host".into(),
+                    ms: 0.40,
+                    what: "mkdir /tmp/nslab-ctr-1-2 (image)".into()
+                },
+                Step {
+                    step: 2,
+                    who: "container".into(),
+                    ms: 1.25,
+                    what: "mount(\"overlay\", rootfs)".into()
+                }
+            ]
+        );
+    }
 }
