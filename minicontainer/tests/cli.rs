@@ -222,7 +222,9 @@ fn ctrl_c_stops_the_container_and_removes_everything() {
             "--",
             "sh",
             "-c",
-            "echo ready; sleep 30",
+            // exec: the forwarded SIGINT reaches the sleeping program itself (a shell would
+            // wait for its foreground child to end first, as it does outside a container).
+            "echo ready; exec sleep 30",
         ],
     );
     cmd.stdout(std::process::Stdio::piped()).process_group(0);

@@ -651,9 +651,10 @@ fn cgroups_path_device_rules_and_a_cgroup_mount() {
     }) else {
         return;
     };
-    // The rules go to v1's devices controller where there is one (here), to an eBPF program on
-    // the v2 group elsewhere (the VM); NSLAB_DEVICE_POLICY=bpf takes the eBPF way here too.
-    for policy in ["", "bpf"] {
+    // The rules go to an eBPF program on the v2 group wherever a cgroup2 hierarchy is mounted
+    // (here, and the VM); NSLAB_DEVICE_POLICY=v1 takes v1's devices controller where it has
+    // one (a hybrid host: here).
+    for policy in ["", "v1"] {
         let id = id("cgpath");
         let r = b.mc_env(
             &["run", "--bundle", &b.path(), &id],

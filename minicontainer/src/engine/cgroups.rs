@@ -220,12 +220,15 @@ pub(crate) fn make(
     device_policy: bool,
     rootless: bool,
 ) -> Result<Limits> {
-    // The device policy goes to v1's devices controller where there is one, else to an eBPF
-    // program on the v2 group. NSLAB_DEVICE_POLICY=bpf takes the v2 way on a hybrid host too
-    // (the program then sits on the container's group in the unified hierarchy).
-    let bpf = std::env::var_os("NSLAB_DEVICE_POLICY").is_some_and(|v| v == "bpf");
+    // The device policy is an eBPF program on the container's v2 group wherever a cgroup2
+    // hierarchy is mounted, a hybrid host's unified one included: the kernel checks it as it
+    // checks v1's devices controller, and the container is then born in that group
+    // (CLONE_INTO_CGROUP), with no v1 group to make, write, join and remove (a write to a v1
+    // cgroup.procs waits for an RCU grace period). v1's devices controller where there is no
+    // cgroup2 mount, or with NSLAB_DEVICE_POLICY=v1 (as runc does on a hybrid host).
+    let want_v1 = std::env::var_os("NSLAB_DEVICE_POLICY").is_some_and(|v| v == "v1");
     let v1_devices = device_policy
-        && !bpf
+        && (want_v1 || cg::unified().is_err())
         && cg::for_controller("devices", None).is_ok_and(|h| h.version == Version::V1);
     // Rootless: under the caller's delegated subtree, said in one line.
     let parent = match rootless && plan.cgroups_path.is_none() && plan.has_limits() {
