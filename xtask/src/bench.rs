@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-const USAGE: &str = "usage: cargo xtask bench [--runs N] [--warmup N] [--burst N] [--busy-ok] [--install] [--minicontainer PATH]";
+const USAGE: &str = "usage: cargo xtask bench [--runs N] [--warmup N] [--burst N] [--busy-ok] [--install] [--minicontainer PATH] [--record FILE]";
 /// A machine busier than this (load average, per the whole machine) gives no ratios: other work
 /// slows the tools unequally.
 const QUIET_LOAD: f64 = 0.3;
@@ -55,6 +55,8 @@ struct Options {
     busy_ok: bool,
     install: bool,
     minicontainer: Option<PathBuf>,
+    /// Also write the report to this file (the book includes one such run).
+    record: Option<PathBuf>,
 }
 
 fn parse_options(args: &[String]) -> Result<Options> {
@@ -65,6 +67,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         busy_ok: false,
         install: false,
         minicontainer: None,
+        record: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -104,6 +107,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
             }
             "--install" => opts.install = true,
             "--minicontainer" => opts.minicontainer = Some(PathBuf::from(value()?)),
+            "--record" => opts.record = Some(PathBuf::from(value()?)),
             "-h" | "--help" => {
                 println!(
                     "{USAGE}\n\n\
@@ -114,7 +118,8 @@ fn parse_options(args: &[String]) -> Result<Options> {
                      --burst N          then N containers at once per tool, total wall time (default 50)\n\
                      --busy-ok          print ratios even with a load average above 0.3\n\
                      --install          apt-get install -y {}\n\
-                     --minicontainer P  use this binary instead of building one",
+                     --minicontainer P  use this binary instead of building one\n\
+                     --record FILE      also write the report to FILE (with the date and machine)",
                     PACKAGES.join(" ")
                 );
                 std::process::exit(0);
@@ -137,12 +142,18 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|k| k.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
-    println!(
-        "nslab bench: kernel {kernel}, cgroups {}, {} runs per tool (+{} warm-up)",
+    let mut report = String::new();
+    let mut emit = |text: String| {
+        print!("{text}");
+        report.push_str(&text);
+    };
+    emit(format!(
+        "nslab bench: kernel {kernel}, cgroups {}, {} CPUs, {} runs per tool (+{} warm-up)\n",
         layout.describe(),
+        std::thread::available_parallelism().map_or(1, usize::from),
         opts.runs,
         opts.warmup
-    );
+    ));
 
     if opts.install {
         install()?;
@@ -213,31 +224,49 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
         _ => None,
     };
     let busy = load.is_some_and(|l| l > QUIET_LOAD) || others.is_some_and(|o| o > QUIET_LOAD);
-    print!(
-        "{}",
-        table(&tools, &results, &layout, !busy || opts.busy_ok, opts.burst)
-    );
+    emit(table(
+        &tools,
+        &results,
+        &layout,
+        !busy || opts.busy_ok,
+        opts.burst,
+    ));
     let shown = |l: Option<f64>| l.map_or("?".into(), |l| format!("{l:.2}"));
-    println!(
-        "load average {} before, {} after (the bench's own runs included), on {cpus} CPUs; other work meanwhile kept {} CPUs busy on average",
+    emit(format!(
+        "load average {} before, {} after (the bench's own runs included), on {cpus} CPUs; other work meanwhile kept {} CPUs busy on average\n",
         shown(load),
         shown(load_after),
         shown(others)
-    );
+    ));
     if busy && !opts.busy_ok {
-        println!(
+        emit(format!(
             "ratios withheld: a load average before, or other work meanwhile, above {QUIET_LOAD} \
              means the tools were not measured alone and were slowed unequally; --busy-ok prints \
-             them anyway"
-        );
+             them anyway\n"
+        ));
     }
     // Where minicontainer's start-up goes: its own --timings, averaged over runs of the first
     // row's command.
     if let Some(mc) = tools.first().filter(|t| t.unavailable.is_none()) {
         match breakdown(&mc.command, opts.runs.clamp(5, 50)) {
-            Ok(text) => print!("{text}"),
-            Err(e) => println!("no --timings breakdown: {e:#}"),
+            Ok(text) => emit(text),
+            Err(e) => emit(format!("no --timings breakdown: {e:#}\n")),
         }
+    }
+    if let Some(file) = &opts.record {
+        // Scratch paths vary from run to run; the rest is the run's own output.
+        let mut text = report.replace(&scratch.dir.to_string_lossy().into_owned(), "SCRATCH");
+        if let Ok(out) = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output() {
+            text.insert_str(
+                0,
+                &format!(
+                    "recorded {} by `cargo xtask bench --record`\n",
+                    String::from_utf8_lossy(&out.stdout).trim()
+                ),
+            );
+        }
+        std::fs::write(file, text).with_context(|| format!("write {}", file.display()))?;
+        eprintln!("xtask: report written to {}", file.display());
     }
     let failed: Vec<&str> = tools
         .iter()

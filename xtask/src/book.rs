@@ -132,6 +132,16 @@ fn check_include(chapter: &Path, inc: &Include, problems: &mut Vec<String>) {
         return;
     };
     let lines = text.lines().count();
+    // A benchmark's figures are a recorded run's output (`cargo xtask bench --record`, which
+    // dates it and names the machine), never a table typed in.
+    if inc.path.ends_with("bench-run.txt")
+        && !(text.starts_with("recorded ") && text.contains("\nnslab bench: kernel "))
+    {
+        problems.push(format!(
+            "{here}: {} is not the output of `cargo xtask bench --record`",
+            inc.path
+        ));
+    }
     match inc.spec.as_deref() {
         None => {}
         Some(spec)
