@@ -256,7 +256,10 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     if let Some(file) = &opts.record {
         // Scratch paths vary from run to run; the rest is the run's own output.
         let mut text = report.replace(&scratch.dir.to_string_lossy().into_owned(), "SCRATCH");
-        if let Ok(out) = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output() {
+        if let Ok(out) = Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()
+        {
             text.insert_str(
                 0,
                 &format!(
