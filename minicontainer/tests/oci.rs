@@ -165,6 +165,85 @@ impl Drop for Bundle {
     }
 }
 
+/// A rootless bundle's OCI run with linux.resources, as `runc --rootless` would be run: the
+/// config's user namespace maps the caller to root, and the limits go in the subtree delegated
+/// to the caller (the VM's second pass, as a user; as root, for `nobody` in one made by hand);
+/// where the controllers are v1's, refused by name.
+#[test]
+fn a_rootless_oci_run_sets_its_limits_in_a_delegated_subtree() {
+    const TEST: &str = "a_rootless_oci_run_sets_its_limits_in_a_delegated_subtree";
+    let as_root = nix::unistd::geteuid().is_root();
+    if labkit::testing::needs_unprivileged_userns(TEST) {
+        return;
+    }
+    let _one = serial();
+    let user = if as_root {
+        labkit::doctor::NOBODY
+    } else {
+        nix::unistd::geteuid().as_raw()
+    };
+    let Some(b) = Bundle::new(TEST, |c| {
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max"
+        ]);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": user, "size": 1}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": user, "size": 1}]);
+        c["linux"]["resources"] = json!({"memory": {"limit": 33554432}, "pids": {"limit": 12}});
+    }) else {
+        return;
+    };
+    let state = TempDir::new("oci-rootless");
+    let args = [
+        "--root",
+        &state.path().to_string_lossy(),
+        "run",
+        "--bundle",
+        &b.path(),
+        &id("rootless"),
+    ]
+    .map(String::from);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let v1 = cgroup_demo::cg::for_controller("memory", None)
+        .is_ok_and(|h| h.version == cgroup_demo::cg::Version::V1);
+    let r = if as_root {
+        nix::unistd::chown(state.path(), Some(nix::unistd::Uid::from_raw(user)), None).unwrap();
+        if v1 {
+            labkit::testing::run_as_nobody(bin(), &args)
+        } else {
+            let d = labkit::testing::Delegated::make(&["memory", "pids"]);
+            let (pid, r) = labkit::testing::run_as_nobody_in_cgroup(bin(), &args, &d.shell_procs());
+            started(pid);
+            r
+        }
+    } else {
+        if !v1 && cgroup_demo::cg::delegated_subtree().is_none() {
+            skip(TEST, "needs root, or a cgroup v2 subtree delegated to you");
+            return;
+        }
+        run(bin(), &args)
+    };
+    if v1 {
+        assert_eq!(r.code, 77, "{}", r.transcript());
+        assert!(r.stderr.contains("cgroup v1 here"), "{}", r.stderr);
+        return;
+    }
+    assert_eq!(r.code, 0, "{}", r.transcript());
+    assert_eq!(r.stdout, "33554432\n12\n", "{}", r.transcript());
+    assert!(
+        r.stderr
+            .contains("rootless: limits in your delegated cgroup"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
+
 fn id(what: &str) -> String {
     format!("nslab-{what}-{}", std::process::id())
 }

@@ -166,12 +166,12 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
             format!("mkdir {work} (image skeleton, upper and work layers, rootfs)"),
         );
     }
-    let limits = cgroups::make(
-        out,
-        &plan,
-        !req.privilege.is_rootless(),
-        req.privilege.is_rootless(),
-    )?;
+    // Unprivileged: rootless `run`, which has entered its own user namespace, or an OCI create
+    // by a user who is not root (its config brings the user namespace, as runc's rootless
+    // spec does). Either way no device policy (the container's user namespace cannot open a
+    // device node the user could not), and the limits only in a delegated subtree.
+    let unprivileged = req.privilege.is_rootless() || !nix::unistd::geteuid().is_root();
+    let limits = cgroups::make(out, &plan, !unprivileged, unprivileged)?;
     // Opened O_PATH: the child reopens it through /proc/self/fd once it is in its new root.
     let fifo = nix::fcntl::open(
         req.fifo,
