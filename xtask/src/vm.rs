@@ -102,9 +102,10 @@ const SUITES: &[Suite] = &[
 /// libraries `ldd` names (Debian 12's, as on the VM's kernel's own distribution): util-linux's
 /// unshare, nsenter and setpriv, iproute2's ip, script(1), and perl (the trust tests make raw
 /// system calls with it, inside containers whose /usr is the VM's), procps's ps (busybox's has
-/// no `-o`/`-p`), and bash (the bridge test's client uses its /dev/tcp).
+/// no `-o`/`-p`), bash (the bridge test's client uses its /dev/tcp), iproute2's ss (which
+/// ports listen) and glibc's getent (a container resolves its own hostname).
 const HOST_PROGRAMS: &[&str] = &[
-    "unshare", "nsenter", "setpriv", "ip", "script", "perl", "ps", "bash",
+    "unshare", "nsenter", "setpriv", "ip", "ss", "script", "perl", "ps", "bash", "getent",
 ];
 
 /// Directories copied whole from the host: perl's base library (the bridge tests' servers use
