@@ -231,6 +231,23 @@ fn a_rootless_oci_run_sets_its_limits_in_a_delegated_subtree() {
     if v1 {
         assert_eq!(r.code, 77, "{}", r.transcript());
         assert!(r.stderr.contains("cgroup v1 here"), "{}", r.stderr);
+        // Without limits the same bundle runs: the caller writes the ID maps of a process
+        // that stays dumpable until then, and root inside is the caller outside.
+        let path = b.dir.path().join("config.json");
+        let mut config: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        config["linux"]["resources"] = json!(null);
+        config["process"]["args"] = json!(["id", "-u"]);
+        fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let r = match as_root {
+            true => labkit::testing::run_as_nobody(bin(), &args),
+            false => run(bin(), &args),
+        };
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, "0\n"),
+            "{}",
+            r.transcript()
+        );
         return;
     }
     assert_eq!(r.code, 0, "{}", r.transcript());

@@ -743,6 +743,13 @@ fn add_etc(cpio: &mut Cpio) {
     cpio.file("/etc/shadow", 0o600, b"root:*:1::::::\nnobody:*:1::::::\n");
     cpio.file("/etc/gshadow", 0o600, b"root:*::\nnogroup:*::\n");
     cpio.file("/etc/hostname", 0o644, b"nslab-vm\n");
+    // As a host has one (a bridge container gets a copy); the VM has no network, and
+    // 192.0.2.53 is TEST-NET-1, never routed.
+    cpio.file(
+        "/etc/resolv.conf",
+        0o644,
+        b"# nslab VM: no network here\nnameserver 192.0.2.53\n",
+    );
     cpio.dir("/root");
 }
 

@@ -206,6 +206,7 @@ pub fn create(out: &mut Narrator, req: Request) -> Result<Container> {
         create_container: hooks::of(&config.spec, hooks::Kind::CreateContainer),
         start_container: hooks::of(&config.spec, hooks::Kind::StartContainer),
         join_mount: join_mount.as_ref(),
+        maps_by_user: plan.uid_map.is_some() && !nix::unistd::geteuid().is_root(),
     };
     // ANCHOR: clone
     // The namespaces of the spec (all six from `run`). The cgroup namespace is made again with

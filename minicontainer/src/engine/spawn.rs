@@ -46,11 +46,15 @@ pub(crate) struct Prepared<'a> {
     pub(crate) start_container: Vec<oci_spec::runtime::Hook>,
     /// A mount namespace to enter (`linux.namespaces` with a path).
     pub(crate) join_mount: Option<&'a std::fs::File>,
+    /// A user who is not root writes this process's uid_map and gid_map (a rootless OCI
+    /// bundle): it may only while the process is dumpable (a process that is not has its
+    /// /proc/PID files owned by root).
+    pub(crate) maps_by_user: bool,
 }
 
 /// The body of the container's first process.
 pub(crate) fn container_main(r: &mut Reporter, p: &Prepared) -> Result<i32> {
-    let (eth0, state) = wait_for_host(r)?;
+    let (eth0, state) = wait_for_host(r, p.maps_by_user)?;
     super::namespaces::settle(p.plan)?;
     let before_pivot = || {
         super::hooks::run(
@@ -126,11 +130,15 @@ pub(crate) fn container_main(r: &mut Reporter, p: &Prepared) -> Result<i32> {
 /// Not dumpable, unblocked signals, then wait until the host has put this process in its
 /// cgroups (then CLONE_NEWCGROUP's root is theirs) and plugged in its network: it answers
 /// "eth0 ADDRESS/PREFIX" or "none", then the container's state (JSON, for the hooks).
-fn wait_for_host(r: &mut Reporter) -> Result<(Option<(Ipv4Addr, u8)>, String)> {
+fn wait_for_host(r: &mut Reporter, maps_by_user: bool) -> Result<(Option<(Ipv4Addr, u8)>, String)> {
     // First of all: not dumpable, so that no process of the container can open this one's
     // /proc/PID/{environ,fd,mem} (it still has the caller's environment and the pipes to the
-    // host) before it execs; execve(2) makes the container's program dumpable again.
-    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
+    // host) before it execs; execve(2) makes the container's program dumpable again. When the
+    // caller, not root, writes this process's ID maps, once the host has answered: no process
+    // of the container exists before then, and the caller may open its own processes anyway.
+    if !maps_by_user {
+        nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
+    }
     r.speaker("container");
     // minicontainer holds Ctrl-C while it sets up and cleans up: the container must not.
     nix::sys::signal::sigprocmask(
@@ -141,6 +149,9 @@ fn wait_for_host(r: &mut Reporter) -> Result<(Option<(Ipv4Addr, u8)>, String)> {
     .context("sigprocmask(SIG_SETMASK, {})")?;
     r.ready();
     let answer = r.recv()?.context("minicontainer ended during setup")?;
+    if maps_by_user {
+        nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
+    }
     let eth0 = match answer.strip_prefix("eth0 ") {
         Some(a) => {
             let (ip, prefix) = a.split_once('/').context("eth0 ADDRESS/PREFIX")?;
