@@ -2359,57 +2359,53 @@ fn limits_in_the_callers_delegated_subtree(test: &str) {
         );
         return;
     };
-    let (pid, r) = labkit::testing::run_with_pid(
-        bin(),
-        &[
-            "run",
-            "--memory",
-            "32M",
-            "--",
-            "sh",
-            "-c",
-            "dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null; echo dd=$?",
-        ],
-    );
-    started(pid);
-    assert_eq!(r.code, 0, "{}", r.transcript());
-    assert!(
-        r.stderr.contains(&format!(
-            "rootless: limits in your delegated cgroup {}",
-            subtree.display()
-        )),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stdout.contains("dd=137"),
-        "OOM-killed: {}",
-        r.transcript()
-    );
-    let (pid2, r) = labkit::testing::run_with_pid(
-        bin(),
-        &[
-            "run",
-            "--pids-limit",
-            "9",
-            "--",
-            "sh",
-            "-c",
-            "cat /sys/fs/cgroup/pids.max",
-        ],
-    );
-    started(pid2);
-    assert_eq!(r.code, 0, "{}", r.transcript());
-    assert_eq!(r.stdout, "9\n", "{}", r.transcript());
+    let pids = limits_hold_in(&subtree, &|args| labkit::testing::run_with_pid(bin(), args));
     // Nothing of either run is left in the subtree.
     let left: Vec<String> = std::fs::read_dir(&subtree)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| labkit::testing::made_by(n, &[pid, pid2]))
+        .filter(|n| labkit::testing::made_by(n, &pids))
         .collect();
     assert_eq!(left, Vec::<String>::new(), "left in {}", subtree.display());
     assert_eq!(leftovers(), Vec::<String>::new());
+}
+
+/// `run --memory 32M` and `run --pids-limit 9`, started by `runner` in a process whose cgroup's
+/// parent is the delegated `subtree`: each says where its limits live, the OOM killer ends the
+/// greedy `dd`, and the pids limit reads back inside. Returns the runs' PIDs.
+fn limits_hold_in(subtree: &Path, runner: &dyn Fn(&[&str]) -> (i32, Run)) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for (limit, script, expected) in [
+        (
+            ["--memory", "32M"],
+            "dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null; echo dd=$?",
+            "dd=137\n",
+        ),
+        (["--pids-limit", "9"], "cat /sys/fs/cgroup/pids.max", "9\n"),
+    ] {
+        let mut args = vec!["run"];
+        args.extend(limit);
+        args.extend(["--", "sh", "-c", script]);
+        let (pid, r) = runner(&args);
+        started(pid);
+        pids.push(pid);
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, expected),
+            "{}",
+            r.transcript()
+        );
+        assert!(
+            r.stderr.contains(&format!(
+                "rootless: limits in your delegated cgroup {}",
+                subtree.display()
+            )),
+            "{}",
+            r.stderr
+        );
+    }
+    pids
 }
 
 #[test]
@@ -2451,51 +2447,9 @@ fn rootless_limits_live_in_a_delegated_cgroup_or_are_refused_saying_why() {
     );
     // Delegated: the limits are set below the subtree and enforced.
     let d = labkit::testing::Delegated::make(&["memory", "pids"]);
-    let procs = d.top.join("shell/cgroup.procs");
-    let (pid, r) = labkit::testing::run_as_nobody_in_cgroup(
-        bin(),
-        &[
-            "run",
-            "--memory",
-            "32M",
-            "--",
-            "sh",
-            "-c",
-            "dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null; echo dd=$?",
-        ],
-        &procs,
-    );
-    started(pid);
-    assert_eq!(r.code, 0, "{}", r.transcript());
-    assert!(
-        r.stderr.contains(&format!(
-            "rootless: limits in your delegated cgroup {}",
-            d.top.display()
-        )),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stdout.contains("dd=137"),
-        "OOM-killed: {}",
-        r.transcript()
-    );
-    let (pid, r) = labkit::testing::run_as_nobody_in_cgroup(
-        bin(),
-        &[
-            "run",
-            "--pids-limit",
-            "9",
-            "--",
-            "sh",
-            "-c",
-            "cat /sys/fs/cgroup/pids.max; cat /proc/self/cgroup",
-        ],
-        &procs,
-    );
-    started(pid);
-    assert_eq!(r.code, 0, "{}", r.transcript());
-    assert!(r.stdout.starts_with("9\n"), "{}", r.transcript());
+    limits_hold_in(&d.top, &|args| {
+        labkit::testing::run_as_nobody_in_cgroup(bin(), args, &d.shell_procs())
+    });
     // Nothing of it is left in the subtree: only the shell's group.
     let left: Vec<_> = std::fs::read_dir(&d.top)
         .unwrap()
