@@ -1412,15 +1412,9 @@ fn an_oci_image_runs_with_its_config() {
     if needs_root("an_oci_image_runs_with_its_config") {
         return;
     }
-    let busybox = Path::new("/bin/busybox");
-    if !busybox.exists()
-        && labkit::testing::skip(
-            "an_oci_image_runs_with_its_config",
-            "no /bin/busybox (apt-get install busybox-static)",
-        )
-    {
+    let Some(busybox) = common::busybox("an_oci_image_runs_with_its_config") else {
         return;
-    }
+    };
     let _one = serial();
     let work = labkit::tempdir::TempDir::create("img").unwrap();
     let layout = work.path().join("image");
@@ -1496,12 +1490,9 @@ fn run_takes_dockers_order_with_or_without_dashes_and_refuses_an_ambiguous_word(
     if needs_root(TEST) {
         return;
     }
-    let busybox = Path::new("/bin/busybox");
-    if !busybox.exists()
-        && labkit::testing::skip(TEST, "no /bin/busybox (apt-get install busybox-static)")
-    {
+    let Some(busybox) = common::busybox(TEST) else {
         return;
-    }
+    };
     let _one = serial();
     let work = labkit::tempdir::TempDir::create("order").unwrap();
     let layout = work.path().join("image");
@@ -1692,12 +1683,9 @@ fn images_lists_the_cache_and_prune_drops_layers_no_image_uses() {
     if needs_root(TEST) {
         return;
     }
-    let busybox = Path::new("/bin/busybox");
-    if !busybox.exists()
-        && labkit::testing::skip(TEST, "no /bin/busybox (apt-get install busybox-static)")
-    {
+    let Some(busybox) = common::busybox(TEST) else {
         return;
-    }
+    };
     let _one = serial();
     let work = labkit::tempdir::TempDir::create("prune").unwrap();
     let cache = work.path().join("cache");

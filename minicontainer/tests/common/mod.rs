@@ -47,3 +47,15 @@ pub fn leftovers() -> Vec<String> {
     found.extend(cgroup_leftovers_of(&parents, &pids));
     found
 }
+
+/// Debian's static busybox (the tests' images and root filesystems are made of it), or `None`
+/// after a loud skip.
+pub fn busybox(test: &str) -> Option<&'static Path> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists()
+        && labkit::testing::skip(test, "no /bin/busybox (apt-get install busybox-static)")
+    {
+        return None;
+    }
+    Some(busybox)
+}
