@@ -2325,25 +2325,12 @@ fn list_ps_and_state_end_with_141_when_the_reader_is_gone() {
 /// caller's to write, as systemd's user@UID.service is), `run --memory` and `--pids-limit` set
 /// their limits there and the kernel enforces them; without one, the test skips saying why.
 fn limits_in_the_callers_delegated_subtree(test: &str) {
-    use nix::unistd::{AccessFlags, access};
-    let Ok(h) = cgroup_demo::cg::unified() else {
+    // The same finding as cgroup-demo's: the parent of the caller's own v2 cgroup, when that
+    // directory, its cgroup.procs and its cgroup.subtree_control are the caller's.
+    let Some(subtree) = cgroup_demo::cg::delegated_subtree() else {
         skip(
             test,
-            "needs root, or a cgroup v2 subtree delegated to you (no cgroup2 here)",
-        );
-        return;
-    };
-    let subtree = h.own.parent().map(std::path::Path::to_path_buf);
-    let Some(subtree) = subtree.filter(|p| {
-        access(&p.join("cgroup.procs"), AccessFlags::W_OK).is_ok()
-            && access(&p.join("cgroup.subtree_control"), AccessFlags::W_OK).is_ok()
-    }) else {
-        skip(
-            test,
-            &format!(
-                "needs root, or a cgroup v2 subtree delegated to you ({} is not yours to write)",
-                h.own.parent().unwrap_or(&h.own).display()
-            ),
+            "needs root, or a cgroup v2 subtree delegated to you (the parent of your cgroup is not yours to write)",
         );
         return;
     };
